@@ -1,0 +1,1 @@
+"""Tests for QIDO-RS: matching, models, search and routes."""
