@@ -1,0 +1,231 @@
+"""Transfer-syntax conversion of whole instances (pure; no Twisted).
+
+Decodes anything pydicom (with pylibjpeg, openjpeg, pyjpegls and rle) can
+decode to Explicit VR Little Endian, and encodes to RLE Lossless, JPEG-LS
+Lossless and JPEG 2000 Lossless. When a conversion cannot be made,
+:class:`TranscodeError` is raised so that a web route can answer 406.
+
+Lossless conversions keep the SOP Instance UID: the instance is the same.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from typing import BinaryIO
+
+import numpy as np
+from pydicom import dcmread, dcmwrite
+from pydicom.dataset import Dataset, FileDataset
+from pydicom.pixels import get_decoder, pack_bits, pixel_array
+from pydicom.uid import (
+    UID,
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    JPEG2000Lossless,
+    JPEGLSLossless,
+    RLELossless,
+)
+
+__all__ = [
+    "NATIVE_SYNTAXES",
+    "ENCODABLE_SYNTAXES",
+    "OUTPUT_SYNTAXES",
+    "TranscodeError",
+    "can_decode",
+    "can_transcode",
+    "decode_frame",
+    "frame_native_bytes",
+    "transcode",
+]
+
+#: Uncompressed syntaxes we read; the little endian ones we can also write.
+NATIVE_SYNTAXES = frozenset(
+    {ImplicitVRLittleEndian, ExplicitVRLittleEndian, DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian}
+)
+#: Compressed syntaxes we can encode to (all lossless).
+ENCODABLE_SYNTAXES = frozenset({RLELossless, JPEGLSLossless, JPEG2000Lossless})
+#: Every syntax :func:`transcode` can produce.
+OUTPUT_SYNTAXES = frozenset(
+    {ImplicitVRLittleEndian, ExplicitVRLittleEndian, DeflatedExplicitVRLittleEndian} | ENCODABLE_SYNTAXES
+)
+
+_PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+_SWAP_WIDTH = {"OW": 2, "OF": 4, "OL": 4, "OD": 8, "OV": 8}
+
+
+class TranscodeError(Exception):
+    """The instance cannot be converted to the asked transfer syntax."""
+
+
+def can_decode(transfer_syntax: str) -> bool:
+    """Whether pixel data in `transfer_syntax` can be decoded here."""
+    uid = UID(transfer_syntax)
+    if uid in NATIVE_SYNTAXES:
+        return True
+    try:
+        return bool(get_decoder(uid).is_available)
+    except (NotImplementedError, ValueError):
+        return False
+
+
+def can_transcode(source: str, target: str, has_pixels: bool = True) -> bool:
+    """Whether an instance stored in `source` can be served in `target`."""
+    if source == target:
+        return True
+    if target not in OUTPUT_SYNTAXES:
+        return False
+    if not has_pixels:
+        return True
+    return can_decode(source)
+
+
+Source = str | os.PathLike[str] | bytes | BinaryIO
+
+
+def _read(src: Source, **kwargs: object) -> FileDataset:
+    if isinstance(src, bytes | bytearray | memoryview):
+        src = io.BytesIO(bytes(src))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return dcmread(src, **kwargs)  # type: ignore[arg-type]
+
+
+def _has_pixels(ds: Dataset) -> bool:
+    return any(k in ds for k in _PIXEL_KEYWORDS)
+
+
+def _swap_binary(ds: Dataset) -> None:
+    """Byte-swap OW/OF/OL/OD/OV values (other than pixel data) in place."""
+    for elem in ds.iterall():
+        width = _SWAP_WIDTH.get(elem.VR)
+        if not width or elem.keyword in _PIXEL_KEYWORDS or not elem.value:
+            continue
+        value = elem.value
+        if isinstance(value, bytes) and len(value) % width == 0:
+            elem.value = np.frombuffer(value, f">u{width}").astype(f"<u{width}").tobytes()
+
+
+def _native_little_endian(ds: FileDataset) -> None:
+    """Turn a big endian / native dataset into Explicit VR Little Endian in place."""
+    source = UID(ds.file_meta.TransferSyntaxUID)
+    if not source.is_little_endian:
+        if "PixelData" in ds:
+            arr = ds.pixel_array
+            if ds.get("BitsAllocated") == 1:
+                data = pack_bits(arr)
+            else:
+                data = arr.astype(arr.dtype.newbyteorder("<")).tobytes()
+                if ds.get("SamplesPerPixel", 1) > 1:
+                    ds.PlanarConfiguration = 0
+            if len(data) % 2:
+                data += b"\0"
+            ds.PixelData = data
+            ds["PixelData"].VR = "OB" if ds.get("BitsAllocated", 8) <= 8 else "OW"
+        for elem in ds.iterall():  # convert raw elements while the old encoding applies
+            pass
+        _swap_binary(ds)
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+
+
+def _write(ds: FileDataset, target: UID) -> bytes:
+    for _elem in ds.iterall():  # convert raw elements (their VR may be implicit) before re-encoding
+        pass
+    ds.file_meta.TransferSyntaxUID = target
+    out = io.BytesIO()
+    dcmwrite(
+        out,
+        ds,
+        implicit_vr=target.is_implicit_VR,
+        little_endian=True,
+        force_encoding=True,
+    )
+    return out.getvalue()
+
+
+def transcode(src: Source, target: str) -> bytes:
+    """Return the instance in `src` as a Part 10 file encoded in `target`.
+
+    Raises :class:`TranscodeError` when the target is not producible or the
+    source pixel data cannot be decoded/encoded.
+    """
+    target_uid = UID(target)
+    ds = _read(src)
+    source = UID(ds.file_meta.get("TransferSyntaxUID", ImplicitVRLittleEndian))
+    if target_uid == source:
+        if isinstance(src, bytes | bytearray):
+            return bytes(src)
+        return _write(ds, target_uid)
+    if target_uid not in OUTPUT_SYNTAXES:
+        raise TranscodeError(f"cannot encode to transfer syntax {target_uid}")
+    has_pixels = _has_pixels(ds)
+    try:
+        if source.is_compressed:
+            if not has_pixels:
+                ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+            elif not can_decode(source):
+                raise TranscodeError(f"no decoder for transfer syntax {source}")
+            else:
+                ds.decompress(as_rgb=True, generate_instance_uid=False)
+                _fix_pixel_vr(ds)
+        else:
+            _native_little_endian(ds)
+        if target_uid in ENCODABLE_SYNTAXES and "PixelData" in ds:
+            _prepare_for_encoding(ds, target_uid)
+            ds.compress(target_uid, generate_instance_uid=False)
+        return _write(ds, target_uid)
+    except TranscodeError:
+        raise
+    except Exception as exc:  # codec refusals come as many exception types
+        raise TranscodeError(f"cannot transcode {source} to {target_uid}: {exc}") from exc
+
+
+def _fix_pixel_vr(ds: Dataset) -> None:
+    if "PixelData" in ds:
+        ds["PixelData"].VR = "OB" if ds.get("BitsAllocated", 8) <= 8 else "OW"
+
+
+def _prepare_for_encoding(ds: Dataset, target: UID) -> None:
+    """Bring native pixel data into a form the lossless encoders accept."""
+    photometric = ds.get("PhotometricInterpretation", "")
+    if photometric in ("YBR_FULL_422", "YBR_PARTIAL_422", "YBR_PARTIAL_420"):
+        # Encoders refuse subsampled YBR: convert to RGB first (lossless relative to the decode).
+        arr = ds.pixel_array
+        from pydicom.pixels import convert_color_space
+
+        rgb = convert_color_space(arr, photometric, "RGB")
+        ds.PhotometricInterpretation = "RGB"
+        ds.PlanarConfiguration = 0
+        ds.PixelData = rgb.astype(np.uint8).tobytes()
+    if target == RLELossless and ds.get("SamplesPerPixel", 1) > 1:
+        ds.PlanarConfiguration = 0
+    if target == JPEG2000Lossless and photometric == "YBR_FULL" and ds.get("SamplesPerPixel", 1) == 3:
+        # J2K lossless wants RGB/YBR_RCT inputs; keep the samples, use no colour transform.
+        pass
+
+
+def decode_frame(src: Source | Dataset, index: int) -> tuple[np.ndarray, Dataset]:
+    """Decode frame `index` (0-based) of `src`; returns (array, header dataset).
+
+    YBR colour is converted to RGB. Only the wanted frame is decoded.
+    """
+    if isinstance(src, bytes | bytearray):
+        src = io.BytesIO(bytes(src))
+    header = Dataset()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if isinstance(src, Dataset):
+            arr = pixel_array(src, index=index)
+            return arr, src
+        arr = pixel_array(src, ds_out=header, index=index)  # type: ignore[arg-type]
+    return arr, header
+
+
+def frame_native_bytes(arr: np.ndarray, bits_allocated: int) -> bytes:
+    """Native little endian bytes of one decoded frame (for octet-stream)."""
+    if bits_allocated == 1:
+        return pack_bits(arr)
+    return arr.astype(arr.dtype.newbyteorder("<")).tobytes()
