@@ -16,9 +16,9 @@ from pydicom import Dataset
 from pydicom.dataset import FileMetaDataset
 from pydicom.encaps import encapsulate
 from pydicom.uid import (
+    PYDICOM_IMPLEMENTATION_UID,
     UID,
     ExplicitVRLittleEndian,
-    PYDICOM_IMPLEMENTATION_UID,
 )
 
 from dwdaemon.dicom.multipart_reader import parse_content_type
@@ -91,7 +91,8 @@ class StowError(ValueError):
         self.sop_instance_uid = sop_instance_uid
 
 
-def classify_part(headers: Mapping[str, str], default_type: str = DICOM) -> tuple[str, dict[str, str]]:
+def classify_part(headers: Mapping[str, str],
+                  default_type: str = DICOM) -> tuple[str, dict[str, str]]:
     """Media type and parameters of a part; a part without Content-Type gets the
     multipart body's ``type`` parameter (``default_type``)."""
     media, params = parse_content_type(headers.get("content-type"))

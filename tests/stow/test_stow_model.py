@@ -68,7 +68,8 @@ class ResponseTests(SynchronousTestCase):
     def test_classify(self) -> None:
         self.assertEqual(sm.classify_part({}, "application/dicom"), ("application/dicom", {}))
         self.assertEqual(
-            sm.classify_part({"content-type": 'Application/DICOM; transfer-syntax="1.2.840.10008.1.2"'}),
+            sm.classify_part(
+                {"content-type": 'Application/DICOM; transfer-syntax="1.2.840.10008.1.2"'}),
             ("application/dicom", {"transfer-syntax": "1.2.840.10008.1.2"}))
 
 
