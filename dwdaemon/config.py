@@ -42,7 +42,48 @@ __all__ = [
     "parse_config",
     "parse_server",
     "strip_comments",
+    "DICOMWEB_KEYS",
+    "SERVER_KEYS",
+    "TOP_LEVEL_KEYS",
 ]
+
+
+#: Top-level keys understood (the others are warned about).
+TOP_LEVEL_KEYS = (
+    "Name",
+    "HttpPort",
+    "HttpBindAddress",
+    "StorageDirectory",
+    "IndexDirectory",
+    "RemoteAccessAllowed",
+    "AuthenticationEnabled",
+    "RegisteredUsers",
+    "SslEnabled",
+    "SslCertificate",
+    "OverwriteInstances",
+    "HttpProxy",
+    "HttpTimeout",
+    "HttpsVerifyPeers",
+    "HttpsCACertificates",
+    "LimitFindResults",
+    "LimitFindInstances",
+    "MaximumRequestSize",
+    "DicomWeb",
+)
+
+#: Keys of the ``DicomWeb`` section understood.
+DICOMWEB_KEYS = (
+    "Enable",
+    "Root",
+    "EnableWado",
+    "WadoRoot",
+    "Host",
+    "Ssl",
+    "StowMaxInstances",
+    "StowMaxSize",
+    "QidoCaseSensitive",
+    "Servers",
+)
 
 
 class ConfigError(Exception):
@@ -360,7 +401,9 @@ def _wado_root(path: str, value: object) -> str:
 
 
 def _url(path: str, value: object) -> str:
-    s = _str(path, value, nonempty=True)
+    if not isinstance(value, str) or not value:
+        raise _fail(path, "an http:// or https:// URL", value)
+    s = value
     try:
         parts = urlsplit(s)
         parts.port  # noqa: B018 -- raises ValueError on a bad port
@@ -409,11 +452,11 @@ def _existing_file(path: str, value: object, base_dir: str) -> str:
 class _Section:
     """Reads the keys of one JSON object, remembering which were used."""
 
-    def __init__(self, path: str, obj: dict, warnings: list[str]) -> None:
+    def __init__(self, path: str, obj: dict, warnings: list[str], known: tuple[str, ...]) -> None:
         self.prefix = path + "." if path else ""
         self.obj = obj
         self.warnings = warnings
-        self.used: set[str] = set()
+        self.known = known
 
     def path(self, key: str) -> str:
         return self.prefix + key
@@ -422,15 +465,15 @@ class _Section:
         return key in self.obj
 
     def get(self, key: str, check: Callable[[str, object], Any], default: Any) -> Any:
-        self.used.add(key)
+        assert key in self.known, key
         if key not in self.obj:
             return default
         return check(self.path(key), self.obj[key])
 
     def warn_unknown(self) -> None:
-        known = sorted(self.used)
+        known = list(self.known)
         for key in self.obj:
-            if key in self.used:
+            if key in self.known:
                 continue
             message = f"unknown configuration key {self.path(key)}, ignored"
             close = difflib.get_close_matches(key, known, n=1, cutoff=0.8)
@@ -447,7 +490,8 @@ class _Section:
 # ---------------------------------------------------------------------------
 
 
-_SERVER_KEYS = (
+#: Keys of the object form of a server entry.
+SERVER_KEYS = (
     "Url",
     "Username",
     "Password",
@@ -528,7 +572,7 @@ def parse_server(
     if not isinstance(value, dict):
         raise _fail(path, '["url"] or ["url", "username", "password"] or an object', value)
 
-    sec = _Section(path, value, warnings if warnings is not None else [])
+    sec = _Section(path, value, warnings if warnings is not None else [], SERVER_KEYS)
     if not sec.has("Url"):
         raise ConfigError(f"{path}.Url: missing, expected an http:// or https:// URL")
     url = sec.get("Url", _url, None)
@@ -559,7 +603,7 @@ def parse_server(
     if pkcs11:
         raise ConfigError(
             f"{path}.Pkcs11: server {name!r} asks for PKCS#11 client authentication, "
-            "but no PKCS#11 support is configured (dwdaemon has none); remove Pkcs11 "
+            "but there is no PKCS#11 support configured (dwdaemon has none); remove Pkcs11 "
             "or use CertificateFile/CertificateKeyFile"
         )
     has_delete = sec.get("HasDelete", _bool, False)
@@ -611,7 +655,7 @@ def _bind_address(path: str, value: object) -> str | None:
 
 
 def _dicomweb(obj: object, base_dir: str, warnings: list[str]) -> DicomWebConfig:
-    sec = _Section("DicomWeb", _object("DicomWeb", obj), warnings)
+    sec = _Section("DicomWeb", _object("DicomWeb", obj), warnings, DICOMWEB_KEYS)
     d = DicomWebConfig()
     servers_obj = sec.get("Servers", _object, {})
     servers: dict[str, RemoteServer] = {}
@@ -678,7 +722,7 @@ def _parse_config(text: str, base_dir: str, source: str | None) -> tuple[Config,
     data, warnings = _loads(text)
     if not isinstance(data, dict):
         raise ConfigError(f"expected a JSON object at the top level, got {_describe_json(data)}")
-    sec = _Section("", data, warnings)
+    sec = _Section("", data, warnings, TOP_LEVEL_KEYS)
     d = Config()
 
     storage = _resolve(base_dir, sec.get("StorageDirectory", _nonempty, d.storage_directory))
