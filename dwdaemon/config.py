@@ -328,8 +328,11 @@ def _describe_json(value: object) -> str:
     return type(value).__name__
 
 
-def _fail(path: str, expected: str, value: object) -> ConfigError:
-    shown = json.dumps(value) if isinstance(value, bool | int | float | str) else None
+def _fail(path: str, expected: str, value: object, secret: bool = False) -> ConfigError:
+    """The error for ``value`` at ``path``; a ``secret`` value is not repeated."""
+    shown = None
+    if not secret and isinstance(value, bool | int | float | str):
+        shown = json.dumps(value)
     got = (
         f"{_describe_json(value)} {shown}" if shown and len(shown) <= 60 else _describe_json(value)
     )
@@ -359,6 +362,15 @@ def _str(path: str, value: object, *, nonempty: bool = False) -> str:
         raise _fail(path, "a non-empty string" if nonempty else "a string", value)
     if nonempty and not value.strip():
         raise _fail(path, "a non-empty string", value)
+    return value
+
+
+def _secret(path: str, value: object) -> str | None:
+    """A password: a string or ``null`` (not set); never echoed in errors."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise _fail(path, "a string", value, secret=True)
     return value
 
 
@@ -567,7 +579,7 @@ def parse_server(
             name=name,
             url=url,
             username=_str(path + "[1]", value[1], nonempty=True),
-            password=_str(path + "[2]", value[2]),
+            password=_secret(path + "[2]", value[2]) or "",
         )
     if not isinstance(value, dict):
         raise _fail(path, '["url"] or ["url", "username", "password"] or an object', value)
@@ -577,7 +589,7 @@ def parse_server(
         raise ConfigError(f"{path}.Url: missing, expected an http:// or https:// URL")
     url = sec.get("Url", _url, None)
     username = sec.get("Username", _optional_str, None)
-    password = sec.get("Password", lambda p, v: None if v is None else _str(p, v), None)
+    password = sec.get("Password", _secret, None)
     if password is not None and username is None:
         raise ConfigError(f"{path}.Password: given without {path}.Username")
     if username is not None and password is None:
@@ -590,9 +602,7 @@ def parse_server(
 
     cert = sec.get("CertificateFile", file_, None)
     key = sec.get("CertificateKeyFile", file_, None)
-    key_password = sec.get(
-        "CertificateKeyPassword", lambda p, v: None if v is None else _str(p, v), None
-    )
+    key_password = sec.get("CertificateKeyPassword", _secret, None)
     if key is not None and cert is None:
         raise ConfigError(f"{path}.CertificateKeyFile: given without {path}.CertificateFile")
     if key_password is not None and cert is None:
@@ -635,7 +645,7 @@ def _users(path: str, value: object) -> dict[str, str]:
         if not user or ":" in user:
             raise ConfigError(f"{path}: invalid user name {user!r} (empty or containing ':')")
         if not isinstance(password, str):
-            raise _fail(f"{path}.{user}", "a string (the password)", password)
+            raise _fail(f"{path}.{user}", "a string (the password)", password, secret=True)
         out[user] = password
     return out
 

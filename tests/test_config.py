@@ -672,3 +672,18 @@ class OverrideTests(SynchronousTestCase):
 
     def test_unknown_field(self) -> None:
         self.assertRaises(TypeError, Config().with_overrides, no_such_field=1)
+
+
+class SecretTests(SynchronousTestCase):
+    def test_passwords_not_echoed(self) -> None:
+        e = self.assertRaises(ConfigError, parse, {"RegisteredUsers": {"alice": 987654}})
+        self.assertIn("RegisteredUsers.alice", str(e))
+        self.assertNotIn("987654", str(e))
+        for value in (["http://h/", "u", 987654], {"Url": "http://h/", "Password": 987654}):
+            e = self.assertRaises(ConfigError, parse_server, "s", value)
+            self.assertNotIn("987654", str(e))
+        e = self.assertRaises(
+            ConfigError, parse_server, "s", {"Url": "http://h/", "CertificateKeyPassword": 987654}
+        )
+        self.assertIn("DicomWeb.Servers.s.CertificateKeyPassword", str(e))
+        self.assertNotIn("987654", str(e))
