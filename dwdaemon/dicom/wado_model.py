@@ -1,0 +1,322 @@
+"""Pure helpers for WADO-RS / WADO-URI: frame lists, media types, negotiation, parameters.
+
+No Twisted here. Accept headers are parsed with :mod:`dwdaemon.dicom.mediatypes`; the choices
+below turn those media ranges into a concrete representation (media type, transfer syntax,
+and whether bytes can be served as stored or must be decoded/transcoded).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from dwdaemon.dicom.mediatypes import MediaRange, parse_accept
+from dwdaemon.dicom.render import Window
+
+EXPLICIT_VR_LE = "1.2.840.10008.1.2.1"
+IMPLICIT_VR_LE = "1.2.840.10008.1.2"
+DEFLATED_LE = "1.2.840.10008.1.2.1.99"
+BIG_ENDIAN = "1.2.840.10008.1.2.2"
+NATIVE_SYNTAXES = frozenset({EXPLICIT_VR_LE, IMPLICIT_VR_LE, DEFLATED_LE, BIG_ENDIAN})
+
+OCTET_STREAM = "application/octet-stream"
+DICOM = "application/dicom"
+
+#: Media type of the frames (bulk pixel data) of each encapsulated transfer syntax (PS3.18 8.7.3).
+FRAME_MEDIA_TYPES: dict[str, str] = {
+    "1.2.840.10008.1.2.4.50": "image/jpeg",
+    "1.2.840.10008.1.2.4.51": "image/jpeg",
+    "1.2.840.10008.1.2.4.57": "image/jpeg",
+    "1.2.840.10008.1.2.4.70": "image/jpeg",
+    "1.2.840.10008.1.2.4.80": "image/jls",
+    "1.2.840.10008.1.2.4.81": "image/jls",
+    "1.2.840.10008.1.2.4.90": "image/jp2",
+    "1.2.840.10008.1.2.4.91": "image/jp2",
+    "1.2.840.10008.1.2.4.92": "image/jpx",
+    "1.2.840.10008.1.2.4.93": "image/jpx",
+    "1.2.840.10008.1.2.4.201": "image/jphc",
+    "1.2.840.10008.1.2.4.202": "image/jphc",
+    "1.2.840.10008.1.2.4.203": "image/jphc",
+    "1.2.840.10008.1.2.5": "image/x-dicom-rle",
+    "1.2.840.10008.1.2.4.100": "video/mpeg",
+    "1.2.840.10008.1.2.4.101": "video/mpeg",
+    "1.2.840.10008.1.2.4.102": "video/mp4",
+    "1.2.840.10008.1.2.4.103": "video/mp4",
+    "1.2.840.10008.1.2.4.104": "video/mp4",
+    "1.2.840.10008.1.2.4.105": "video/mp4",
+    "1.2.840.10008.1.2.4.106": "video/mp4",
+    "1.2.840.10008.1.2.4.107": "video/H265",
+    "1.2.840.10008.1.2.4.108": "video/H265",
+}
+
+#: Other names clients use for the same frame media types (older PS3.18 and the seed doc).
+MEDIA_TYPE_ALIASES: dict[str, str] = {
+    "image/dicom+jpeg": "image/jpeg",
+    "image/dicom+jpeg-ls": "image/jls",
+    "image/dicom+jls": "image/jls",
+    "image/x-jls": "image/jls",
+    "image/dicom+jp2": "image/jp2",
+    "image/dicom+jpx": "image/jpx",
+    "image/dicom+rle": "image/x-dicom-rle",
+    "image/dicom-rle": "image/x-dicom-rle",
+    "video/mpeg2": "video/mpeg",
+}
+
+RENDERED_MEDIA_TYPES = ("image/jpeg", "image/png", "image/gif")
+
+
+class FrameListError(ValueError):
+    """A frame list that is malformed or out of range (answer 400)."""
+
+
+class NotAcceptable(ValueError):
+    """Nothing acceptable can be produced (answer 406); the message says why."""
+
+
+def parse_frame_list(text: str, count: int) -> list[int]:
+    """Parse ``"1,3,5"`` (1-based) into frame numbers, checking ``1 <= n <= count``.
+
+    Repeated numbers are kept once, in their first position. Ranges like ``2-4`` are accepted.
+    """
+    if text is None or not str(text).strip():
+        raise FrameListError("empty frame list")
+    out: list[int] = []
+    seen: set[int] = set()
+    for item in str(text).split(","):
+        item = item.strip()
+        if not item:
+            raise FrameListError("empty item in frame list")
+        low, sep, high = item.partition("-")
+        try:
+            numbers = range(int(low), int(high) + 1) if sep else [int(item)]
+        except ValueError as exc:
+            raise FrameListError(f"invalid frame number {item!r}") from exc
+        for n in numbers:
+            if not 1 <= n <= count:
+                raise FrameListError(f"frame {n} out of range (the instance has {count})")
+            if n not in seen:
+                seen.add(n)
+                out.append(n)
+    if not out:
+        raise FrameListError("empty frame list")
+    return out
+
+
+def canonical_media_type(media_type: str) -> str:
+    """Map an alias (``image/dicom+jpeg``) to the PS3.18 name (``image/jpeg``)."""
+    media_type = media_type.lower()
+    return MEDIA_TYPE_ALIASES.get(media_type, media_type)
+
+
+def frame_media_type(transfer_syntax: str) -> str:
+    """Media type of frames stored in ``transfer_syntax`` (native -> octet-stream)."""
+    return FRAME_MEDIA_TYPES.get(transfer_syntax, OCTET_STREAM)
+
+
+def _unwrap(media_range: MediaRange) -> tuple[str, str | None, bool]:
+    """(part media type, transfer-syntax or None, multipart?) of one Accept entry."""
+    if media_range.media_type == "multipart/related":
+        part = media_range.params.get("type", OCTET_STREAM).lower()
+        return canonical_media_type(part), media_range.params.get("transfer-syntax"), True
+    return (canonical_media_type(media_range.media_type),
+            media_range.params.get("transfer-syntax"), False)
+
+
+def _type_matches(wanted: str, offered: str) -> bool:
+    if wanted in ("*/*", "*"):
+        return True
+    if wanted.endswith("/*"):
+        return offered.startswith(wanted[:-1])
+    return wanted == offered
+
+
+@dataclass(frozen=True)
+class FrameChoice:
+    """How to answer a frames or bulk pixel data request."""
+
+    media_type: str  # of each part
+    transfer_syntax: str
+    decode: bool  # False: slice stored bytes; True: decode to native little endian
+    multipart: bool = True
+
+
+def choose_frames(accept: str | bytes | None, stored_syntax: str,
+                  can_decode: Callable[[str], bool]) -> FrameChoice:
+    """Choose the frame representation for ``accept`` given the stored transfer syntax.
+
+    Offers: the stored bytes (their own media type) and, when decodable, native
+    ``application/octet-stream`` in Explicit VR Little Endian. Without an Accept header the
+    stored representation is served for compressed data and octet-stream for native data.
+    """
+    stored_type = frame_media_type(stored_syntax)
+    native = stored_syntax in NATIVE_SYNTAXES
+    stored = FrameChoice(stored_type, EXPLICIT_VR_LE if native else stored_syntax,
+                         decode=native and stored_syntax == BIG_ENDIAN)
+    decoded = FrameChoice(OCTET_STREAM, EXPLICIT_VR_LE, decode=not native or
+                          stored_syntax == BIG_ENDIAN)
+    ranges = parse_accept(accept)
+    if not ranges:
+        return stored
+    candidates = [stored] if native else [stored, decoded]
+    reasons: list[str] = []
+    for media_range in ranges:
+        part, syntax, multipart = _unwrap(media_range)
+        concrete = not multipart and "*" not in part
+        for cand in candidates:
+            if not _type_matches(part, cand.media_type):
+                continue
+            if syntax not in (None, "*") and syntax != cand.transfer_syntax and not (
+                    cand.media_type == OCTET_STREAM and syntax == IMPLICIT_VR_LE):
+                reasons.append(f"cannot convert frames to {syntax}")
+                continue
+            if cand.decode and not can_decode(stored_syntax):
+                reasons.append(f"cannot decode {stored_syntax}")
+                continue
+            return FrameChoice(cand.media_type, cand.transfer_syntax, cand.decode,
+                               multipart=not concrete)
+    offered = stored_type if native else f"{stored_type} or {OCTET_STREAM}"
+    detail = f" ({'; '.join(reasons)})" if reasons else ""
+    raise NotAcceptable(f"frames are stored as {stored_syntax}; can offer {offered}{detail}")
+
+
+def choose_instance_syntax(accept: str | bytes | None, stored_syntax: str,
+                           can_transcode: Callable[[str, str], bool],
+                           part_type: str = DICOM) -> str:
+    """Transfer syntax for whole-instance retrieval (``application/dicom`` parts).
+
+    No Accept or no ``transfer-syntax`` -> Explicit VR Little Endian (the PS3.18 default);
+    ``*`` -> as stored; a named syntax -> that one if ``can_transcode(stored, wanted)``.
+    Raises :class:`NotAcceptable`.
+    """
+    ranges = parse_accept(accept)
+    if not ranges:
+        ranges = [MediaRange("multipart/related", {"type": part_type})]
+    reasons: list[str] = []
+    for media_range in ranges:
+        part, syntax, _multipart = _unwrap(media_range)
+        if media_range.media_type in ("*/*", "*", "multipart/*"):
+            part = part_type
+        if not _type_matches(part, part_type):
+            reasons.append(f"{part} is not offered")
+            continue
+        if syntax == "*":
+            return stored_syntax
+        wanted = syntax or EXPLICIT_VR_LE
+        if can_transcode(stored_syntax, wanted):
+            return wanted
+        reasons.append(f"cannot convert {stored_syntax} to {wanted}")
+    raise NotAcceptable("; ".join(reasons) or "nothing acceptable")
+
+
+def choose_rendered(accept: str | bytes | None, forced: str | None = None) -> str:
+    """Media type of a rendered/thumbnail answer (image/jpeg by default)."""
+    if forced:
+        forced = forced.lower()
+        if forced not in RENDERED_MEDIA_TYPES:
+            raise NotAcceptable(f"cannot render as {forced}")
+        return forced
+    ranges = parse_accept(accept)
+    if not ranges:
+        return RENDERED_MEDIA_TYPES[0]
+    for media_range in ranges:
+        part, _syntax, _multipart = _unwrap(media_range)
+        for offer in RENDERED_MEDIA_TYPES:
+            if _type_matches(part, offer):
+                return offer
+    raise NotAcceptable("rendered images are offered as " + ", ".join(RENDERED_MEDIA_TYPES))
+
+
+# --- rendering parameters -------------------------------------------------------------------
+
+VOI_FUNCTIONS = ("linear", "linear-exact", "sigmoid")
+
+
+def parse_window(text: str) -> Window:
+    """Parse ``window=center,width[,function]`` (PS3.18 8.3.5.1.4)."""
+    parts = [p.strip() for p in text.split(",")]
+    if len(parts) not in (2, 3):
+        raise ValueError("window must be center,width[,function]")
+    center, width = _finite(parts[0], "window center"), _finite(parts[1], "window width")
+    function = parts[2].lower() if len(parts) == 3 and parts[2] else "linear"
+    if function not in VOI_FUNCTIONS:
+        raise ValueError(f"unknown VOI LUT function {parts[2]!r}")
+    if width <= 0 or (function == "linear" and width < 1):
+        raise ValueError("window width too small")
+    return Window(center, width, function)
+
+
+def _finite(text: str, what: str) -> float:
+    try:
+        value = float(text)
+    except ValueError as exc:
+        raise ValueError(f"invalid {what} {text!r}") from exc
+    if not math.isfinite(value):
+        raise ValueError(f"invalid {what} {text!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class Viewport:
+    """``viewport=vw,vh[,sx,sy,sw,sh]``: output size and optional source rectangle."""
+
+    width: int
+    height: int
+    source: tuple[float, float, float, float] | None = None
+
+
+def parse_viewport(text: str) -> Viewport:
+    """Parse ``vw,vh`` or ``vw,vh,sx,sy,sw,sh`` (sw/sh may be negative to flip)."""
+    parts = [p.strip() for p in text.split(",")]
+    if len(parts) not in (2, 6):
+        raise ValueError("viewport must be vw,vh or vw,vh,sx,sy,sw,sh")
+    try:
+        vw, vh = int(parts[0]), int(parts[1])
+    except ValueError as exc:
+        raise ValueError("viewport width and height must be integers") from exc
+    if not (0 < vw <= 8192 and 0 < vh <= 8192):
+        raise ValueError("viewport width and height must be in 1..8192")
+    source = None
+    if len(parts) == 6:
+        sx, sy = _finite(parts[2] or "0", "sx"), _finite(parts[3] or "0", "sy")
+        sw, sh = _finite(parts[4] or "0", "sw"), _finite(parts[5] or "0", "sh")
+        source = (sx, sy, sw, sh)
+    return Viewport(vw, vh, source)
+
+
+def parse_quality(text: str) -> int:
+    """``quality`` / ``imageQuality``: an integer 1..100."""
+    try:
+        value = int(text)
+    except ValueError as exc:
+        raise ValueError(f"invalid quality {text!r}") from exc
+    if not 1 <= value <= 100:
+        raise ValueError("quality must be in 1..100")
+    return value
+
+
+def parse_region(text: str) -> tuple[float, float, float, float]:
+    """WADO-URI ``region=x1,y1,x2,y2`` normalised to 0..1 (x1 < x2, y1 < y2)."""
+    parts = text.split(",")
+    if len(parts) != 4:
+        raise ValueError("region must be x1,y1,x2,y2")
+    x1, y1, x2, y2 = (_finite(p.strip(), "region") for p in parts)
+    if not (0 <= x1 < x2 <= 1 and 0 <= y1 < y2 <= 1):
+        raise ValueError("region values must satisfy 0 <= x1 < x2 <= 1 and 0 <= y1 < y2 <= 1")
+    return (x1, y1, x2, y2)
+
+
+def parse_positive_int(text: str, what: str, maximum: int = 8192) -> int:
+    """A strictly positive integer query parameter (``rows``, ``columns``, ``frameNumber``)."""
+    try:
+        value = int(text)
+    except ValueError as exc:
+        raise ValueError(f"invalid {what} {text!r}") from exc
+    if not 1 <= value <= maximum:
+        raise ValueError(f"{what} must be in 1..{maximum}")
+    return value
+
+
+def first(values: Sequence[str] | None) -> str | None:
+    """First value of a query argument list, or None."""
+    return values[0] if values else None
