@@ -569,19 +569,38 @@ class Deadline:
             d.cancel()
 
     def guard(self, d: Deferred) -> Deferred:
-        """Return ``d``, failing with :class:`RemoteTimeout` once expired."""
-        if self.expired:
+        """Wrap ``d``: fail with :class:`RemoteTimeout` once expired.
+
+        Cancelling the returned Deferred cancels ``d`` and fails with
+        ``CancelledError`` (whatever error the cancelled operation reports).
+        """
+        state = {"cancelled": False}
+
+        def cancel(outer: Deferred) -> None:
+            state["cancelled"] = True
             d.cancel()
-        self._pending.add(d)
 
-        def done(result: Any) -> Any:
-            self._pending.discard(d)
-            if isinstance(result, Failure) and self.expired:
-                return Failure(RemoteTimeout(self.seconds))
-            return result
+        outer: Deferred = Deferred(cancel)
+        self._pending.add(outer)
 
-        d.addBoth(done)
-        return d
+        def relay(result: Any) -> None:
+            self._pending.discard(outer)
+            if outer.called:
+                return None
+            if isinstance(result, Failure):
+                if self.expired:
+                    result = Failure(RemoteTimeout(self.seconds))
+                elif state["cancelled"]:
+                    result = Failure(CancelledError())
+                outer.errback(result)
+            else:
+                outer.callback(result)
+            return None
+
+        d.addBoth(relay)
+        if self.expired:
+            outer.cancel()
+        return outer
 
     def cancel(self) -> None:
         """Stop the timer (the exchange finished)."""
@@ -593,11 +612,16 @@ class Deadline:
 class _BodyStreamer(Protocol):
     """Delivers body bytes to a callback; fails on truncation or abort."""
 
-    def __init__(self, on_data: Callable[[bytes], Any], done: Deferred) -> None:
+    def __init__(self, on_data: Callable[[bytes], Any], done: Deferred, flow: Any = None) -> None:
         self._on_data = on_data
-        self._done = done
+        self._done: Deferred | None = done
         self._error: BaseException | None = None
+        self._flow = flow
         self.received = 0
+
+    def connectionMade(self) -> None:
+        if self._flow is not None:
+            self._flow.producer = self.transport
 
     def dataReceived(self, data: bytes) -> None:
         if self._error is not None:
@@ -611,11 +635,14 @@ class _BodyStreamer(Protocol):
     def abort(self, error: BaseException) -> None:
         if self._error is None:
             self._error = error
-        _abort_transport(self.transport)
+        if self.transport is not None:
+            _abort_transport(self.transport)
 
     def connectionLost(self, reason: Failure = ConnectionDone()) -> None:
+        if self._flow is not None:
+            self._flow.producer = None
         done, self._done = self._done, None
-        if done is None:
+        if done is None or done.called:
             return
         if self._error is not None:
             done.errback(Failure(self._error))
@@ -632,15 +659,20 @@ def stream_body(
     response: Any,
     on_data: Callable[[bytes], Any],
     deadline: Deadline | None = None,
+    flow: Any = None,
 ) -> Deferred:
     """Deliver a response's body to ``on_data``; fire with the byte count.
 
-    ``on_data`` may raise to abort the transfer.  Fails with
-    :class:`RemoteTimeout` when ``deadline`` expires, or with the
-    ``ResponseFailed`` of a connection closed mid-body.
+    ``on_data`` may raise to abort the transfer (the Deferred fails with that
+    exception).  Fails with :class:`RemoteTimeout` when ``deadline`` expires,
+    or with the ``ResponseFailed`` of a connection closed mid-body.
+    Cancelling the Deferred aborts the connection.  When given, ``flow.producer``
+    is set to the body's transport (to pause/resume the remote).
     """
-    done: Deferred = Deferred()
-    streamer = _BodyStreamer(on_data, done)
+    holder: list[_BodyStreamer] = []
+    done: Deferred = Deferred(lambda d: holder[0].abort(CancelledError()))
+    streamer = _BodyStreamer(on_data, done, flow)
+    holder.append(streamer)
     if deadline is not None:
         if deadline.expired:
             streamer._error = RemoteTimeout(deadline.seconds)
