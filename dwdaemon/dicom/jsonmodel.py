@@ -1,0 +1,148 @@
+"""DICOM JSON model (PS3.18 F) built once at ingest, with bulk values left out.
+
+Bulk values (large binary elements, and Pixel Data always) are replaced by a ``BulkDataURI``
+placeholder ``dwd-bulk:<path>``; ``<path>`` names the element (``7FE00010``, or
+``00540016/0/00181072`` inside sequences).  The served JSON substitutes the placeholder prefix with
+the instance's URL followed by ``/bulk/`` (see :func:`resolve_bulk_uris`).  Where each bulk value
+lies in the file is recorded so that it can be served by slicing the file.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydicom.datadict import dictionary_VR
+from pydicom.dataelem import DataElement, RawDataElement
+from pydicom.dataset import Dataset
+
+BULK_PLACEHOLDER = "dwd-bulk:"
+BINARY_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN", "OB or OW", "US or OW"})
+#: Binary values longer than this many bytes become BulkDataURIs; shorter ones are inlined.
+BULK_THRESHOLD = 1024
+PIXEL_DATA_TAGS = frozenset({0x7FE00010, 0x7FE00008, 0x7FE00009})
+UNDEFINED_LENGTH = 0xFFFFFFFF
+
+
+@dataclass
+class BulkLocation:
+    """Where a bulk value lies in the stored file."""
+
+    offset: int
+    length: int
+    vr: str
+    little_endian: bool = True
+    encapsulated: bool = False
+
+    def to_json(self) -> list[Any]:
+        return [self.offset, self.length, self.vr, self.little_endian, self.encapsulated]
+
+    @classmethod
+    def from_json(cls, value: list[Any]) -> BulkLocation:
+        return cls(*value)
+
+
+@dataclass
+class JsonResult:
+    """The JSON model of a dataset and the file locations of its bulk values."""
+
+    dataset: dict[str, Any]
+    bulk: dict[str, BulkLocation] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
+def _dictionary_vr(tag: int) -> str:
+    try:
+        return dictionary_VR(tag)
+    except KeyError:
+        return "UN"
+
+
+def _tag_key(tag: int) -> str:
+    return f"{tag:08X}"
+
+
+def _is_bulk(tag: int, vr: str, length: int | None) -> bool:
+    if tag in PIXEL_DATA_TAGS:
+        return True
+    return vr in BINARY_VRS and length is not None and length > BULK_THRESHOLD
+
+
+def dataset_to_json(ds: Dataset, *, prefix: str = "", result: JsonResult | None = None,
+                    utf8_charset: bool = True) -> JsonResult:
+    """Convert ``ds`` (read with ``defer_size``) to the DICOM JSON model.
+
+    Values are never loaded when deferred: bulk elements keep their file offsets. Text is decoded
+    with the dataset's Specific Character Set; the output declares ``ISO_IR 192`` (UTF-8).
+    """
+    result = result if result is not None else JsonResult({})
+    out = result.dataset if not prefix else {}
+    for tag in sorted(ds._dict.keys()):  # noqa: SLF001 - raw access keeps deferred values unread
+        tag = int(tag)
+        if tag >> 16 == 0x0002 or tag & 0xFFFF == 0:  # file meta and group lengths
+            continue
+        raw = ds.get_item(tag, keep_deferred=True)
+        key = _tag_key(tag)
+        path = f"{prefix}{key}"
+        if isinstance(raw, RawDataElement):
+            vr = raw.VR or _dictionary_vr(tag)
+            length = raw.length
+            if _is_bulk(tag, vr, length if length != UNDEFINED_LENGTH else None) or (
+                tag in PIXEL_DATA_TAGS
+            ):
+                if raw.value is None or tag in PIXEL_DATA_TAGS or length != UNDEFINED_LENGTH:
+                    if length == UNDEFINED_LENGTH:
+                        actual = len(raw.value) if raw.value is not None else 0
+                        encapsulated = True
+                    else:
+                        actual, encapsulated = length, False
+                    if vr in ("OB or OW", "US or OW"):
+                        vr = "OW" if not encapsulated else "OB"
+                    result.bulk[path] = BulkLocation(raw.value_tell, actual, vr,
+                                                     raw.is_little_endian, encapsulated)
+                    out[key] = {"vr": vr, "BulkDataURI": BULK_PLACEHOLDER + path}
+                    continue
+        elem = ds[tag]
+        out_elem = _element_to_json(elem, path, result)
+        if out_elem is not None:
+            out[key] = out_elem
+    if not prefix and utf8_charset and "00080005" in out:
+        out["00080005"] = {"vr": "CS", "Value": ["ISO_IR 192"]}
+    return result if not prefix else JsonResult(out, result.bulk, result.warnings)
+
+
+def _element_to_json(elem: DataElement, path: str, result: JsonResult) -> dict[str, Any] | None:
+    vr = elem.VR
+    if vr == "SQ":
+        items = []
+        for index, item in enumerate(elem.value or []):
+            sub = dataset_to_json(item, prefix=f"{path}/{index}/", result=result)
+            items.append(sub.dataset)
+        return {"vr": "SQ", "Value": items} if items else {"vr": "SQ"}
+    if vr in BINARY_VRS and not elem.is_empty:
+        value = elem.value
+        if isinstance(value, bytes | bytearray) and len(value) > BULK_THRESHOLD:
+            # A loaded (not deferred) bulk value, e.g. in a sequence: keep its location if known.
+            tell = getattr(elem, "file_tell", None)
+            if tell is not None:
+                result.bulk[path] = BulkLocation(tell, len(value), vr)
+                return {"vr": vr, "BulkDataURI": BULK_PLACEHOLDER + path}
+    try:
+        data = elem.to_json_dict(None, 0)
+    except Exception as exc:  # malformed value (e.g. a DS that is not a number)
+        result.warnings.append(f"{path}: value not representable in JSON ({exc}); left empty")
+        return {"vr": vr}
+    if vr in ("OB or OW", "US or OW", "US or SS", "US or SS or OW"):
+        data["vr"] = "OW" if "InlineBinary" in data else "US"
+    return data
+
+
+def resolve_bulk_uris(json_text: str, instance_url: str) -> str:
+    """Replace bulk placeholders in stored JSON text by absolute URIs under ``instance_url``."""
+    return json_text.replace('"' + BULK_PLACEHOLDER, '"' + instance_url.rstrip("/") + "/bulk/")
+
+
+def dumps(dataset: dict[str, Any]) -> str:
+    """Compact, UTF-8-safe JSON text of a dataset."""
+    return json.dumps(dataset, ensure_ascii=False, separators=(",", ":"))

@@ -1,0 +1,107 @@
+"""The index interface and its records (back-end independent; methods are blocking, run them
+in the database thread pool)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from dwdaemon.dicom.ids import ResourceIds
+
+LEVEL_TYPES = {"patients": "Patient", "studies": "Study", "series": "Series",
+               "instances": "Instance"}
+CHILD_LEVEL = {"patients": "studies", "studies": "series", "series": "instances"}
+PARENT_LEVEL = {"studies": "patients", "series": "studies", "instances": "series"}
+
+
+@dataclass
+class InstanceRecord:
+    """Everything ingest computed for one instance, ready to be indexed in one transaction."""
+
+    ids: ResourceIds
+    patient_id: str
+    study_uid: str
+    series_uid: str
+    sop_uid: str
+    sop_class_uid: str
+    transfer_syntax: str
+    number_of_frames: int
+    rows: int | None
+    columns: int | None
+    instance_number: str | None
+    file_uuid: str
+    file_size: int
+    file_md5: str
+    metadata: str
+    bulk: str
+    frames: str
+    patient_tags: dict[str, str]
+    study_tags: dict[str, str]
+    series_tags: dict[str, str]
+    instance_tags: dict[str, str]
+    study_columns: dict[str, Any] = field(default_factory=dict)
+    series_columns: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class AddResult:
+    """Outcome of indexing an instance.
+
+    ``status`` is ``Success`` or ``AlreadyStored``; ``obsolete_file`` names a file the caller must
+    remove once the transaction is committed (the new one when it was already stored, or the
+    replaced one on overwrite).
+    """
+
+    status: str
+    instance_id: str
+    obsolete_file: str | None = None
+    overwritten: bool = False
+
+
+@dataclass
+class InstanceRow:
+    """An indexed instance, with what WADO and the core API need to answer without parsing."""
+
+    public_id: str
+    series_id: str
+    study_id: str
+    patient_id: str
+    study_uid: str
+    series_uid: str
+    sop_uid: str
+    sop_class_uid: str
+    transfer_syntax: str
+    number_of_frames: int
+    instance_number: str | None
+    file_uuid: str
+    file_size: int
+    file_md5: str
+    main_tags: dict[str, str]
+    metadata: str
+    bulk: str
+    frames: str
+    received_at: str
+    last_update: str
+
+
+class Index(Protocol):
+    """What the store needs from an index back-end (SQLite embedded, PostgreSQL shared)."""
+
+    backend_name: str
+
+    def open(self) -> None: ...
+    def close(self) -> None: ...
+    def add_instance(self, record: InstanceRecord, overwrite: bool) -> AddResult: ...
+    def resource(self, level: str, public_id: str) -> dict[str, Any] | None: ...
+    def list_ids(self, level: str, limit: int = 0, since: int = 0) -> list[str]: ...
+    def instance(self, public_id: str) -> InstanceRow | None: ...
+    def instance_by_uid(self, sop_uid: str, study_uid: str | None = None,
+                        series_uid: str | None = None) -> InstanceRow | None: ...
+    def instances_of(self, level: str, public_id: str) -> list[InstanceRow]: ...
+    def instances_by_uids(self, study_uid: str, series_uid: str | None = None
+                          ) -> list[InstanceRow]: ...
+    def delete(self, level: str, public_id: str) -> list[str] | None: ...
+    def file_uuids(self) -> set[str]: ...
+    def statistics(self) -> dict[str, int]: ...
+    def get_property(self, name: str) -> str | None: ...
+    def set_property(self, name: str, value: str | None) -> None: ...

@@ -1,0 +1,62 @@
+"""SQL of the persisted jobs table (run in the database thread pools, ``?`` placeholders)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dwdaemon.store.index import schema
+
+JOBS_DDL = (
+    """
+    CREATE TABLE IF NOT EXISTS dw_jobs (
+        id TEXT PRIMARY KEY,
+        type TEXT NOT NULL,
+        state TEXT NOT NULL,
+        progress INTEGER NOT NULL,
+        error TEXT,
+        content TEXT NOT NULL,
+        result TEXT NOT NULL,
+        created TEXT NOT NULL,
+        completed TEXT,
+        seq INTEGER NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS dw_jobs_seq ON dw_jobs(seq)",
+)
+
+COLUMNS = "id, type, state, progress, error, content, result, created, completed, seq"
+
+schema.register_ddl(*JOBS_DDL)
+
+
+def ensure_tables(index: Any) -> None:
+    """Create the table if the index was opened before this module was imported."""
+    with index._write() as cur:
+        for statement in JOBS_DDL:
+            cur.execute(statement)
+
+
+def save(index: Any, row: tuple[Any, ...]) -> None:
+    """Insert or replace one job (``row`` in :data:`COLUMNS` order)."""
+    with index._write() as cur:
+        cur.execute(index._sql("DELETE FROM dw_jobs WHERE id = ?"), (row[0],))
+        cur.execute(
+            index._sql(f"INSERT INTO dw_jobs ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
+            row,
+        )
+
+
+def load_all(index: Any) -> list[tuple[Any, ...]]:
+    """Every job, oldest first."""
+    return index._query(f"SELECT {COLUMNS} FROM dw_jobs ORDER BY seq")
+
+
+def delete_older(index: Any, keep: int) -> None:
+    """Forget finished jobs beyond the ``keep`` most recent ones."""
+    with index._write() as cur:
+        cur.execute(
+            index._sql(
+                "DELETE FROM dw_jobs WHERE state IN ('Success', 'Failure') AND seq NOT IN "
+                "(SELECT seq FROM dw_jobs ORDER BY seq DESC LIMIT ?)"
+            ),
+            (keep,),
+        )

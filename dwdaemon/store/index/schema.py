@@ -1,0 +1,113 @@
+"""The index schema (SQL shared by the SQLite and PostgreSQL back-ends).
+
+One row per patient, study, series and instance, keyed by Orthanc identifier (``public_id``), with
+typed columns for the attributes QIDO matches most, the Orthanc ``MainDicomTags`` as JSON text,
+and per instance what ingest computed once: the DICOM JSON (``metadata``), the bulk-data locations
+(``bulk``) and the frame layout (``frames``).
+"""
+
+from __future__ import annotations
+
+SCHEMA_VERSION = 1
+
+TABLES = [
+    """
+    CREATE TABLE IF NOT EXISTS patients (
+        pk INTEGER PRIMARY KEY {autoinc},
+        public_id TEXT NOT NULL UNIQUE,
+        patient_id TEXT NOT NULL,
+        main_tags TEXT NOT NULL,
+        last_update TEXT NOT NULL
+    )""",
+    """
+    CREATE TABLE IF NOT EXISTS studies (
+        pk INTEGER PRIMARY KEY {autoinc},
+        public_id TEXT NOT NULL UNIQUE,
+        patient_pk INTEGER NOT NULL REFERENCES patients(pk),
+        study_uid TEXT NOT NULL,
+        patient_id TEXT NOT NULL,
+        patient_name TEXT,
+        patient_birth_date TEXT,
+        patient_sex TEXT,
+        study_date TEXT,
+        study_time TEXT,
+        accession_number TEXT,
+        study_id TEXT,
+        study_description TEXT,
+        referring_physician_name TEXT,
+        main_tags TEXT NOT NULL,
+        patient_main_tags TEXT NOT NULL,
+        last_update TEXT NOT NULL
+    )""",
+    """
+    CREATE TABLE IF NOT EXISTS series (
+        pk INTEGER PRIMARY KEY {autoinc},
+        public_id TEXT NOT NULL UNIQUE,
+        study_pk INTEGER NOT NULL REFERENCES studies(pk),
+        series_uid TEXT NOT NULL,
+        modality TEXT,
+        series_number TEXT,
+        series_description TEXT,
+        series_date TEXT,
+        series_time TEXT,
+        main_tags TEXT NOT NULL,
+        last_update TEXT NOT NULL
+    )""",
+    """
+    CREATE TABLE IF NOT EXISTS instances (
+        pk INTEGER PRIMARY KEY {autoinc},
+        public_id TEXT NOT NULL UNIQUE,
+        series_pk INTEGER NOT NULL REFERENCES series(pk),
+        sop_uid TEXT NOT NULL,
+        sop_class_uid TEXT NOT NULL,
+        instance_number TEXT,
+        transfer_syntax TEXT NOT NULL,
+        number_of_frames INTEGER NOT NULL,
+        rows_ INTEGER,
+        columns_ INTEGER,
+        file_uuid TEXT NOT NULL,
+        file_size INTEGER NOT NULL,
+        file_md5 TEXT NOT NULL,
+        main_tags TEXT NOT NULL,
+        metadata TEXT NOT NULL,
+        bulk TEXT NOT NULL,
+        frames TEXT NOT NULL,
+        received_at TEXT NOT NULL,
+        last_update TEXT NOT NULL
+    )""",
+    """
+    CREATE TABLE IF NOT EXISTS properties (
+        name TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    )""",
+]
+
+INDEXES = [
+    "CREATE INDEX IF NOT EXISTS studies_patient ON studies(patient_pk)",
+    "CREATE INDEX IF NOT EXISTS studies_uid ON studies(study_uid)",
+    "CREATE INDEX IF NOT EXISTS studies_date ON studies(study_date)",
+    "CREATE INDEX IF NOT EXISTS studies_patient_name ON studies(patient_name)",
+    "CREATE INDEX IF NOT EXISTS studies_patient_id ON studies(patient_id)",
+    "CREATE INDEX IF NOT EXISTS studies_accession ON studies(accession_number)",
+    "CREATE INDEX IF NOT EXISTS series_study ON series(study_pk)",
+    "CREATE INDEX IF NOT EXISTS series_uid ON series(series_uid)",
+    "CREATE INDEX IF NOT EXISTS series_modality ON series(modality, study_pk)",
+    "CREATE INDEX IF NOT EXISTS instances_series ON instances(series_pk)",
+    "CREATE INDEX IF NOT EXISTS instances_uid ON instances(sop_uid)",
+    "CREATE INDEX IF NOT EXISTS instances_file ON instances(file_uuid)",
+]
+
+#: Extra DDL registered by other modules (jobs, servers, search helpers): run after the above.
+EXTRA_DDL: list[str] = []
+
+
+def register_ddl(*statements: str) -> None:
+    """Let a module add its own tables/indexes to the schema (idempotent statements only)."""
+    for stmt in statements:
+        if stmt not in EXTRA_DDL:
+            EXTRA_DDL.append(stmt)
+
+
+def ddl(autoinc: str = "") -> list[str]:
+    """All statements creating the schema, for a back-end's autoincrement spelling."""
+    return [t.format(autoinc=autoinc) for t in TABLES] + INDEXES + list(EXTRA_DDL)

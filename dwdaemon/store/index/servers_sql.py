@@ -1,0 +1,45 @@
+"""SQL of the DICOMweb servers added at run time (``PUT {Root}servers/{name}``).
+
+A row holds the server's JSON definition (as accepted by ``config.parse_server``,
+secrets included, as Orthanc keeps them in its database), or NULL for a server of
+the configuration file that was deleted at run time (a tombstone, so that the
+deletion survives a restart too).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dwdaemon.store.index import schema
+
+SERVERS_DDL = (
+    """
+    CREATE TABLE IF NOT EXISTS dw_servers (
+        name TEXT PRIMARY KEY,
+        definition TEXT
+    )""",
+)
+
+schema.register_ddl(*SERVERS_DDL)
+
+
+def ensure_tables(index: Any) -> None:
+    """Create the table if the index was opened before this module was imported."""
+    with index._write() as cur:
+        for statement in SERVERS_DDL:
+            cur.execute(statement)
+
+
+def put(index: Any, name: str, definition: str | None) -> None:
+    """Store a definition (JSON text) or a tombstone (``None``)."""
+    with index._write() as cur:
+        cur.execute(index._sql("DELETE FROM dw_servers WHERE name = ?"), (name,))
+        cur.execute(
+            index._sql("INSERT INTO dw_servers (name, definition) VALUES (?, ?)"),
+            (name, definition),
+        )
+
+
+def load_all(index: Any) -> list[tuple[str, str | None]]:
+    """Every stored row: ``(name, definition or None)``."""
+    return [(r[0], r[1]) for r in index._query("SELECT name, definition FROM dw_servers")]

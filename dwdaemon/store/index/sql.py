@@ -1,0 +1,313 @@
+"""Index logic common to the SQL back-ends (written with ``?`` placeholders)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from dwdaemon.store.index.base import (
+    CHILD_LEVEL,
+    LEVEL_TYPES,
+    AddResult,
+    InstanceRecord,
+    InstanceRow,
+)
+
+TABLES = {"patients": "patients", "studies": "studies", "series": "series",
+          "instances": "instances"}
+PARENT_FK = {"studies": "patient_pk", "series": "study_pk", "instances": "series_pk"}
+
+INSTANCE_COLUMNS = (
+    "i.public_id, se.public_id, st.public_id, p.public_id, st.study_uid, se.series_uid, i.sop_uid,"
+    " i.sop_class_uid, i.transfer_syntax, i.number_of_frames, i.instance_number, i.file_uuid,"
+    " i.file_size, i.file_md5, i.main_tags, i.metadata, i.bulk, i.frames, i.received_at,"
+    " i.last_update"
+)
+INSTANCE_JOIN = (
+    "instances i JOIN series se ON i.series_pk = se.pk JOIN studies st ON se.study_pk = st.pk"
+    " JOIN patients p ON st.patient_pk = p.pk"
+)
+
+
+def now_text() -> str:
+    """Orthanc's timestamp format (``20260101T120000``), UTC."""
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+
+
+def _row_to_instance(row: tuple[Any, ...]) -> InstanceRow:
+    values = list(row)
+    values[14] = json.loads(values[14])
+    return InstanceRow(*values)
+
+
+class SqlIndex:
+    """Shared SQL implementation; subclasses provide connections and transactions."""
+
+    backend_name = "SQL"
+
+    # -- to be provided by back-ends -------------------------------------------------------
+    def _conn(self) -> Any:
+        raise NotImplementedError
+
+    @contextmanager
+    def _write(self) -> Iterator[Any]:
+        """A cursor inside one write transaction (committed on exit, rolled back on error)."""
+        raise NotImplementedError
+        yield
+
+    def _sql(self, statement: str) -> str:
+        return statement
+
+    def _insert_returning_pk(self, cur: Any, statement: str, params: tuple[Any, ...]) -> int:
+        cur.execute(self._sql(statement), params)
+        return int(cur.lastrowid)
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _query(self, statement: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        cur = self._conn().cursor()
+        try:
+            cur.execute(self._sql(statement), params)
+            return cur.fetchall()
+        finally:
+            cur.close()
+
+    def _one(self, cur: Any, statement: str, params: tuple[Any, ...]) -> tuple[Any, ...] | None:
+        cur.execute(self._sql(statement), params)
+        return cur.fetchone()
+
+    # -- writes ----------------------------------------------------------------------------
+    def add_instance(self, record: InstanceRecord, overwrite: bool) -> AddResult:
+        """Index one instance (and its parents) in one transaction."""
+        stamp = now_text()
+        with self._write() as cur:
+            existing = self._one(cur, "SELECT pk, file_uuid FROM instances WHERE public_id = ?",
+                                 (record.ids.instance,))
+            if existing is not None and not overwrite:
+                return AddResult("AlreadyStored", record.ids.instance,
+                                 obsolete_file=record.file_uuid)
+            patient_pk = self._upsert(cur, "patients", record.ids.patient, None, {
+                "patient_id": record.patient_id,
+                "main_tags": json.dumps(record.patient_tags),
+            }, stamp)
+            study_pk = self._upsert(cur, "studies", record.ids.study, ("patient_pk", patient_pk), {
+                "study_uid": record.study_uid,
+                "patient_id": record.patient_id,
+                "main_tags": json.dumps(record.study_tags),
+                "patient_main_tags": json.dumps(record.patient_tags),
+                **record.study_columns,
+            }, stamp)
+            series_pk = self._upsert(cur, "series", record.ids.series, ("study_pk", study_pk), {
+                "series_uid": record.series_uid,
+                "main_tags": json.dumps(record.series_tags),
+                **record.series_columns,
+            }, stamp)
+            values = {
+                "sop_uid": record.sop_uid,
+                "sop_class_uid": record.sop_class_uid,
+                "instance_number": record.instance_number,
+                "transfer_syntax": record.transfer_syntax,
+                "number_of_frames": record.number_of_frames,
+                "rows_": record.rows,
+                "columns_": record.columns,
+                "file_uuid": record.file_uuid,
+                "file_size": record.file_size,
+                "file_md5": record.file_md5,
+                "main_tags": json.dumps(record.instance_tags),
+                "metadata": record.metadata,
+                "bulk": record.bulk,
+                "frames": record.frames,
+            }
+            if existing is not None:
+                sets = ", ".join(f"{k} = ?" for k in values)
+                cur.execute(self._sql(
+                    f"UPDATE instances SET {sets}, series_pk = ?, last_update = ? WHERE pk = ?"),
+                    (*values.values(), series_pk, stamp, existing[0]))
+                return AddResult("Success", record.ids.instance, obsolete_file=existing[1],
+                                 overwritten=True)
+            names = ", ".join(values)
+            marks = ", ".join("?" for _ in values)
+            cur.execute(self._sql(
+                f"INSERT INTO instances (public_id, series_pk, {names}, received_at, last_update)"
+                f" VALUES (?, ?, {marks}, ?, ?)"),
+                (record.ids.instance, series_pk, *values.values(), stamp, stamp))
+            return AddResult("Success", record.ids.instance)
+
+    def _upsert(self, cur: Any, table: str, public_id: str, parent: tuple[str, int] | None,
+                values: dict[str, Any], stamp: str) -> int:
+        row = self._one(cur, f"SELECT pk FROM {table} WHERE public_id = ?", (public_id,))
+        if row is not None:
+            cur.execute(self._sql(f"UPDATE {table} SET last_update = ? WHERE pk = ?"),
+                        (stamp, row[0]))
+            return int(row[0])
+        cols = ["public_id", *([parent[0]] if parent else []), *values, "last_update"]
+        params = (public_id, *([parent[1]] if parent else []), *values.values(), stamp)
+        marks = ", ".join("?" for _ in cols)
+        return self._insert_returning_pk(
+            cur, f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({marks})", params)
+
+    def delete(self, level: str, public_id: str) -> list[str] | None:
+        """Delete a resource and everything below; empty parents go too.
+
+        Returns the file uuids to remove (after the commit), or None if there is no such resource.
+        """
+        table = TABLES[level]
+        with self._write() as cur:
+            row = self._one(cur, f"SELECT pk FROM {table} WHERE public_id = ?", (public_id,))
+            if row is None:
+                return None
+            pk = row[0]
+            files = self._delete_below(cur, level, pk)
+            self._delete_empty_parents(cur, level, pk)
+            return files
+
+    def _delete_below(self, cur: Any, level: str, pk: int) -> list[str]:
+        files: list[str] = []
+        if level == "instances":
+            got = self._one(cur, "SELECT file_uuid FROM instances WHERE pk = ?", (pk,))
+            files.append(got[0])
+        else:
+            child = CHILD_LEVEL[level]
+            cur.execute(self._sql(f"SELECT pk FROM {TABLES[child]} WHERE {PARENT_FK[child]} = ?"),
+                        (pk,))
+            for (child_pk,) in cur.fetchall():
+                files += self._delete_below(cur, child, child_pk)
+        cur.execute(self._sql(f"DELETE FROM {TABLES[level]} WHERE pk = ?"), (pk,))
+        return files
+
+    def _delete_empty_parents(self, cur: Any, level: str, pk: int) -> None:
+        # Walk up: remove parents left without children.
+        chain = {"instances": ("series", "series_pk"), "series": ("studies", "study_pk"),
+                 "studies": ("patients", "patient_pk")}
+        # pk of the deleted row is gone; find orphans generically instead.
+        del pk
+        while level in chain:
+            parent, fk = chain[level]
+            cur.execute(self._sql(
+                f"DELETE FROM {parent} WHERE NOT EXISTS "
+                f"(SELECT 1 FROM {TABLES[level]} c WHERE c.{fk} = {parent}.pk)"))
+            level = parent
+
+    # -- reads -----------------------------------------------------------------------------
+    def resource(self, level: str, public_id: str) -> dict[str, Any] | None:
+        """The Orthanc JSON description of a resource (``GET /{level}/{id}``)."""
+        table = TABLES[level]
+        extra = {"patients": "", "studies": ", patient_main_tags",
+                 "series": "", "instances": ", file_size, file_uuid"}[level]
+        rows = self._query(
+            f"SELECT pk, main_tags, last_update{extra} FROM {table} WHERE public_id = ?",
+            (public_id,))
+        if not rows:
+            return None
+        row = rows[0]
+        pk = row[0]
+        out: dict[str, Any] = {"ID": public_id, "Type": LEVEL_TYPES[level],
+                               "MainDicomTags": json.loads(row[1])}
+        if level != "instances":
+            out["IsStable"] = True
+            out["LastUpdate"] = row[2]
+        if level in ("studies", "series", "instances"):
+            parent_table = {"studies": "patients", "series": "studies",
+                            "instances": "series"}[level]
+            key = {"studies": "ParentPatient", "series": "ParentStudy",
+                   "instances": "ParentSeries"}[level]
+            parent = self._query(
+                f"SELECT p.public_id FROM {parent_table} p JOIN {table} c"
+                f" ON c.{PARENT_FK[level]} = p.pk WHERE c.pk = ?", (pk,))
+            out[key] = parent[0][0]
+        if level != "instances":
+            child = CHILD_LEVEL[level]
+            key = {"patients": "Studies", "studies": "Series", "series": "Instances"}[level]
+            if child == "instances":
+                kids = self._query(
+                    "SELECT public_id FROM instances WHERE series_pk = ?"
+                    " ORDER BY CAST(instance_number AS INTEGER), public_id", (pk,))
+            else:
+                kids = self._query(
+                    f"SELECT public_id FROM {TABLES[child]} WHERE {PARENT_FK[child]} = ?"
+                    " ORDER BY public_id", (pk,))
+            out[key] = [k[0] for k in kids]
+        if level == "studies":
+            out["PatientMainDicomTags"] = json.loads(row[3])
+        if level == "series":
+            out["ExpectedNumberOfInstances"] = None
+            out["Status"] = "Unknown"
+        if level == "instances":
+            out["FileSize"] = row[3]
+            out["FileUuid"] = row[4]
+            index = self._query(
+                "SELECT COUNT(*) FROM instances o JOIN instances me ON o.series_pk = me.series_pk"
+                " WHERE me.pk = ? AND CAST(o.instance_number AS INTEGER) <"
+                " CAST(me.instance_number AS INTEGER)", (pk,))
+            out["IndexInSeries"] = (index[0][0] + 1) if out["MainDicomTags"].get(
+                "InstanceNumber") else None
+        return out
+
+    def list_ids(self, level: str, limit: int = 0, since: int = 0) -> list[str]:
+        """Orthanc identifiers of a level, in insertion order, with Orthanc's since/limit."""
+        statement = f"SELECT public_id FROM {TABLES[level]} ORDER BY pk"
+        params: tuple[Any, ...] = ()
+        if limit:
+            statement += " LIMIT ? OFFSET ?"
+            params = (limit, since)
+        elif since:
+            statement += " LIMIT -1 OFFSET ?" if self.backend_name == "SQLite" else " OFFSET ?"
+            params = (since,)
+        return [r[0] for r in self._query(statement, params)]
+
+    def instance(self, public_id: str) -> InstanceRow | None:
+        rows = self._query(f"SELECT {INSTANCE_COLUMNS} FROM {INSTANCE_JOIN}"
+                           " WHERE i.public_id = ?", (public_id,))
+        return _row_to_instance(rows[0]) if rows else None
+
+    def instance_by_uid(self, sop_uid: str, study_uid: str | None = None,
+                        series_uid: str | None = None) -> InstanceRow | None:
+        statement = f"SELECT {INSTANCE_COLUMNS} FROM {INSTANCE_JOIN} WHERE i.sop_uid = ?"
+        params: list[Any] = [sop_uid]
+        if study_uid is not None:
+            statement += " AND st.study_uid = ?"
+            params.append(study_uid)
+        if series_uid is not None:
+            statement += " AND se.series_uid = ?"
+            params.append(series_uid)
+        rows = self._query(statement + " ORDER BY i.pk LIMIT 1", tuple(params))
+        return _row_to_instance(rows[0]) if rows else None
+
+    def instances_by_uids(self, study_uid: str, series_uid: str | None = None
+                          ) -> list[InstanceRow]:
+        statement = f"SELECT {INSTANCE_COLUMNS} FROM {INSTANCE_JOIN} WHERE st.study_uid = ?"
+        params: list[Any] = [study_uid]
+        if series_uid is not None:
+            statement += " AND se.series_uid = ?"
+            params.append(series_uid)
+        statement += " ORDER BY se.pk, CAST(i.instance_number AS INTEGER), i.pk"
+        return [_row_to_instance(r) for r in self._query(statement, tuple(params))]
+
+    def instances_of(self, level: str, public_id: str) -> list[InstanceRow]:
+        column = {"patients": "p", "studies": "st", "series": "se", "instances": "i"}[level]
+        statement = (f"SELECT {INSTANCE_COLUMNS} FROM {INSTANCE_JOIN}"
+                     f" WHERE {column}.public_id = ?"
+                     " ORDER BY st.pk, se.pk, CAST(i.instance_number AS INTEGER), i.pk")
+        return [_row_to_instance(r) for r in self._query(statement, (public_id,))]
+
+    def file_uuids(self) -> set[str]:
+        return {r[0] for r in self._query("SELECT file_uuid FROM instances")}
+
+    def statistics(self) -> dict[str, int]:
+        counts = {level: self._query(f"SELECT COUNT(*) FROM {TABLES[level]}")[0][0]
+                  for level in TABLES}
+        size = self._query("SELECT COALESCE(SUM(file_size), 0) FROM instances")[0][0]
+        return {**counts, "size": int(size)}
+
+    def get_property(self, name: str) -> str | None:
+        rows = self._query("SELECT value FROM properties WHERE name = ?", (name,))
+        return rows[0][0] if rows else None
+
+    def set_property(self, name: str, value: str | None) -> None:
+        with self._write() as cur:
+            cur.execute(self._sql("DELETE FROM properties WHERE name = ?"), (name,))
+            if value is not None:
+                cur.execute(self._sql("INSERT INTO properties (name, value) VALUES (?, ?)"),
+                            (name, value))

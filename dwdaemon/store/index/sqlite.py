@@ -1,0 +1,73 @@
+"""The embedded index: SQLite in WAL mode, one connection per thread."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from dwdaemon.store.index import schema
+from dwdaemon.store.index.sql import SqlIndex
+
+
+class SqliteIndex(SqlIndex):
+    """SQLite back-end. Reads run concurrently (WAL); writes are serialised by SQLite's lock."""
+
+    backend_name = "SQLite"
+
+    def __init__(self, directory: str, filename: str = "index.sqlite") -> None:
+        self.path = os.path.join(directory, filename)
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+
+    def open(self) -> None:
+        """Create the database and its schema if needed."""
+        os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+        conn = self._conn()
+        for statement in schema.ddl():
+            conn.execute(statement)
+        conn.execute("INSERT OR IGNORE INTO properties (name, value) VALUES (?, ?)",
+                     ("schema_version", str(schema.SCHEMA_VERSION)))
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._all:
+                try:
+                    conn.close()
+                except sqlite3.ProgrammingError:
+                    pass  # created in another thread that is gone
+            self._all.clear()
+        self._local = threading.local()
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
+                                   timeout=30.0)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute("PRAGMA busy_timeout=30000")
+            self._local.conn = conn
+            with self._lock:
+                self._all.append(conn)
+        return conn
+
+    @contextmanager
+    def _write(self) -> Iterator[Any]:
+        conn = self._conn()
+        cur = conn.cursor()
+        cur.execute("BEGIN IMMEDIATE")
+        try:
+            yield cur
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
+        else:
+            cur.execute("COMMIT")
+        finally:
+            cur.close()

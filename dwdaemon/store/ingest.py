@@ -1,0 +1,229 @@
+"""Ingest analysis: parse a DICOM file once, validate it, and compute what the index stores."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydicom import dcmread
+from pydicom.errors import InvalidDicomError
+from pydicom.uid import UID
+
+from dwdaemon.dicom.frames import FrameLayout, encapsulated_layout, native_layout
+from dwdaemon.dicom.ids import ResourceIds, resource_ids
+from dwdaemon.dicom.jsonmodel import UNDEFINED_LENGTH, dataset_to_json, dumps
+from dwdaemon.dicom.maintags import element_text, main_tags
+
+DEFER_SIZE = 1024
+DEFLATED = "1.2.840.10008.1.2.1.99"
+IMPLICIT_LE = "1.2.840.10008.1.2"
+
+
+class IngestError(ValueError):
+    """The input cannot be stored; ``reason`` is the DICOM failure reason (PS3.4 / PS3.18)."""
+
+    def __init__(self, message: str, reason: int = 0xC000) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+# Failure reasons used by STOW-RS (PS3.18 Table I.2-3 / PS3.4 Annex B)
+REASON_PROCESSING_FAILURE = 0x0110
+REASON_CANNOT_UNDERSTAND = 0xC000
+REASON_SOP_CLASS_NOT_SUPPORTED = 0x0122
+REASON_OUT_OF_RESOURCES = 0xA700
+REASON_STUDY_MISMATCH = 0xC409  # vendor range: instance does not belong to the URL's study
+
+
+@dataclass
+class Analysis:
+    """Everything ingest learns from one file."""
+
+    ids: ResourceIds
+    patient_id: str
+    study_uid: str
+    series_uid: str
+    sop_uid: str
+    sop_class_uid: str
+    transfer_syntax: str
+    number_of_frames: int
+    rows: int | None
+    columns: int | None
+    instance_number: str | None
+    metadata: dict[str, Any]
+    bulk: dict[str, list[Any]]
+    frames: FrameLayout
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def patient_tags(self) -> dict[str, str]:
+        return main_tags(self.metadata, "patients")
+
+    def study_columns(self) -> dict[str, Any]:
+        md = self.metadata
+        return {
+            "patient_name": element_text(md, "PatientName"),
+            "patient_birth_date": element_text(md, "PatientBirthDate"),
+            "patient_sex": element_text(md, "PatientSex"),
+            "study_date": element_text(md, "StudyDate"),
+            "study_time": element_text(md, "StudyTime"),
+            "accession_number": element_text(md, "AccessionNumber"),
+            "study_id": element_text(md, "StudyID"),
+            "study_description": element_text(md, "StudyDescription"),
+            "referring_physician_name": element_text(md, "ReferringPhysicianName"),
+        }
+
+    def series_columns(self) -> dict[str, Any]:
+        md = self.metadata
+        return {
+            "modality": element_text(md, "Modality"),
+            "series_number": element_text(md, "SeriesNumber"),
+            "series_description": element_text(md, "SeriesDescription"),
+            "series_date": element_text(md, "SeriesDate"),
+            "series_time": element_text(md, "SeriesTime"),
+        }
+
+
+def _required_uid(ds: Any, keyword: str) -> str:
+    value = ds.get(keyword)
+    text = str(value).strip(" \x00") if value is not None else ""
+    if not text:
+        raise IngestError(f"{keyword} is missing", REASON_CANNOT_UNDERSTAND)
+    if not UID(text).is_valid:
+        raise IngestError(f"{keyword} {text!r} is not a valid UID", REASON_CANNOT_UNDERSTAND)
+    return text
+
+
+def analyse(path: str) -> Analysis:
+    """Parse the file at ``path`` once (large values deferred) and compute its index data.
+
+    Raises :class:`IngestError` for input that is not a complete DICOM instance.
+    """
+    size = os.path.getsize(path)
+    if size == 0:
+        raise IngestError("empty body: not a DICOM file")
+    try:
+        ds = dcmread(path, defer_size=DEFER_SIZE)
+    except InvalidDicomError as exc:
+        raise IngestError(f"not a DICOM file: {exc}") from exc
+    except (EOFError, ValueError, OSError, KeyError, IndexError, TypeError) as exc:
+        raise IngestError(f"cannot parse DICOM file: {exc}") from exc
+    meta = getattr(ds, "file_meta", None)
+    if meta is None or "TransferSyntaxUID" not in meta:
+        raise IngestError("not a DICOM Part 10 file: no file meta information with a transfer "
+                          "syntax")
+    transfer_syntax = str(meta.TransferSyntaxUID)
+    try:
+        sop_uid = _required_uid(ds, "SOPInstanceUID")
+        study_uid = _required_uid(ds, "StudyInstanceUID")
+        series_uid = _required_uid(ds, "SeriesInstanceUID")
+        sop_class = _required_uid(ds, "SOPClassUID")
+        _check_complete(ds, size, transfer_syntax)
+        converted = dataset_to_json(ds)
+    except IngestError:
+        raise
+    except Exception as exc:  # pydicom raises many kinds on malformed data
+        raise IngestError(f"cannot parse DICOM file: {exc}") from exc
+    patient_id = str(ds.get("PatientID", "") or "")
+    frames_count = _int(ds.get("NumberOfFrames")) or 1
+    layout = _frame_layout(path, ds, transfer_syntax, frames_count, converted.bulk)
+    bulk = {k: v.to_json() for k, v in converted.bulk.items()}
+    if transfer_syntax == DEFLATED:
+        # Offsets refer to the inflated stream: bulk values must be served by parsing.
+        bulk = {k: [-1, *v[1:]] for k, v in bulk.items()}
+    return Analysis(
+        ids=resource_ids(patient_id, study_uid, series_uid, sop_uid),
+        patient_id=patient_id.strip(" \x00"),
+        study_uid=study_uid,
+        series_uid=series_uid,
+        sop_uid=sop_uid,
+        sop_class_uid=sop_class,
+        transfer_syntax=transfer_syntax,
+        number_of_frames=frames_count if "7FE00010" in converted.bulk else 0,
+        rows=_int(ds.get("Rows")),
+        columns=_int(ds.get("Columns")),
+        instance_number=element_text(converted.dataset, "InstanceNumber"),
+        metadata=converted.dataset,
+        bulk=bulk,
+        frames=layout,
+        warnings=converted.warnings,
+    )
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return int(value) if value not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _check_complete(ds: Any, size: int, transfer_syntax: str) -> None:
+    """Refuse files whose deferred values run past the end (truncated uploads)."""
+    if transfer_syntax == DEFLATED:
+        return
+    for tag in ds._dict:  # noqa: SLF001
+        raw = ds.get_item(tag, keep_deferred=True)
+        tell = getattr(raw, "value_tell", None)
+        length = getattr(raw, "length", None)
+        if tell is None or length is None or length == UNDEFINED_LENGTH:
+            continue
+        if getattr(raw, "value", b"") is None and tell + length > size:
+            raise IngestError(f"truncated file: element ({tag >> 16:04X},{tag & 0xFFFF:04X}) "
+                              f"needs {length} bytes at offset {tell}, file has {size}")
+
+
+def _frame_layout(path: str, ds: Any, transfer_syntax: str, frames: int,
+                  bulk: dict[str, Any]) -> FrameLayout:
+    location = bulk.get("7FE00010")
+    if location is None:
+        return FrameLayout("none")
+    if transfer_syntax == DEFLATED:
+        return FrameLayout("unresolved", count=frames)
+    rows, columns = _int(ds.get("Rows")) or 0, _int(ds.get("Columns")) or 0
+    if location.encapsulated:
+        extended = None
+        if "ExtendedOffsetTable" in ds:
+            import struct
+
+            raw = ds.ExtendedOffsetTable
+            extended = list(struct.unpack(f"<{len(raw) // 8}Q", raw))
+        with open(path, "rb") as fp:
+            try:
+                return encapsulated_layout(fp, location.offset, frames, extended,
+                                           location.little_endian)
+            except ValueError as exc:
+                raise IngestError(f"invalid encapsulated pixel data: {exc}") from exc
+    samples = _int(ds.get("SamplesPerPixel")) or 1
+    bits = _int(ds.get("BitsAllocated")) or 0
+    if not (rows and columns and bits):
+        return FrameLayout("unresolved", count=frames)
+    return native_layout(location.offset, location.length, rows, columns, samples, bits, frames,
+                         location.little_endian)
+
+
+def record_fields(analysis: Analysis) -> dict[str, Any]:
+    """The index record fields derived from an analysis (file fields are added by the store)."""
+    return {
+        "ids": analysis.ids,
+        "patient_id": analysis.patient_id,
+        "study_uid": analysis.study_uid,
+        "series_uid": analysis.series_uid,
+        "sop_uid": analysis.sop_uid,
+        "sop_class_uid": analysis.sop_class_uid,
+        "transfer_syntax": analysis.transfer_syntax,
+        "number_of_frames": analysis.number_of_frames,
+        "rows": analysis.rows,
+        "columns": analysis.columns,
+        "instance_number": analysis.instance_number,
+        "metadata": dumps(analysis.metadata),
+        "bulk": json.dumps(analysis.bulk),
+        "frames": json.dumps(analysis.frames.to_json()),
+        "patient_tags": main_tags(analysis.metadata, "patients"),
+        "study_tags": main_tags(analysis.metadata, "studies"),
+        "series_tags": main_tags(analysis.metadata, "series"),
+        "instance_tags": main_tags(analysis.metadata, "instances"),
+        "study_columns": analysis.study_columns(),
+        "series_columns": analysis.series_columns(),
+    }

@@ -1,0 +1,196 @@
+"""The store: ingest pipeline, storage area and index behind Deferred-returning methods."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO
+
+from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.logger import Logger
+
+from dwdaemon.dicom.ids import ResourceIds
+from dwdaemon.store.index.base import AddResult, Index, InstanceRecord, InstanceRow
+from dwdaemon.store.ingest import Analysis, IngestError, analyse, record_fields
+from dwdaemon.store.storage import StorageArea, discard
+from dwdaemon.threads import ThreadPools
+
+log = Logger()
+
+
+@dataclass
+class IngestResult:
+    """The outcome of storing one instance."""
+
+    status: str  # "Success" or "AlreadyStored"
+    ids: ResourceIds
+    sop_class_uid: str
+    sop_uid: str
+    study_uid: str
+    series_uid: str
+    transfer_syntax: str
+    overwritten: bool = False
+    warnings: list[str] = field(default_factory=list)
+
+    def orthanc_json(self) -> dict[str, Any]:
+        """The answer of Orthanc's ``POST /instances``."""
+        return {
+            "ID": self.ids.instance,
+            "ParentPatient": self.ids.patient,
+            "ParentStudy": self.ids.study,
+            "ParentSeries": self.ids.series,
+            "Path": f"/instances/{self.ids.instance}",
+            "Status": self.status,
+        }
+
+
+class Store:
+    """Storage area + index, with blocking work in the thread pools."""
+
+    def __init__(self, storage: StorageArea, index: Index, pools: ThreadPools,
+                 overwrite: bool = False, orphan_min_age: float = 0.0) -> None:
+        self.storage = storage
+        self.index = index
+        self.pools = pools
+        self.overwrite = overwrite
+        self.orphan_min_age = orphan_min_age
+
+    # -- life cycle --------------------------------------------------------------------------
+    def open(self) -> dict[str, int]:
+        """Blocking start-up: open the area and index, then make them agree.
+
+        Interrupted writes are removed, and so are files the index does not know (a crash between
+        the rename and the index commit, or during a delete). Index rows whose file is gone are
+        removed too (the file system lost them). Returns what was cleaned.
+        """
+        self.storage.open_area()
+        self.index.open()
+        temps = self.storage.clean_temp()
+        known = self.index.file_uuids()
+        orphans = self.storage.remove_orphans(known, self.orphan_min_age)
+        missing = 0
+        for row_file in known:
+            if not self.storage.exists(row_file):
+                missing += self._drop_rows_of_file(row_file)
+        if temps or orphans or missing:
+            log.warn("store recovery: removed {temps} temporary files, {orphans} orphan files, "
+                     "{missing} index rows without file", temps=temps, orphans=len(orphans),
+                     missing=missing)
+        return {"temporary": temps, "orphans": len(orphans), "missing": missing}
+
+    def _drop_rows_of_file(self, file_uuid: str) -> int:
+        rows = self.index._query(  # type: ignore[attr-defined]
+            "SELECT public_id FROM instances WHERE file_uuid = ?", (file_uuid,))
+        for (public_id,) in rows:
+            self.index.delete("instances", public_id)
+        return len(rows)
+
+    def close(self) -> None:
+        self.index.close()
+
+    # -- ingest ------------------------------------------------------------------------------
+    def new_temp(self) -> tuple[str, BinaryIO]:
+        """A temporary file in the storage area for a caller to fill, then :meth:`ingest_path`."""
+        return self.storage.new_temp()
+
+    @inlineCallbacks
+    def ingest_path(self, temp_path: str) -> Any:
+        """Store the DICOM file at ``temp_path`` (taken over: moved or removed).
+
+        The file is parsed once, validated, fsynced and renamed into the storage area in a worker
+        thread; then indexed in one transaction. Fires with an :class:`IngestResult`; fails with
+        :class:`IngestError` (nothing kept) for bad input.
+        """
+        analysis, file_info = yield self.pools.parse(self._analyse_and_commit, temp_path)
+        file_uuid, size, md5 = file_info
+        record = InstanceRecord(file_uuid=file_uuid, file_size=size, file_md5=md5,
+                                **record_fields(analysis))
+        try:
+            added: AddResult = yield self.pools.db_write(self.index.add_instance, record,
+                                                         self.overwrite)
+        except Exception:
+            yield self.pools.io(self.storage.remove, file_uuid)
+            raise
+        if added.obsolete_file:
+            yield self.pools.io(self.storage.remove, added.obsolete_file)
+        return IngestResult(
+            status=added.status, ids=analysis.ids, sop_class_uid=analysis.sop_class_uid,
+            sop_uid=analysis.sop_uid, study_uid=analysis.study_uid,
+            series_uid=analysis.series_uid, transfer_syntax=analysis.transfer_syntax,
+            overwritten=added.overwritten, warnings=analysis.warnings)
+
+    def _analyse_and_commit(self, temp_path: str) -> tuple[Analysis, tuple[str, int, str]]:
+        if not temp_path.startswith(self.storage.tmp + os.sep):
+            own = self.storage.temp_path()
+            shutil.copyfile(temp_path, own)
+            temp_path = own
+        try:
+            analysis = analyse(temp_path)
+        except BaseException:
+            discard(temp_path)
+            raise
+        return analysis, self.storage.commit_temp(temp_path)
+
+    def ingest_bytes(self, data: bytes) -> Deferred[IngestResult]:
+        """Store a DICOM file given in memory (small bodies)."""
+        d = self.pools.io(self._write_temp, data)
+        d.addCallback(self.ingest_path)
+        return d
+
+    def _write_temp(self, data: bytes) -> str:
+        path, fp = self.storage.new_temp()
+        with fp:
+            fp.write(data)
+        return path
+
+    # -- reads -------------------------------------------------------------------------------
+    def resource(self, level: str, public_id: str) -> Deferred[dict[str, Any] | None]:
+        return self.pools.db_read(self.index.resource, level, public_id)
+
+    def list_ids(self, level: str, limit: int = 0, since: int = 0) -> Deferred[list[str]]:
+        return self.pools.db_read(self.index.list_ids, level, limit, since)
+
+    def instance(self, public_id: str) -> Deferred[InstanceRow | None]:
+        return self.pools.db_read(self.index.instance, public_id)
+
+    def instance_by_uid(self, sop_uid: str, study_uid: str | None = None,
+                        series_uid: str | None = None) -> Deferred[InstanceRow | None]:
+        return self.pools.db_read(self.index.instance_by_uid, sop_uid, study_uid, series_uid)
+
+    def instances_by_uids(self, study_uid: str, series_uid: str | None = None
+                          ) -> Deferred[list[InstanceRow]]:
+        return self.pools.db_read(self.index.instances_by_uids, study_uid, series_uid)
+
+    def instances_of(self, level: str, public_id: str) -> Deferred[list[InstanceRow]]:
+        return self.pools.db_read(self.index.instances_of, level, public_id)
+
+    def statistics(self) -> Deferred[dict[str, int]]:
+        return self.pools.db_read(self.index.statistics)
+
+    def file_path(self, file_uuid: str) -> str:
+        """Where a stored file is (open it in a thread)."""
+        return self.storage.path(file_uuid)
+
+    def read_file(self, file_uuid: str) -> Deferred[bytes]:
+        """A whole stored file (small files only; stream big ones with a producer)."""
+        def read() -> bytes:
+            with open(self.storage.path(file_uuid), "rb") as fp:
+                return fp.read()
+        return self.pools.io(read)
+
+    # -- deletes -----------------------------------------------------------------------------
+    @inlineCallbacks
+    def delete(self, level: str, public_id: str) -> Any:
+        """Delete a resource and everything below: index rows first, then files.
+
+        Fires with True, or False if there is no such resource.
+        """
+        files = yield self.pools.db_write(self.index.delete, level, public_id)
+        if files is None:
+            return False
+        yield self.pools.io(lambda: [self.storage.remove(f) for f in files])
+        return True
+
+
+__all__ = ["IngestError", "IngestResult", "Store"]

@@ -1,0 +1,103 @@
+"""twistd plugin entry: ``twistd -n dicomweb [--config FILE] [--listen DESCRIPTION]``."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from twisted.application import service, strports
+from twisted.logger import Logger
+from twisted.python import usage
+from twisted.web.server import Site
+
+from dwdaemon.config import Config, ConfigError, load_config
+from dwdaemon.store.index.sqlite import SqliteIndex
+from dwdaemon.store.storage import StorageArea
+from dwdaemon.store.store import Store
+from dwdaemon.threads import ThreadPools
+from dwdaemon.web.app import build_app
+from dwdaemon.web.bodies import limited_request_class
+
+log = Logger()
+
+
+class Options(usage.Options):
+    """Command-line options of the ``dicomweb`` twistd plugin."""
+
+    optParameters = [  # noqa: RUF012 - Twisted API
+        ["config", "c", None, "Orthanc-style JSON configuration file (default: embedded defaults)"],
+        ["listen", "l", None,
+         "endpoint description overriding HttpPort/HttpBindAddress/SslEnabled "
+         "(e.g. tcp:8042:interface=127.0.0.1)"],
+    ]
+
+    def postOptions(self) -> None:  # noqa: N802 - Twisted interface
+        try:
+            self.config, self.warnings = load_config(self["config"])
+        except ConfigError as exc:
+            raise usage.UsageError(f"configuration error: {exc}") from exc
+        except OSError as exc:
+            raise usage.UsageError(f"cannot read configuration: {exc}") from exc
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace(":", "\\:")
+
+
+def listen_description(config: Config) -> str:
+    """The server endpoint description for the configuration (HTTP or HTTPS)."""
+    interface = _escape(config.listen_address())
+    if config.ssl_enabled:
+        pem = _escape(config.ssl_certificate)
+        return (f"ssl:port={config.http_port}:interface={interface}:privateKey={pem}"
+                f":certKey={pem}")
+    return f"tcp:port={config.http_port}:interface={interface}"
+
+
+class StoreService(service.Service):
+    """Opens the store (recovery included) at start-up and closes it at shutdown."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def startService(self) -> None:  # noqa: N802 - Twisted interface
+        super().startService()
+        self.store.open()
+
+    def stopService(self) -> None:  # noqa: N802 - Twisted interface
+        super().stopService()
+        self.store.close()
+
+
+def build_site(config: Config, reactor: Any = None, pools: ThreadPools | None = None
+               ) -> tuple[Site, Store, ThreadPools, Any]:
+    """The web site, store and pools of a daemon (used by makeService and by tests)."""
+    pools = pools or ThreadPools(reactor)
+    os.makedirs(config.storage_directory, exist_ok=True)
+    os.makedirs(config.index_directory, exist_ok=True)
+    index = SqliteIndex(config.index_directory)
+    store = Store(StorageArea(config.storage_directory), index, pools,
+                  overwrite=config.overwrite_instances)
+    app, ctx = build_app(config, store, pools, reactor)
+    site = Site(app.resource())
+    site.requestFactory = limited_request_class(config.maximum_request_size * 1024 * 1024)
+    site.displayTracebacks = False
+    return site, store, pools, ctx
+
+
+def makeService(options: Options) -> service.MultiService:  # noqa: N802 - Twisted interface
+    """Build the daemon: thread pools, store, and the HTTP(S) server."""
+    config: Config = options.config
+    for warning in options.warnings:
+        log.warn("configuration: {warning}", warning=warning)
+    top = service.MultiService()
+    site, store, pools, ctx = build_site(config)
+    pools.setServiceParent(top)
+    StoreService(store).setServiceParent(top)
+    for extra in ctx.extras.get("services", []):
+        extra.setServiceParent(top)
+    description = options["listen"] or listen_description(config)
+    strports.service(description, site).setServiceParent(top)
+    log.info("dwdaemon {name}: listening on {description}, storage {storage}",
+             name=config.name, description=description, storage=config.storage_directory)
+    return top

@@ -1,0 +1,77 @@
+"""Bounded thread pools for blocking work (parsing, disk, database), as a Twisted service."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.threads import deferToThreadPool
+from twisted.python.threadpool import ThreadPool
+
+T = TypeVar("T")
+
+
+class ThreadPools(Service):
+    """The pools: ``parse`` (pydicom, pixels), ``io`` (files), ``db_read`` and ``db_write``.
+
+    ``db_write`` has a single thread: index writes are serialised in-process, which keeps SQLite
+    free of lock contention. With ``synchronous=True`` (unit tests) work runs inline.
+    """
+
+    def __init__(self, reactor: Any = None, parse: int = 4, io: int = 4, db_read: int = 4,
+                 synchronous: bool = False) -> None:
+        if reactor is None:
+            from twisted.internet import reactor as default_reactor
+
+            reactor = default_reactor
+        self.reactor = reactor
+        self.synchronous = synchronous
+        self.pools = {
+            "parse": ThreadPool(1, parse, "dwdaemon-parse"),
+            "io": ThreadPool(1, io, "dwdaemon-io"),
+            "db_read": ThreadPool(1, db_read, "dwdaemon-db-read"),
+            "db_write": ThreadPool(1, 1, "dwdaemon-db-write"),
+        }
+        self._started = False
+
+    def startService(self) -> None:  # noqa: N802 - Twisted interface
+        super().startService()
+        self.start()
+
+    def stopService(self) -> None:  # noqa: N802 - Twisted interface
+        super().stopService()
+        self.stop()
+
+    def start(self) -> None:
+        if not self._started and not self.synchronous:
+            for pool in self.pools.values():
+                pool.start()
+            self._started = True
+
+    def stop(self) -> None:
+        if self._started:
+            for pool in self.pools.values():
+                pool.stop()
+            self._started = False
+
+    def run(self, pool: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> Deferred[T]:
+        """Run ``fn(*args, **kwargs)`` in the named pool; the Deferred fires on the reactor."""
+        if self.synchronous:
+            return maybeDeferred(fn, *args, **kwargs)
+        if not self._started:
+            self.start()
+        return deferToThreadPool(self.reactor, self.pools[pool], fn, *args, **kwargs)
+
+    def parse(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> Deferred[T]:
+        return self.run("parse", fn, *args, **kwargs)
+
+    def io(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> Deferred[T]:
+        return self.run("io", fn, *args, **kwargs)
+
+    def db_read(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> Deferred[T]:
+        return self.run("db_read", fn, *args, **kwargs)
+
+    def db_write(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> Deferred[T]:
+        return self.run("db_write", fn, *args, **kwargs)

@@ -1,0 +1,109 @@
+"""What every route module gets: configuration, store, pools, routing and URL helpers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from klein import Klein
+from twisted.web.iweb import IRequest
+
+from dwdaemon.config import Config
+from dwdaemon.store.store import Store
+from dwdaemon.threads import ThreadPools
+
+
+def _header(request: IRequest, name: str) -> str | None:
+    value = request.getHeader(name)
+    if value is None:
+        return None
+    return value.decode("latin-1") if isinstance(value, bytes) else value
+
+
+def _parse_forwarded(value: str) -> dict[str, str]:
+    """The first element of an RFC 7239 ``Forwarded`` header."""
+    first = value.split(",", 1)[0]
+    out: dict[str, str] = {}
+    for pair in first.split(";"):
+        name, sep, val = pair.strip().partition("=")
+        if sep:
+            out[name.strip().lower()] = val.strip().strip('"')
+    return out
+
+
+@dataclass
+class Context:
+    """Shared collaborators of the route modules (built once in :mod:`dwdaemon.tap`)."""
+
+    config: Config
+    store: Store
+    pools: ThreadPools
+    app: Klein
+    reactor: Any = None
+    #: Slots for collaborators added by modules (e.g. the job engine, remote servers).
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def route(self, path: str, methods: list[str], endpoint: str | None = None,
+              **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        """Register a guarded route (see :func:`dwdaemon.web.routing.route`)."""
+        from dwdaemon.web.routing import route
+
+        return route(self, path, methods=methods, endpoint=endpoint, **kwargs)
+
+    @property
+    def root(self) -> str:
+        """The DICOMweb root, with leading and trailing slash (``/dicom-web/``)."""
+        return self.config.dicomweb.root
+
+    def dw(self, path: str = "") -> str:
+        """A path under the DICOMweb root: ``dw("studies")`` -> ``/dicom-web/studies``."""
+        return self.root + path.lstrip("/")
+
+    def base_url(self, request: IRequest) -> str:
+        """``scheme://host[:port]`` as clients see this server.
+
+        The ``Host``/``Ssl`` options win; else ``Forwarded``, else ``X-Forwarded-Host`` /
+        ``X-Forwarded-Proto``, else the ``Host`` header and the connection's security.
+        """
+        options = self.config.dicomweb
+        if options.host:
+            return ("https://" if options.ssl else "http://") + options.host
+        scheme = "https" if request.isSecure() else "http"
+        host = None
+        forwarded = _header(request, "forwarded")
+        if forwarded:
+            parts = _parse_forwarded(forwarded)
+            host = parts.get("host")
+            scheme = parts.get("proto", scheme)
+        if host is None:
+            xf_host = _header(request, "x-forwarded-host")
+            if xf_host:
+                host = xf_host.split(",", 1)[0].strip()
+                xf_proto = _header(request, "x-forwarded-proto")
+                if xf_proto:
+                    scheme = xf_proto.split(",", 1)[0].strip()
+        if host is None:
+            host = _header(request, "host")
+            xf_proto = _header(request, "x-forwarded-proto")
+            if xf_proto:
+                scheme = xf_proto.split(",", 1)[0].strip()
+        if not host:
+            address = request.getHost()
+            host = f"{address.host}:{address.port}"
+        if options.ssl:
+            scheme = "https"
+        return f"{scheme}://{host}"
+
+    def dicomweb_url(self, request: IRequest) -> str:
+        """The absolute DICOMweb root URL without trailing slash."""
+        return self.base_url(request) + self.root.rstrip("/")
+
+    def study_url(self, request: IRequest, study: str) -> str:
+        return f"{self.dicomweb_url(request)}/studies/{study}"
+
+    def series_url(self, request: IRequest, study: str, series: str) -> str:
+        return f"{self.study_url(request, study)}/series/{series}"
+
+    def instance_url(self, request: IRequest, study: str, series: str, sop: str) -> str:
+        return f"{self.series_url(request, study, series)}/instances/{sop}"

@@ -1,0 +1,282 @@
+"""The part of Orthanc's core REST API that DICOMweb users and tools rely on."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from twisted.internet.defer import inlineCallbacks
+from twisted.web.iweb import IRequest
+
+import dwdaemon
+from dwdaemon.dicom.ids import LEVELS
+from dwdaemon.dicom.orthanc_tags import ContentError, content, tags_full, tags_simplified
+from dwdaemon.store.index.base import PARENT_LEVEL
+from dwdaemon.web.context import Context
+from dwdaemon.web.errors import ApiError
+from dwdaemon.web.filesend import json_body, send_file
+
+API_VERSION = 22  # the Orthanc REST API level whose shapes we follow
+PLUGIN_VERSION = dwdaemon.__version__
+
+
+def _arg(request: IRequest, name: str) -> str | None:
+    values = request.args.get(name.encode())
+    return values[0].decode("utf-8") if values else None
+
+
+def _flag(request: IRequest, name: str) -> bool:
+    """Orthanc-style flag: present without value, or true/1."""
+    value = _arg(request, name)
+    return value is not None and value.lower() not in ("false", "0")
+
+
+def _int_arg(request: IRequest, name: str) -> int:
+    value = _arg(request, name)
+    if value is None or value == "":
+        return 0
+    try:
+        number = int(value)
+    except ValueError as exc:
+        raise ApiError(400, f"parameter {name} must be a non-negative integer") from exc
+    if number < 0:
+        raise ApiError(400, f"parameter {name} must be a non-negative integer")
+    return number
+
+
+def _level(level: str) -> str:
+    if level not in LEVELS:
+        raise ApiError(404, f"unknown resource level {level!r}")
+    return level
+
+
+def install(app: Any, ctx: Context) -> None:
+    """Register the core routes."""
+    store = ctx.store
+
+    @ctx.route("/instances", methods=["POST"])
+    @inlineCallbacks
+    def upload_instance(request: IRequest) -> Any:
+        body = request.content
+        body.seek(0, os.SEEK_END)
+        if body.tell() == 0:
+            raise ApiError(400, "empty body: POST /instances expects a DICOM file")
+        temp = yield ctx.pools.io(_spool_body, store, body)
+        result = yield store.ingest_path(temp)
+        return json_body(request, result.orthanc_json())
+
+    @ctx.route("/<any(patients,studies,series,instances):level>", methods=["GET"])
+    @inlineCallbacks
+    def list_resources(request: IRequest, level: str) -> Any:
+        ids = yield store.list_ids(level, _int_arg(request, "limit"), _int_arg(request, "since"))
+        if _flag(request, "expand"):
+            expanded = []
+            for public_id in ids:
+                resource = yield store.resource(level, public_id)
+                if resource is not None:
+                    expanded.append(resource)
+            return json_body(request, expanded)
+        return json_body(request, ids)
+
+    @ctx.route("/<any(patients,studies,series,instances):level>/<public_id>",
+               methods=["GET"])
+    @inlineCallbacks
+    def get_resource(request: IRequest, level: str, public_id: str) -> Any:
+        resource = yield store.resource(level, public_id)
+        if resource is None:
+            raise ApiError(404, f"unknown {level[:-1] if level != 'series' else level} "
+                                f"{public_id}")
+        return json_body(request, resource)
+
+    @ctx.route("/<any(patients,studies,series):level>/<public_id>/"
+               "<any(studies,series,instances):child>", methods=["GET"])
+    @inlineCallbacks
+    def get_children(request: IRequest, level: str, public_id: str, child: str) -> Any:
+        if LEVELS.index(child) <= LEVELS.index(level):
+            raise ApiError(404, f"{child} is not below {level}")
+        resource = yield store.resource(level, public_id)
+        if resource is None:
+            raise ApiError(404, f"unknown resource {public_id}")
+        ids = yield _descendants(store, level, public_id, child)
+        out = []
+        for child_id in ids:
+            got = yield store.resource(child, child_id)
+            if got is not None:
+                out.append(got)
+        return json_body(request, out)
+
+    @ctx.route("/<any(patients,studies,series,instances):level>/<public_id>",
+               methods=["DELETE"])
+    @inlineCallbacks
+    def delete_resource(request: IRequest, level: str, public_id: str) -> Any:
+        resource = yield store.resource(_level(level), public_id)
+        if resource is None:
+            raise ApiError(404, f"unknown resource {public_id}")
+        ancestors = []
+        parent_key = {"studies": "ParentPatient", "series": "ParentStudy",
+                      "instances": "ParentSeries"}
+        current_level, current = level, resource
+        while current_level in PARENT_LEVEL:
+            parent_level = PARENT_LEVEL[current_level]
+            parent_id = current[parent_key[current_level]]
+            ancestors.append((parent_level, parent_id))
+            current = yield store.resource(parent_level, parent_id)
+            if current is None:
+                break
+            current_level = parent_level
+        deleted = yield store.delete(level, public_id)
+        if not deleted:
+            raise ApiError(404, f"unknown resource {public_id}")
+        remaining = None
+        for parent_level, parent_id in ancestors:
+            still = yield store.resource(parent_level, parent_id)
+            if still is not None:
+                remaining = {"ID": parent_id, "Path": f"/{parent_level}/{parent_id}",
+                             "Type": still["Type"]}
+                break
+        return json_body(request, {"RemainingAncestor": remaining})
+
+    @ctx.route("/instances/<public_id>/file", methods=["GET"])
+    @inlineCallbacks
+    def instance_file(request: IRequest, public_id: str) -> Any:
+        row = yield store.instance(public_id)
+        if row is None:
+            raise ApiError(404, f"unknown instance {public_id}")
+        path = store.file_path(row.file_uuid)
+        yield send_file(request, ctx.pools, path, "application/dicom", row.file_size,
+                        {"Content-Disposition": f'attachment; filename="{public_id}.dcm"'})
+
+    @ctx.route("/instances/<public_id>/tags", methods=["GET"])
+    @inlineCallbacks
+    def instance_tags(request: IRequest, public_id: str) -> Any:
+        row = yield store.instance(public_id)
+        if row is None:
+            raise ApiError(404, f"unknown instance {public_id}")
+        dataset = json.loads(row.metadata)
+        if _flag(request, "simplify"):
+            return json_body(request, tags_simplified(dataset))
+        if _flag(request, "short"):
+            return json_body(request, tags_simplified(dataset, short=True))
+        return json_body(request, tags_full(dataset))
+
+    @ctx.route("/instances/<public_id>/content", methods=["GET"],
+               endpoint="instance_content_root")
+    @ctx.route("/instances/<public_id>/content/<path:rest>", methods=["GET"])
+    @inlineCallbacks
+    def instance_content(request: IRequest, public_id: str, rest: str = "") -> Any:
+        row = yield store.instance(public_id)
+        if row is None:
+            raise ApiError(404, f"unknown instance {public_id}")
+        segments = [s for s in rest.split("/") if s]
+        try:
+            kind, value = content(json.loads(row.metadata), segments)
+        except ContentError as exc:
+            raise ApiError(404, str(exc)) from exc
+        if kind == "list":
+            return json_body(request, value)
+        if kind == "text":
+            data = value.encode("utf-8")
+        elif kind == "binary":
+            data = value
+        else:
+            data = yield _read_bulk(ctx, row, value)
+        request.setHeader("Content-Type", "application/octet-stream")
+        request.setHeader("Content-Length", str(len(data)))
+        return data
+
+    @ctx.route("/system", methods=["GET"])
+    def system(request: IRequest) -> bytes:
+        config = ctx.config
+        return json_body(request, {
+            "Name": config.name,
+            "Version": dwdaemon.__version__,
+            "ApiVersion": API_VERSION,
+            "Product": "dwdaemon",
+            "DatabaseBackend": store.index.backend_name,
+            "DatabaseBackendPlugin": None,
+            "StorageAreaPlugin": None,
+            "DatabaseVersion": 6,
+            "HttpPort": config.http_port,
+            "DicomAet": None,
+            "DicomPort": None,
+            "PluginsEnabled": True,
+            "OverwriteInstances": config.overwrite_instances,
+            "UserMetadata": {},
+        })
+
+    @ctx.route("/statistics", methods=["GET"])
+    @inlineCallbacks
+    def statistics(request: IRequest) -> Any:
+        stats = yield store.statistics()
+        size = stats["size"]
+        return json_body(request, {
+            "CountPatients": stats["patients"],
+            "CountStudies": stats["studies"],
+            "CountSeries": stats["series"],
+            "CountInstances": stats["instances"],
+            "TotalDiskSize": str(size),
+            "TotalDiskSizeMB": size // (1024 * 1024),
+            "TotalUncompressedSize": str(size),
+            "TotalUncompressedSizeMB": size // (1024 * 1024),
+        })
+
+    @ctx.route("/plugins", methods=["GET"])
+    def plugins(request: IRequest) -> bytes:
+        return json_body(request, ["dicom-web"] if ctx.config.dicomweb.enable else [])
+
+    @ctx.route("/plugins/<name>", methods=["GET"])
+    def plugin(request: IRequest, name: str) -> bytes:
+        if name != "dicom-web" or not ctx.config.dicomweb.enable:
+            raise ApiError(404, f"unknown plugin {name}")
+        return json_body(request, {
+            "ID": "dicom-web",
+            "Version": PLUGIN_VERSION,
+            "Description": "DICOMweb server and client (built into dwdaemon)",
+            "ExtendedID": "dwdaemon",
+            "Path": "(built-in)",
+        })
+
+
+def _spool_body(store: Any, body: Any) -> str:
+    """Copy a request body into a storage-area temporary file (io thread)."""
+    path, fp = store.new_temp()
+    with fp:
+        body.seek(0)
+        while chunk := body.read(1 << 20):
+            fp.write(chunk)
+    return path
+
+
+@inlineCallbacks
+def _descendants(store: Any, level: str, public_id: str, child: str) -> Any:
+    ids = [public_id]
+    current = level
+    key = {"patients": "Studies", "studies": "Series", "series": "Instances"}
+    below = {"patients": "studies", "studies": "series", "series": "instances"}
+    while current != child:
+        next_ids = []
+        for one in ids:
+            resource = yield store.resource(current, one)
+            if resource is not None:
+                next_ids += resource[key[current]]
+        ids, current = next_ids, below[current]
+    return ids
+
+
+def _read_bulk(ctx: Context, row: Any, path: str) -> Any:
+    """The bytes of a bulk value, from its recorded location (or by parsing when unknown)."""
+    locations = json.loads(row.bulk)
+    location = locations.get(path)
+    file_path = ctx.store.file_path(row.file_uuid)
+
+    def read() -> bytes:
+        if location is not None and location[0] >= 0:
+            with open(file_path, "rb") as fp:
+                fp.seek(location[0])
+                return fp.read(location[1])
+        from dwdaemon.dicom.bulk import read_bulk_by_parsing
+
+        return read_bulk_by_parsing(file_path, path)
+
+    return ctx.pools.io(read)

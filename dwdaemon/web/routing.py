@@ -1,0 +1,86 @@
+"""One decorator for every route: remote-access check, authentication, errors, logging."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from twisted.internet.defer import maybeDeferred
+from twisted.python.failure import Failure
+from twisted.web.iweb import IRequest
+
+from dwdaemon.web.auth import REALM, check_basic, client_host, is_loopback
+from dwdaemon.web.errors import ApiError, failure_to_response
+
+if TYPE_CHECKING:
+    from dwdaemon.web.context import Context
+
+
+def check_access(ctx: Context, request: IRequest) -> None:
+    """Raise :class:`ApiError` (403 or 401) unless the request may proceed."""
+    config = ctx.config
+    if not config.remote_access_allowed and not is_loopback(client_host(request)):
+        raise ApiError(403, "remote access is disabled (RemoteAccessAllowed is false)")
+    if config.authentication_enabled:
+        user = check_basic(request.getHeader(b"authorization"), config.registered_users)
+        if user is None:
+            raise ApiError(401, "authentication required",
+                           headers={"WWW-Authenticate": f'Basic realm="{REALM}"'})
+        request.dwdaemon_user = user  # type: ignore[attr-defined]
+
+
+def guarded(ctx: Context, handler: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap ``handler(request, **kwargs)`` with access checks and error mapping."""
+
+    @functools.wraps(handler)
+    def wrapper(request: IRequest, *args: Any, **kwargs: Any) -> Any:
+        def run() -> Any:
+            check_access(ctx, request)
+            return handler(request, *args, **kwargs)
+
+        d = maybeDeferred(run)
+
+        def failed(failure: Failure) -> Any:
+            if getattr(request, "finished", False) or getattr(request, "_disconnected", False):
+                return None  # the client is gone (or the body was already sent)
+            if getattr(request, "startedWriting", False):
+                # Too late for an error status: cut the response so the client sees it failed.
+                failure_to_response(request, failure)
+                request.loseConnection()
+                return None
+            return failure_to_response(request, failure)
+
+        d.addErrback(failed)
+        return d
+
+    return wrapper
+
+
+def route(ctx: Context, path: str, methods: list[str], endpoint: str | None = None,
+          **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register ``handler`` on the context's Klein app for ``path`` and ``methods``.
+
+    The handler receives the request and the URL parameters; it may return bytes or a Deferred
+    (firing when the body is complete, for streamed answers). Raise :class:`ApiError` for errors.
+    """
+
+    def deco(handler: Callable[..., Any]) -> Callable[..., Any]:
+        name = endpoint or f"{handler.__module__}.{handler.__name__}"
+        ctx.app.route(path, methods=methods, endpoint=name, **kwargs)(guarded(ctx, handler))
+        return handler
+
+    return deco
+
+
+def install_error_handlers(ctx: Context) -> None:
+    """Unknown paths (404) and wrong methods (405) also pass the access checks first."""
+    from werkzeug.exceptions import HTTPException
+
+    @ctx.app.handle_errors(HTTPException)
+    def http_errors(request: IRequest, failure: Failure) -> Any:
+        try:
+            check_access(ctx, request)
+        except ApiError as exc:
+            return failure_to_response(request, Failure(exc))
+        return failure_to_response(request, failure)
