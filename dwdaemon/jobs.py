@@ -1,0 +1,291 @@
+"""The job engine: long operations (remote STOW, retrieve) run in the background.
+
+A job has a ``State`` (Pending, Running, Success, Failure), a ``Progress``
+(0-100), an ``ErrorDescription``, its request (``Content``) and its
+``Result``.  Jobs are kept in the index (table ``dw_jobs``): each state change,
+and progress at most every :data:`SAVE_INTERVAL` seconds, is written in the
+``db_write`` pool.  At start-up a job found Pending or Running was interrupted
+by a stop of the daemon: it is marked Failure ("interrupted by a restart of
+the daemon"), its partial result (instances already stored) kept.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from twisted.internet.defer import CancelledError, Deferred, maybeDeferred, succeed
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from dwdaemon.store.index import jobs_sql
+from dwdaemon.store.index.sql import now_text
+
+log = Logger()
+
+PENDING, RUNNING, SUCCESS, FAILURE = "Pending", "Running", "Success", "Failure"
+#: Minimum delay between two progress writes of one job (seconds).
+SAVE_INTERVAL = 0.5
+#: Finished jobs kept in the index.
+KEEP_FINISHED = 500
+#: Jobs running at once (Orthanc's ``ConcurrentJobs`` default).
+CONCURRENT_JOBS = 2
+
+INTERRUPTED = "interrupted by a restart of the daemon"
+CANCELLED = "cancelled by a user request"
+
+
+@dataclass
+class Job:
+    """One job and what is shown of it."""
+
+    id: str
+    type: str
+    content: dict[str, Any]
+    state: str = PENDING
+    progress: int = 0
+    error: str | None = None
+    result: dict[str, Any] = field(default_factory=dict)
+    created: str = field(default_factory=now_text)
+    completed: str | None = None
+    seq: int = 0
+    started_at: float | None = None
+    finished_at: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The Orthanc-style description of ``GET /jobs/{id}``."""
+        runtime = 0.0
+        if self.started_at is not None:
+            runtime = (self.finished_at or time.time()) - self.started_at
+        return {
+            "ID": self.id,
+            "Type": self.type,
+            "State": self.state,
+            "Progress": self.progress,
+            "ErrorCode": 0 if self.error is None else 1,
+            "ErrorDescription": "Success" if self.state == SUCCESS else (self.error or ""),
+            "Content": self.content,
+            "Result": self.result,
+            "CreationTime": self.created,
+            "CompletionTime": self.completed,
+            "EffectiveRuntime": round(runtime, 3),
+            "Priority": 0,
+            "Timestamp": now_text(),
+        }
+
+    def row(self) -> tuple[Any, ...]:
+        return (
+            self.id, self.type, self.state, self.progress, self.error,
+            json.dumps(self.content), json.dumps(self.result), self.created,
+            self.completed, self.seq,
+        )
+
+    @classmethod
+    def from_row(cls, row: tuple[Any, ...]) -> Job:
+        return cls(
+            id=row[0], type=row[1], state=row[2], progress=int(row[3]), error=row[4],
+            content=json.loads(row[5]), result=json.loads(row[6]), created=row[7],
+            completed=row[8], seq=int(row[9]),
+        )
+
+
+class JobHandle:
+    """What a running job's code uses to report progress and partial results."""
+
+    def __init__(self, engine: JobEngine, job: Job) -> None:
+        self._engine = engine
+        self.job = job
+
+    def progress(self, done: int, total: int, result: dict[str, Any] | None = None) -> None:
+        """Report ``done`` of ``total`` units (and the result so far)."""
+        pct = 100 if total <= 0 else max(0, min(99, int(100 * done / total)))
+        self.job.progress = max(self.job.progress, pct)
+        if result is not None:
+            self.job.result = result
+        self._engine._save_soon(self.job)
+
+    def partial_result(self, result: dict[str, Any]) -> None:
+        self.job.result = result
+        self._engine._save_soon(self.job)
+
+
+Runner = Callable[[JobHandle], Deferred]
+
+
+class JobEngine:
+    """Runs, tracks and persists jobs."""
+
+    def __init__(self, index: Any, pools: Any, reactor: Any = None,
+                 concurrency: int = CONCURRENT_JOBS) -> None:
+        if reactor is None:
+            from twisted.internet import reactor as default_reactor
+
+            reactor = default_reactor
+        self.index = index
+        self.pools = pools
+        self.reactor = reactor
+        self.concurrency = concurrency
+        self.jobs: dict[str, Job] = {}
+        self._queue: list[tuple[Job, Runner]] = []
+        self._running: dict[str, Deferred] = {}
+        self._seq = itertools.count(1)
+        self._save_calls: dict[str, Any] = {}
+        self._last_save: dict[str, float] = {}
+        self._writes: Deferred = succeed(None)
+        self._stopping = False
+
+    # -- life cycle -----------------------------------------------------------------------
+
+    def load(self) -> Deferred:
+        """Create the table, load known jobs, fail those a stop interrupted."""
+
+        def blocking() -> list[Job]:
+            jobs_sql.ensure_tables(self.index)
+            jobs = [Job.from_row(r) for r in jobs_sql.load_all(self.index)]
+            for job in jobs:
+                if job.state in (PENDING, RUNNING):
+                    job.state = FAILURE
+                    job.error = INTERRUPTED
+                    job.completed = now_text()
+                    jobs_sql.save(self.index, job.row())
+            return jobs
+
+        def loaded(jobs: list[Job]) -> None:
+            for job in jobs:
+                self.jobs[job.id] = job
+            last = max((j.seq for j in jobs), default=0)
+            self._seq = itertools.count(last + 1)
+            interrupted = [j.id for j in jobs if j.error == INTERRUPTED]
+            if interrupted:
+                log.warn("jobs interrupted by the last stop, marked failed: {ids}",
+                         ids=interrupted)
+
+        return self.pools.db_write(blocking).addCallback(loaded)
+
+    def stop(self) -> Deferred:
+        """Stop taking jobs; running ones stay Running in the index (failed at next start)."""
+        self._stopping = True
+        for call in self._save_calls.values():
+            if call.active():
+                call.cancel()
+        self._save_calls.clear()
+        return self._writes
+
+    # -- API ------------------------------------------------------------------------------
+
+    def submit(self, job_type: str, content: dict[str, Any], runner: Runner) -> Job:
+        """Queue a job; ``runner(handle)`` returns a Deferred firing with the result dict."""
+        job = Job(id=str(uuid.uuid4()), type=job_type, content=content, seq=next(self._seq))
+        self.jobs[job.id] = job
+        self._save(job)
+        self._queue.append((job, runner))
+        self._pump()
+        return job
+
+    def get(self, job_id: str) -> Job | None:
+        return self.jobs.get(job_id)
+
+    def list(self) -> list[Job]:
+        return sorted(self.jobs.values(), key=lambda j: j.seq)
+
+    def cancel(self, job_id: str) -> bool:
+        """Cancel a pending or running job; False if unknown or finished."""
+        job = self.jobs.get(job_id)
+        if job is None or job.state in (SUCCESS, FAILURE):
+            return False
+        for i, (queued, _) in enumerate(self._queue):
+            if queued.id == job_id:
+                del self._queue[i]
+                self._finish(job, Failure(CancelledError()))
+                return True
+        d = self._running.get(job_id)
+        if d is not None:
+            d.cancel()
+        return True
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _pump(self) -> None:
+        while self._queue and len(self._running) < self.concurrency and not self._stopping:
+            job, runner = self._queue.pop(0)
+            self._start(job, runner)
+
+    def _start(self, job: Job, runner: Runner) -> None:
+        job.state = RUNNING
+        job.started_at = time.time()
+        self._save(job)
+        handle = JobHandle(self, job)
+        d = maybeDeferred(runner, handle)
+        self._running[job.id] = d
+
+        def done(result: Any) -> None:
+            self._running.pop(job.id, None)
+            self._finish(job, result)
+            self._pump()
+
+        d.addBoth(done)
+
+    def _finish(self, job: Job, result: Any) -> None:
+        job.finished_at = time.time()
+        job.completed = now_text()
+        if isinstance(result, Failure):
+            job.state = FAILURE
+            if result.check(CancelledError):
+                job.error = CANCELLED
+            else:
+                job.error = str(result.value) or type(result.value).__name__
+                log.warn("job {id} ({type}) failed: {error}", id=job.id, type=job.type,
+                         error=job.error)
+                if not hasattr(result.value, "outcome"):  # not a RemoteError: show the trace
+                    log.failure("job {id} failure", failure=result, id=job.id)
+            outcome = getattr(result.value, "outcome", None)
+            if outcome is not None and hasattr(outcome, "to_json"):
+                job.result = outcome.to_json()
+        else:
+            job.state = SUCCESS
+            job.progress = 100
+            if isinstance(result, dict):
+                job.result = result
+        self._save(job)
+
+    def _save_soon(self, job: Job) -> None:
+        if self._stopping or job.id in self._save_calls:
+            return
+        wait = SAVE_INTERVAL - (time.monotonic() - self._last_save.get(job.id, 0.0))
+        if wait <= 0:
+            self._save(job)
+            return
+
+        def later() -> None:
+            self._save_calls.pop(job.id, None)
+            if job.state == RUNNING:
+                self._save(job)
+
+        self._save_calls[job.id] = self.reactor.callLater(wait, later)
+
+    def _save(self, job: Job) -> None:
+        call = self._save_calls.pop(job.id, None)
+        if call is not None and call.active():
+            call.cancel()
+        self._last_save[job.id] = time.monotonic()
+        row = job.row()
+        finished = job.state in (SUCCESS, FAILURE)
+
+        def write(_: Any) -> Deferred:
+            d = self.pools.db_write(jobs_sql.save, self.index, row)
+            if finished and job.seq % 50 == 0:
+                d.addCallback(
+                    lambda _: self.pools.db_write(jobs_sql.delete_older, self.index,
+                                                  KEEP_FINISHED))
+            return d
+
+        def failed(f: Failure) -> None:
+            log.failure("cannot save job {id}", failure=f, id=job.id)
+
+        self._writes.addCallback(write)
+        self._writes.addErrback(failed)

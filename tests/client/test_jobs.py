@@ -1,0 +1,129 @@
+"""Tests of the job engine (dwdaemon.jobs) on a real SQLite index."""
+
+from __future__ import annotations
+
+import tempfile
+
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.task import deferLater
+from twisted.trial import unittest
+
+from dwdaemon.jobs import CANCELLED, INTERRUPTED, JobEngine
+from dwdaemon.store.index import servers_sql
+from dwdaemon.store.index.sqlite import SqliteIndex
+from dwdaemon.threads import ThreadPools
+
+
+class JobEngineTests(unittest.TestCase):
+    def setUp(self) -> None:
+        self.dir = tempfile.mkdtemp(prefix="dwd-jobs-")
+        self.pools = ThreadPools(reactor, synchronous=True)
+
+    def engine(self) -> JobEngine:
+        index = SqliteIndex(self.dir)
+        index.open()
+        self.addCleanup(index.close)
+        engine = JobEngine(index, self.pools, reactor)
+        return engine
+
+    @inlineCallbacks
+    def test_success_and_progress(self):
+        engine = self.engine()
+        yield engine.load()
+        gate: Deferred = Deferred()
+        handles = []
+
+        def runner(handle):
+            handles.append(handle)
+            return gate
+
+        job = engine.submit("DicomWebStowClient", {"Server": "x"}, runner)
+        self.assertEqual(job.state, "Running")
+        handles[0].progress(1, 4, {"Instances": ["a"]})
+        self.assertEqual(engine.get(job.id).progress, 25)
+        gate.callback({"Instances": ["a", "b"]})
+        js = engine.get(job.id).to_json()
+        self.assertEqual((js["State"], js["Progress"]), ("Success", 100))
+        self.assertEqual(js["Result"], {"Instances": ["a", "b"]})
+        yield engine.stop()
+        # persisted: a new engine sees it
+        again = self.engine()
+        yield again.load()
+        self.assertEqual(again.get(job.id).state, "Success")
+        self.assertEqual(again.get(job.id).result, {"Instances": ["a", "b"]})
+
+    @inlineCallbacks
+    def test_failure_keeps_outcome(self):
+        engine = self.engine()
+        yield engine.load()
+
+        class Boom(Exception):
+            outcome = None
+
+        err = Boom("remote DICOMweb server 'x': timed out after 1 s")
+
+        class Out:
+            def to_json(self):
+                return {"Instances": ["kept"]}
+
+        err.outcome = Out()
+
+        def runner(handle):
+            d: Deferred = Deferred()
+            d.errback(err)
+            return d
+
+        job = engine.submit("DicomWebRetrieveClient", {}, runner)
+        js = job.to_json()
+        self.assertEqual(js["State"], "Failure")
+        self.assertIn("timed out", js["ErrorDescription"])
+        self.assertEqual(js["Result"], {"Instances": ["kept"]})
+        self.flushLoggedErrors()
+
+    @inlineCallbacks
+    def test_cancel_running_and_pending(self):
+        engine = self.engine()
+        engine.concurrency = 1
+        yield engine.load()
+        job1 = engine.submit("t", {}, lambda h: Deferred())
+        job2 = engine.submit("t", {}, lambda h: Deferred())
+        self.assertEqual((job1.state, job2.state), ("Running", "Pending"))
+        self.assertTrue(engine.cancel(job2.id))
+        self.assertEqual((job2.state, job2.error), ("Failure", CANCELLED))
+        self.assertTrue(engine.cancel(job1.id))
+        self.assertEqual((job1.state, job1.error), ("Failure", CANCELLED))
+        self.assertFalse(engine.cancel(job1.id))
+        self.assertFalse(engine.cancel("nope"))
+
+    @inlineCallbacks
+    def test_restart_marks_interrupted(self):
+        engine = self.engine()
+        yield engine.load()
+        job = engine.submit("t", {"Server": "s"}, lambda h: Deferred())
+        JobHandleProgress = engine._running  # noqa: N806 - keep a reference
+        self.assertIn(job.id, JobHandleProgress)
+        # partial result written by a progress report
+        from dwdaemon.jobs import JobHandle
+
+        JobHandle(engine, job).progress(1, 2, {"Instances": ["i1"]})
+        yield deferLater(reactor, 0.6, lambda: None)
+        yield engine.stop()
+        again = self.engine()
+        yield again.load()
+        old = again.get(job.id)
+        self.assertEqual((old.state, old.error), ("Failure", INTERRUPTED))
+        self.assertEqual(old.result, {"Instances": ["i1"]})
+        newer = again.submit("t", {}, lambda h: {"ok": 1})
+        self.assertGreater(newer.seq, old.seq)
+
+    def test_servers_table(self):
+        index = SqliteIndex(self.dir)
+        index.open()
+        self.addCleanup(index.close)
+        servers_sql.ensure_tables(index)
+        servers_sql.put(index, "a", '{"Url": "http://a/"}')
+        servers_sql.put(index, "b", None)
+        servers_sql.put(index, "a", '{"Url": "http://a2/"}')
+        self.assertEqual(sorted(servers_sql.load_all(index)),
+                         [("a", '{"Url": "http://a2/"}'), ("b", None)])
