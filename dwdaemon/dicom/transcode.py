@@ -43,14 +43,16 @@ __all__ = [
 ]
 
 #: Uncompressed syntaxes we read; the little endian ones we can also write.
-NATIVE_SYNTAXES = frozenset(
-    {ImplicitVRLittleEndian, ExplicitVRLittleEndian, DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian}
-)
+NATIVE_SYNTAXES = frozenset({
+    ImplicitVRLittleEndian, ExplicitVRLittleEndian, DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+})
 #: Compressed syntaxes we can encode to (all lossless).
 ENCODABLE_SYNTAXES = frozenset({RLELossless, JPEGLSLossless, JPEG2000Lossless})
 #: Every syntax :func:`transcode` can produce.
 OUTPUT_SYNTAXES = frozenset(
-    {ImplicitVRLittleEndian, ExplicitVRLittleEndian, DeflatedExplicitVRLittleEndian} | ENCODABLE_SYNTAXES
+    {ImplicitVRLittleEndian, ExplicitVRLittleEndian, DeflatedExplicitVRLittleEndian}
+    | ENCODABLE_SYNTAXES
 )
 
 _PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
@@ -125,7 +127,7 @@ def _native_little_endian(ds: FileDataset) -> None:
                 data += b"\0"
             ds.PixelData = data
             ds["PixelData"].VR = "OB" if ds.get("BitsAllocated", 8) <= 8 else "OW"
-        for elem in ds.iterall():  # convert raw elements while the old encoding applies
+        for _elem in ds.iterall():  # convert raw elements while the old encoding applies
             pass
         _swap_binary(ds)
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
@@ -202,9 +204,6 @@ def _prepare_for_encoding(ds: Dataset, target: UID) -> None:
         ds.PixelData = rgb.astype(np.uint8).tobytes()
     if target == RLELossless and ds.get("SamplesPerPixel", 1) > 1:
         ds.PlanarConfiguration = 0
-    if target == JPEG2000Lossless and photometric == "YBR_FULL" and ds.get("SamplesPerPixel", 1) == 3:
-        # J2K lossless wants RGB/YBR_RCT inputs; keep the samples, use no colour transform.
-        pass
 
 
 def decode_frame(src: Source | Dataset, index: int) -> tuple[np.ndarray, Dataset]:
