@@ -544,3 +544,26 @@ def parse_query(params: Iterable[tuple[str, str]], *, case_sensitive: bool = Tru
         query.criteria.append(make_criterion(key, path, vr, value,
                                              case_sensitive=case_sensitive, fuzzy=query.fuzzy))
     return query
+
+
+def patient_name_columns(dataset: Mapping[str, Any]) -> dict[str, str | None]:
+    """Index columns that make PatientName matching fast (filled at ingest).
+
+    ``patient_name_ci``: the case-folded whole name (trailing ``^`` dropped), for prefix/equality
+    searches in both case modes; ``patient_name_groups``: ``=g1=g2=g3=`` folded, only for names
+    with several component groups; ``patient_name_words``: `` w1 w2 `` folded fuzzy words.
+    """
+    element = dataset.get("00100010")
+    values = element.get("Value") if isinstance(element, Mapping) else None
+    if not values:
+        return {"patient_name_ci": None, "patient_name_groups": None, "patient_name_words": None}
+    texts = [clean_pn(pn_text(v)) for v in values if v is not None]
+    whole = "\\".join(texts)
+    groups = [g for t in texts for g in t.split("=") if g]
+    many = any("=" in t for t in texts)
+    return {
+        "patient_name_ci": whole.casefold(),
+        "patient_name_groups": ("=" + "=".join(g.casefold() for g in groups) + "=")
+        if many else None,
+        "patient_name_words": " " + " ".join(w for t in texts for w in fuzzy_words(t)) + " ",
+    }

@@ -15,6 +15,7 @@ from dwdaemon.dicom.frames import FrameLayout, encapsulated_layout, native_layou
 from dwdaemon.dicom.ids import ResourceIds, resource_ids
 from dwdaemon.dicom.jsonmodel import UNDEFINED_LENGTH, dataset_to_json, dumps
 from dwdaemon.dicom.maintags import element_text, main_tags
+from dwdaemon.dicom.matching import patient_name_columns
 
 DEFER_SIZE = 1024
 DEFLATED = "1.2.840.10008.1.2.1.99"
@@ -73,6 +74,7 @@ class Analysis:
             "study_id": element_text(md, "StudyID"),
             "study_description": element_text(md, "StudyDescription"),
             "referring_physician_name": element_text(md, "ReferringPhysicianName"),
+            **patient_name_columns(md),
         }
 
     def series_columns(self) -> dict[str, Any]:

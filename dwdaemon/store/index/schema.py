@@ -35,6 +35,9 @@ TABLES = [
         study_id TEXT,
         study_description TEXT,
         referring_physician_name TEXT,
+        patient_name_ci TEXT,
+        patient_name_groups TEXT,
+        patient_name_words TEXT,
         main_tags TEXT NOT NULL,
         patient_main_tags TEXT NOT NULL,
         last_update TEXT NOT NULL
@@ -87,6 +90,9 @@ INDEXES = [
     "CREATE INDEX IF NOT EXISTS studies_uid ON studies(study_uid)",
     "CREATE INDEX IF NOT EXISTS studies_date ON studies(study_date)",
     "CREATE INDEX IF NOT EXISTS studies_patient_name ON studies(patient_name)",
+    "CREATE INDEX IF NOT EXISTS studies_patient_name_ci ON studies(patient_name_ci)",
+    "CREATE INDEX IF NOT EXISTS studies_patient_name_groups ON studies(patient_name_groups)"
+    " WHERE patient_name_groups IS NOT NULL",
     "CREATE INDEX IF NOT EXISTS studies_patient_id ON studies(patient_id)",
     "CREATE INDEX IF NOT EXISTS studies_accession ON studies(accession_number)",
     "CREATE INDEX IF NOT EXISTS series_study ON series(study_pk)",
