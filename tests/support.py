@@ -19,6 +19,7 @@ from dwdaemon.config import Config
 from dwdaemon.tap import build_site
 
 TEST_FILES = os.path.join(os.path.dirname(pydicom.__file__), "data", "test_files")
+CHARSET_FILES = os.path.join(os.path.dirname(pydicom.__file__), "data", "charset_files")
 
 
 def testdata(name: str) -> str:
@@ -32,6 +33,11 @@ def testdata(name: str) -> str:
 def shipped_files(pattern: str = "*.dcm") -> list[str]:
     """All shipped pydicom files matching ``pattern`` (recursive)."""
     return sorted(glob.glob(os.path.join(TEST_FILES, "**", pattern), recursive=True))
+
+
+def charset_files() -> list[str]:
+    """pydicom's shipped character-set test files (``chrRuss.dcm``, ``chrH31.dcm``...)."""
+    return sorted(glob.glob(os.path.join(CHARSET_FILES, "*.dcm")))
 
 
 def read(path: str) -> bytes:
