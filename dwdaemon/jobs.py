@@ -138,6 +138,7 @@ class JobEngine:
         self._last_save: dict[str, float] = {}
         self._writes: Deferred = succeed(None)
         self._stopping = False
+        self._waiters: dict[str, list[Deferred]] = {}
 
     # -- life cycle -----------------------------------------------------------------------
 
@@ -186,6 +187,14 @@ class JobEngine:
         self._queue.append((job, runner))
         self._pump()
         return job
+
+    def wait(self, job: Job) -> Deferred:
+        """A Deferred firing with ``job`` once it is finished (Success or Failure)."""
+        if job.state in (SUCCESS, FAILURE):
+            return succeed(job)
+        d: Deferred = Deferred()
+        self._waiters.setdefault(job.id, []).append(d)
+        return d
 
     def get(self, job_id: str) -> Job | None:
         return self.jobs.get(job_id)
@@ -252,6 +261,8 @@ class JobEngine:
             if isinstance(result, dict):
                 job.result = result
         self._save(job)
+        for waiter in self._waiters.pop(job.id, []):
+            waiter.callback(job)
 
     def _save_soon(self, job: Job) -> None:
         if self._stopping or job.id in self._save_calls:

@@ -1,0 +1,105 @@
+"""Orthanc-style ``/jobs`` routes: list, inspect and cancel background jobs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, inlineCallbacks, succeed
+from twisted.web.iweb import IRequest
+
+from dwdaemon.jobs import JobEngine
+from dwdaemon.web.context import Context
+from dwdaemon.web.errors import ApiError
+from dwdaemon.web.filesend import json_body
+
+
+class JobsService(Service):
+    """Loads the jobs at start-up (failing interrupted ones) and stops the engine."""
+
+    def __init__(self, engine: ReadyEngine) -> None:
+        self.engine = engine
+
+    def startService(self) -> None:  # noqa: N802 - Twisted interface
+        super().startService()
+        self.engine.ready()
+
+    def stopService(self) -> Deferred:  # noqa: N802 - Twisted interface
+        super().stopService()
+        return self.engine.engine.stop()
+
+
+class ReadyEngine:
+    """The job engine of a daemon, loaded from the index on first use."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.engine = JobEngine(ctx.store.index, ctx.pools, ctx.reactor)
+        self._loaded: Deferred | None = None
+        self._done = False
+
+    def ready(self) -> Deferred:
+        """Fires once the jobs of the index are loaded."""
+        if self._done:
+            return succeed(self.engine)
+        if self._loaded is None:
+            self._loaded = self.engine.load()
+
+            def loaded(_: Any) -> JobEngine:
+                self._done = True
+                return self.engine
+
+            self._loaded.addCallback(loaded)
+        waiting: Deferred = Deferred()
+        self._loaded.addBoth(lambda r: (waiting.callback(r), r)[1])
+        return waiting
+
+
+def engine_for(ctx: Context) -> ReadyEngine:
+    """The daemon's job engine (created, with its service, on first call)."""
+    engine = ctx.extras.get("jobs")
+    if engine is None:
+        engine = ReadyEngine(ctx)
+        ctx.extras["jobs"] = engine
+        ctx.extras.setdefault("services", []).append(JobsService(engine))
+    return engine
+
+
+def _flag(request: IRequest, name: str) -> bool:
+    values = request.args.get(name.encode())
+    if not values:
+        return False
+    return values[0].decode("utf-8", "replace").lower() not in ("false", "0")
+
+
+def install(app: Any, ctx: Context) -> None:
+    """Register ``/jobs``, ``/jobs/{id}`` and ``/jobs/{id}/cancel``."""
+    ready = engine_for(ctx)
+
+    @ctx.route("/jobs", methods=["GET"], endpoint="jobs.list")
+    @inlineCallbacks
+    def list_jobs(request: IRequest) -> Any:
+        engine = yield ready.ready()
+        jobs = engine.list()
+        if _flag(request, "expand"):
+            return json_body(request, [job.to_json() for job in jobs])
+        return json_body(request, [job.id for job in jobs])
+
+    @ctx.route("/jobs/<string:job_id>", methods=["GET"], endpoint="jobs.get")
+    @inlineCallbacks
+    def get_job(request: IRequest, job_id: str) -> Any:
+        engine = yield ready.ready()
+        job = engine.get(job_id)
+        if job is None:
+            raise ApiError(404, f"unknown job {job_id!r}")
+        return json_body(request, job.to_json())
+
+    @ctx.route("/jobs/<string:job_id>/cancel", methods=["POST"], endpoint="jobs.cancel")
+    @inlineCallbacks
+    def cancel_job(request: IRequest, job_id: str) -> Any:
+        engine = yield ready.ready()
+        job = engine.get(job_id)
+        if job is None:
+            raise ApiError(404, f"unknown job {job_id!r}")
+        if not engine.cancel(job_id):
+            raise ApiError(400, f"job {job_id} is already finished ({job.state})")
+        return json_body(request, {})

@@ -1,0 +1,556 @@
+"""DICOMweb client routes under ``{Root}servers`` (as in Orthanc's DICOMweb plugin).
+
+- ``GET servers/`` (``?expand``), ``GET|PUT|DELETE servers/{name}``;
+- ``POST servers/{name}/get`` streams a remote answer back;
+- ``POST servers/{name}/qido`` answers the remote QIDO-RS matches as a JSON array;
+- ``POST servers/{name}/stow`` sends local resources by STOW-RS (a job);
+- ``POST servers/{name}/retrieve`` pulls by WADO-RS into the store (a job);
+- ``POST servers/{name}/delete`` (servers with ``HasDelete``) sends an HTTP DELETE.
+
+``stow`` and ``retrieve`` always run as jobs (visible in ``/jobs``);
+``Synchronous`` (default **true**, as the seed's examples answer with the
+result) decides whether the call waits for the job or answers ``{ID, Path}`` at once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from twisted.internet.defer import CancelledError, Deferred, inlineCallbacks
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.iweb import IRequest
+
+from dwdaemon.client.dicomweb import DicomWebClient, RetrieveOutcome, StowItem, StowOutcome
+from dwdaemon.client.http import (
+    ClientConfigError,
+    HttpOptions,
+    RemoteError,
+    RemoteTimeout,
+    make_http_client,
+    stream_body,
+)
+from dwdaemon.config import ConfigError, RemoteServer, parse_server
+from dwdaemon.jobs import SUCCESS, Job, JobHandle
+from dwdaemon.store.index import servers_sql
+from dwdaemon.web.context import Context
+from dwdaemon.web.errors import ApiError
+from dwdaemon.web.filesend import json_body
+from dwdaemon.web.jobs import engine_for
+
+log = Logger()
+
+#: Default of ``Synchronous`` for ``stow`` and ``retrieve``.
+DEFAULT_SYNCHRONOUS = True
+LEVELS = ("patients", "studies", "series", "instances")
+
+
+class RemoteServers:
+    """The configured servers, overlaid with those added/removed at run time."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.options = HttpOptions.from_config(ctx.config)
+        self.base_dir = os.path.dirname(ctx.config.source) if ctx.config.source else "."
+        self.servers: dict[str, RemoteServer] = dict(ctx.config.dicomweb.servers)
+        self._clients: dict[str, DicomWebClient] = {}
+        self._loaded: Deferred | None = None
+        self._done = False
+
+    @inlineCallbacks
+    def ready(self) -> Any:
+        """Load the run-time servers from the index (once)."""
+        if self._done:
+            return self
+        if self._loaded is None:
+            self._loaded = self.ctx.pools.db_write(self._load_rows)
+        rows = yield _share(self._loaded)
+        if not self._done:
+            self._done = True
+            for name, definition in rows:
+                self._clients.pop(name, None)
+                if definition is None:
+                    self.servers.pop(name, None)
+                    continue
+                try:
+                    self.servers[name] = parse_server(name, json.loads(definition), self.base_dir)
+                except (ConfigError, ValueError) as exc:
+                    log.error("DICOMweb server {name} stored in the index is unusable: {exc}",
+                              name=name, exc=exc)
+        return self
+
+    def _load_rows(self) -> list[tuple[str, str | None]]:
+        servers_sql.ensure_tables(self.ctx.store.index)
+        return servers_sql.load_all(self.ctx.store.index)
+
+    def get(self, name: str) -> RemoteServer:
+        server = self.servers.get(name)
+        if server is None:
+            raise ApiError(404, f"unknown DICOMweb server {name!r}")
+        return server
+
+    @inlineCallbacks
+    def client(self, name: str) -> Any:
+        """The :class:`DicomWebClient` of a server (certificate files read in a thread)."""
+        server = self.get(name)
+        client = self._clients.get(name)
+        if client is None or client.server is not server:
+            http = yield self._build_http(server)
+            dw = self.ctx.config.dicomweb
+            client = DicomWebClient(
+                self.ctx.reactor or _reactor(), server, self.options, http,
+                run_io=self.ctx.pools.io,
+                stow_max_instances=dw.stow_max_instances, stow_max_size=dw.stow_max_size,
+            )
+            self._clients[name] = client
+        return client
+
+    @inlineCallbacks
+    def _build_http(self, server: RemoteServer) -> Any:
+        reactor = self.ctx.reactor or _reactor()
+        try:
+            return (yield self.ctx.pools.io(make_http_client, reactor, self.options, server))
+        except ClientConfigError as exc:
+            raise ApiError(400, str(exc)) from None
+
+    @inlineCallbacks
+    def put(self, name: str, value: Any) -> Any:
+        try:
+            server = parse_server(name, value, self.base_dir)
+        except ConfigError as exc:
+            raise ApiError(400, str(exc)) from None
+        yield self._build_http(server)  # refuse unusable certificates now
+        definition = json.dumps(server.to_json())
+        yield self.ctx.pools.db_write(servers_sql.put, self.ctx.store.index, name, definition)
+        self.servers[name] = server
+        self._clients.pop(name, None)
+
+    @inlineCallbacks
+    def delete(self, name: str) -> Any:
+        self.get(name)
+        yield self.ctx.pools.db_write(servers_sql.put, self.ctx.store.index, name, None)
+        self.servers.pop(name, None)
+        self._clients.pop(name, None)
+
+
+def _reactor() -> Any:
+    from twisted.internet import reactor
+
+    return reactor
+
+
+def _share(d: Deferred) -> Deferred:
+    """A new Deferred firing with ``d``'s result, leaving ``d`` usable by others."""
+    out: Deferred = Deferred()
+
+    def relay(result: Any) -> Any:
+        if isinstance(result, Failure):
+            out.errback(result)
+        else:
+            out.callback(result)
+        return result
+
+    d.addBoth(relay)
+    return out
+
+
+def servers_for(ctx: Context) -> RemoteServers:
+    servers = ctx.extras.get("remote_servers")
+    if servers is None:
+        servers = RemoteServers(ctx)
+        ctx.extras["remote_servers"] = servers
+    return servers
+
+
+# --------------------------------------------------------------------------
+# request bodies
+
+
+def _json(request: IRequest) -> Any:
+    content = request.content
+    if content is None:
+        return {}
+    content.seek(0)
+    raw = content.read()
+    if not raw.strip():
+        return {}
+    try:
+        return json.loads(raw)
+    except ValueError:
+        raise ApiError(400, "the body must be a JSON document") from None
+
+
+def _object(request: IRequest) -> dict[str, Any]:
+    body = _json(request)
+    if not isinstance(body, dict):
+        raise ApiError(400, "the body must be a JSON object")
+    return body
+
+
+def _str_map(body: Mapping[str, Any], key: str) -> dict[str, str]:
+    value = body.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+        raise ApiError(400, f"{key} must be a JSON object")
+    out = {}
+    for k, v in value.items():
+        if isinstance(v, dict | list):
+            raise ApiError(400, f"{key}.{k} must be a string or a number")
+        out[k] = "" if v is None else (str(v).lower() if isinstance(v, bool) else str(v))
+    return out
+
+
+def _uri(body: Mapping[str, Any]) -> str:
+    uri = body.get("Uri")
+    if not isinstance(uri, str) or not uri:
+        raise ApiError(400, "Uri is required (a path relative to the server's URL)")
+    if uri.startswith(("http://", "https://")) or "://" in uri.split("?", 1)[0]:
+        raise ApiError(400, "Uri must be relative to the server's URL")
+    return uri
+
+
+def _synchronous(body: Mapping[str, Any]) -> bool:
+    """``Synchronous`` (or Orthanc's ``Asynchronous``), default :data:`DEFAULT_SYNCHRONOUS`."""
+    if "Synchronous" in body:
+        value = body["Synchronous"]
+    elif "Asynchronous" in body:
+        value = body["Asynchronous"]
+        value = (not value) if isinstance(value, bool) else value
+    else:
+        value = DEFAULT_SYNCHRONOUS
+    if not isinstance(value, bool):
+        raise ApiError(400, "Synchronous must be true or false")
+    return value
+
+
+def _remote_failure(exc: BaseException) -> ApiError:
+    """The error answer of a failed remote call (502, or 504 on time-out)."""
+    details: dict[str, Any] = {}
+    status = 502
+    if isinstance(exc, RemoteError):
+        if exc.status is not None:
+            details["RemoteStatus"] = exc.status
+        if "timed out" in exc.cause:
+            status = 504
+        outcome = getattr(exc, "outcome", None)
+        if outcome is not None:
+            details.update(outcome.to_json())
+    elif isinstance(exc, RemoteTimeout):
+        status = 504
+    return ApiError(status, str(exc), details=details or None)
+
+
+# --------------------------------------------------------------------------
+# routes
+
+
+def install(app: Any, ctx: Context) -> None:
+    """Register the ``{Root}servers`` routes."""
+    servers = servers_for(ctx)
+    jobs = engine_for(ctx)
+    base = ctx.dw("servers")
+
+    def list_servers(request: IRequest) -> Any:
+        d = servers.ready()
+
+        def answer(_: Any) -> bytes:
+            names = sorted(servers.servers)
+            if request.args.get(b"expand") is not None:
+                return json_body(request, {n: servers.servers[n].describe() for n in names})
+            return json_body(request, names)
+
+        return d.addCallback(answer)
+
+    ctx.route(base, methods=["GET"], endpoint="servers.list")(list_servers)
+    ctx.route(base + "/", methods=["GET"], endpoint="servers.list_slash")(list_servers)
+
+    @ctx.route(base + "/<string:name>", methods=["GET"], endpoint="servers.operations")
+    @inlineCallbacks
+    def operations(request: IRequest, name: str) -> Any:
+        yield servers.ready()
+        server = servers.get(name)
+        ops = ["get", "qido", "retrieve", "stow"]
+        if server.has_delete:
+            ops.insert(0, "delete")
+        return json_body(request, ops)
+
+    @ctx.route(base + "/<string:name>", methods=["PUT"], endpoint="servers.put")
+    @inlineCallbacks
+    def put_server(request: IRequest, name: str) -> Any:
+        yield servers.ready()
+        yield servers.put(name, _json(request))
+        return json_body(request, {})
+
+    @ctx.route(base + "/<string:name>", methods=["DELETE"], endpoint="servers.delete")
+    @inlineCallbacks
+    def delete_server(request: IRequest, name: str) -> Any:
+        yield servers.ready()
+        yield servers.delete(name)
+        return json_body(request, {})
+
+    @ctx.route(base + "/<string:name>/get", methods=["POST"], endpoint="servers.get")
+    @inlineCallbacks
+    def remote_get(request: IRequest, name: str) -> Any:
+        yield servers.ready()
+        body = _object(request)
+        client = yield servers.client(name)
+        uri = _uri(body)
+        headers, arguments = _str_map(body, "HttpHeaders"), _str_map(body, "Arguments")
+        try:
+            response, deadline = yield client.get(uri, arguments, headers)
+        except RemoteError as exc:
+            raise _remote_failure(exc) from None
+        yield _relay(request, client, response, deadline)
+
+    @ctx.route(base + "/<string:name>/delete", methods=["POST"], endpoint="servers.remote_delete")
+    @inlineCallbacks
+    def remote_delete(request: IRequest, name: str) -> Any:
+        yield servers.ready()
+        server = servers.get(name)
+        if not server.has_delete:
+            raise ApiError(400, f"DICOMweb server {name!r} does not allow DELETE "
+                                "(HasDelete is false)")
+        body = _object(request)
+        client = yield servers.client(name)
+        headers, arguments = _str_map(body, "HttpHeaders"), _str_map(body, "Arguments")
+        if "Resources" in body:
+            uris = [_resource_uri(r) for r in _list(body, "Resources")]
+        else:
+            uris = [_uri(body)]
+        results = []
+        for uri in uris:
+            try:
+                status, ctype, answer = yield client.delete(uri, arguments, headers)
+            except RemoteError as exc:
+                raise _remote_failure(exc) from None
+            results.append((status, ctype, answer))
+        if "Resources" not in body:
+            status, ctype, answer = results[0]
+            request.setResponseCode(status)
+            request.setHeader("Content-Type", ctype or "application/octet-stream")
+            return answer
+        failed = [(u, r[0]) for u, r in zip(uris, results, strict=True) if r[0] >= 300]
+        if failed:
+            raise ApiError(502, f"remote DICOMweb server {name!r}: DELETE answered "
+                                + ", ".join(f"HTTP {s} for {u}" for u, s in failed))
+        return json_body(request, {"Deleted": len(uris)})
+
+    @ctx.route(base + "/<string:name>/qido", methods=["POST"], endpoint="servers.qido")
+    @inlineCallbacks
+    def remote_qido(request: IRequest, name: str) -> Any:
+        yield servers.ready()
+        body = _object(request)
+        client = yield servers.client(name)
+        try:
+            answer = yield client.qido(
+                _uri(body), _str_map(body, "Arguments"), _str_map(body, "HttpHeaders"))
+        except RemoteError as exc:
+            raise _remote_failure(exc) from None
+        return json_body(request, answer)
+
+    @ctx.route(base + "/<string:name>/stow", methods=["POST"], endpoint="servers.stow")
+    @inlineCallbacks
+    def remote_stow(request: IRequest, name: str) -> Any:
+        yield servers.ready()
+        servers.get(name)
+        body = _object(request)
+        resources = _list(body, "Resources")
+        if not all(isinstance(r, str) for r in resources):
+            raise ApiError(400, "Resources must list Orthanc identifiers (strings)")
+        headers = _str_map(body, "HttpHeaders")
+        synchronous = _synchronous(body)
+        items = yield _stow_items(ctx, resources)
+        client = yield servers.client(name)
+        content = {"Server": name, "Resources": resources, "Instances": len(items)}
+
+        def run(handle: JobHandle) -> Deferred:
+            outcome = StowOutcome()
+
+            def progress(done: int, total: int) -> None:
+                handle.progress(done, total, outcome.to_json())
+
+            d = client.stow(items, headers, on_progress=progress, outcome=outcome)
+            return d.addCallback(lambda o: o.to_json())
+
+        engine = yield jobs.ready()
+        job = engine.submit("DicomWebStowClient", content, run)
+        return (yield _answer_job(request, engine, job, synchronous))
+
+    @ctx.route(base + "/<string:name>/retrieve", methods=["POST"], endpoint="servers.retrieve")
+    @inlineCallbacks
+    def remote_retrieve(request: IRequest, name: str) -> Any:
+        yield servers.ready()
+        servers.get(name)
+        body = _object(request)
+        resources = _list(body, "Resources")
+        for r in resources:
+            _resource_uri(r)  # validate before starting
+        headers, arguments = _str_map(body, "HttpHeaders"), _str_map(body, "Arguments")
+        synchronous = _synchronous(body)
+        client = yield servers.client(name)
+        content = {"Server": name, "Resources": resources}
+
+        def run(handle: JobHandle) -> Deferred:
+            outcome = RetrieveOutcome()
+            total = len(resources)
+            state = {"resource": 0}
+
+            def on_instance(o: RetrieveOutcome) -> None:
+                n = len(o.instances) - state.get("start", 0)
+                fraction = state["resource"] + n / (n + 10.0)
+                handle.progress(int(fraction * 1000), total * 1000, o.to_json())
+
+            @inlineCallbacks
+            def go() -> Any:
+                for i, res in enumerate(resources):
+                    state["resource"], state["start"] = i, len(outcome.instances)
+                    yield client.retrieve([res], ctx.store, headers, arguments,
+                                          on_instance=on_instance, outcome=outcome)
+                    handle.progress(i + 1, total, outcome.to_json())
+                return outcome.to_json()
+
+            return go()
+
+        engine = yield jobs.ready()
+        job = engine.submit("DicomWebRetrieveClient", content, run)
+        return (yield _answer_job(request, engine, job, synchronous))
+
+
+def _list(body: Mapping[str, Any], key: str) -> list[Any]:
+    value = body.get(key)
+    if not isinstance(value, list) or not value:
+        raise ApiError(400, f"{key} must be a non-empty JSON array")
+    return value
+
+
+def _resource_uri(res: Any) -> str:
+    if not isinstance(res, dict) or not isinstance(res.get("Study"), str) or not res["Study"]:
+        raise ApiError(400, "each resource must be an object with at least a Study UID")
+    for key in ("Series", "Instance"):
+        if key in res and not isinstance(res[key], str):
+            raise ApiError(400, f"{key} must be a UID string")
+    if res.get("Instance") and not res.get("Series"):
+        raise ApiError(400, "an Instance needs its Series")
+    uri = f"studies/{res['Study']}"
+    if res.get("Series"):
+        uri += f"/series/{res['Series']}"
+        if res.get("Instance"):
+            uri += f"/instances/{res['Instance']}"
+    return uri
+
+
+@inlineCallbacks
+def _stow_items(ctx: Context, resources: list[str]) -> Any:
+    """Every instance below the given Orthanc IDs, as files to send (no duplicates)."""
+    seen: set[str] = set()
+    items: list[StowItem] = []
+    for public_id in resources:
+        rows = None
+        for level in LEVELS:
+            found = yield ctx.store.instances_of(level, public_id)
+            if found:
+                rows = found
+                break
+        if rows is None:
+            raise ApiError(404, f"unknown resource {public_id!r}")
+        for row in rows:
+            if row.public_id in seen:
+                continue
+            seen.add(row.public_id)
+            items.append(StowItem(ctx.store.file_path(row.file_uuid), row.file_size,
+                                  row.sop_uid, row.public_id))
+    return items
+
+
+@inlineCallbacks
+def _answer_job(request: IRequest, engine: Any, job: Job, synchronous: bool) -> Any:
+    if not synchronous:
+        return json_body(request, {"ID": job.id, "Path": f"/jobs/{job.id}"})
+    yield engine.wait(job)
+    if job.state == SUCCESS:
+        return json_body(request, job.result)
+    status = 504 if "timed out" in (job.error or "") else 502
+    if job.error and job.error.startswith("cancelled"):
+        status = 500
+    raise ApiError(status, job.error or "job failed",
+                   details={"Job": job.id, **(job.result or {})})
+
+
+@inlineCallbacks
+def _relay(request: IRequest, client: DicomWebClient, response: Any, deadline: Any) -> Any:
+    """Stream a remote answer back: status, Content-Type and body."""
+    request.setResponseCode(response.code)
+    ctype = response.headers.getRawHeaders(b"content-type")
+    request.setHeader(b"content-type", ctype[0] if ctype else b"application/octet-stream")
+    length = response.headers.getRawHeaders(b"content-length")
+    if length and response.code != 304:
+        request.setHeader(b"content-length", length[0])
+    pump = _Pump(request)
+    gone: list[bool] = []
+    finished = request.notifyFinish()
+    body = stream_body(response, pump.write, deadline, flow=pump)
+
+    def client_left(_: Any) -> None:
+        gone.append(True)
+        body.cancel()
+
+    finished.addErrback(client_left)
+    try:
+        yield body
+    except CancelledError:
+        if gone:
+            return None
+        raise
+    except Exception:
+        failure = Failure()
+        if isinstance(failure.value, RemoteError):
+            raise
+        from dwdaemon.client.http import describe_failure
+
+        raise client.error(describe_failure(failure)) from None
+    finally:
+        deadline.cancel()
+        request.unregisterProducer()
+    return b""
+
+
+class _Pump:
+    """Writes remote body bytes to the request; pauses the remote when the client is slow."""
+
+    def __init__(self, request: IRequest) -> None:
+        self.request = request
+        self._producer: Any = None
+        self._paused = False
+        request.registerProducer(self, True)
+
+    @property
+    def producer(self) -> Any:
+        """The remote body's transport (set by ``stream_body``)."""
+        return self._producer
+
+    @producer.setter
+    def producer(self, value: Any) -> None:
+        self._producer = value
+        if value is not None and self._paused:
+            value.pauseProducing()
+
+    def write(self, data: bytes) -> None:
+        self.request.write(data)
+
+    def pauseProducing(self) -> None:  # noqa: N802 - Twisted interface
+        self._paused = True
+        if self._producer is not None:
+            self._producer.pauseProducing()
+
+    def resumeProducing(self) -> None:  # noqa: N802 - Twisted interface
+        self._paused = False
+        if self._producer is not None:
+            self._producer.resumeProducing()
+
+    def stopProducing(self) -> None:  # noqa: N802 - Twisted interface
+        if self._producer is not None:
+            self._producer.stopProducing()
