@@ -228,3 +228,19 @@ def frame_native_bytes(arr: np.ndarray, bits_allocated: int) -> bytes:
     if bits_allocated == 1:
         return pack_bits(arr)
     return arr.astype(arr.dtype.newbyteorder("<")).tobytes()
+
+
+def encoder_accepts(target: str, bits_allocated: int | None, bits_stored: int | None,
+                    samples: int | None = 1) -> bool:
+    """Whether the encoder of ``target`` takes pixels of this shape (checked before streaming).
+
+    Native targets take anything; the lossless encoders take 8- and 16-bit samples
+    (pydicom's RLE encoder, pyjpegls and openjpeg refuse 1- and 32-bit data).
+    """
+    if target not in ENCODABLE_SYNTAXES:
+        return target in OUTPUT_SYNTAXES
+    if bits_allocated is None:
+        return True  # no pixel data
+    if bits_allocated not in (8, 16):
+        return False
+    return bits_stored is None or 1 <= bits_stored <= 16

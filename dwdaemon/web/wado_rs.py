@@ -1,0 +1,590 @@
+"""WADO-RS (PS3.18 10.4): instances, metadata, bulk data, frames, rendered and thumbnails.
+
+Everything is answered from what ingest stored: metadata concatenates the stored DICOM JSON
+(bulk placeholders turned into URIs under this server's base URL), frames and bulk values are
+sliced from the stored file at the recorded offsets, and whole instances are streamed from
+disk (transcoded in a worker thread only when another transfer syntax is asked).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from klein import Klein
+from twisted.internet.defer import inlineCallbacks
+from twisted.web.iweb import IRequest
+
+from dwdaemon.dicom import multipart, render, transcode
+from dwdaemon.dicom import wado_model as wm
+from dwdaemon.dicom.frames import FrameLayout
+from dwdaemon.dicom.jsonmodel import resolve_bulk_uris
+from dwdaemon.dicom.mediatypes import AcceptError, parse_accept
+from dwdaemon.store.index.base import InstanceRow
+from dwdaemon.web import producers
+from dwdaemon.web.context import Context
+from dwdaemon.web.errors import ApiError
+
+__all__ = ["install", "WadoService"]
+
+DICOM_JSON = "application/dicom+json"
+DICOM_XML = "application/dicom+xml"
+THUMBNAIL_SIZE = (128, 128)
+
+
+def _header(request: IRequest, name: str) -> str | None:
+    value = request.getHeader(name)
+    if value is None:
+        return None
+    return value.decode("latin-1") if isinstance(value, bytes) else value
+
+
+def _arg(request: IRequest, name: str) -> str | None:
+    values = (request.args or {}).get(name.encode())
+    if not values:
+        return None
+    value = values[0]
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+
+
+def _not_acceptable(exc: Exception) -> ApiError:
+    return ApiError(406, f"not acceptable: {exc}")
+
+
+def _accept(request: IRequest) -> str | None:
+    accept = _header(request, "accept")
+    try:
+        parse_accept(accept)
+    except AcceptError as exc:
+        raise ApiError(400, str(exc)) from exc
+    return accept
+
+
+def _layout(row: InstanceRow) -> FrameLayout:
+    try:
+        return FrameLayout.from_json(json.loads(row.frames))
+    except (ValueError, KeyError, TypeError):
+        return FrameLayout("unresolved", count=row.number_of_frames)
+
+
+def _frame_count(row: InstanceRow) -> int:
+    if not row.number_of_frames:
+        return 0
+    layout = _layout(row)
+    return layout.count if layout.kind in ("native", "encapsulated") else row.number_of_frames
+
+
+def _first_value(metadata: dict[str, Any], tag: str) -> Any:
+    values = metadata.get(tag, {}).get("Value")
+    return values[0] if values else None
+
+
+class WadoService:
+    """The WADO-RS handlers, sharing the context's store, pools and URL helpers."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.store = ctx.store
+        self.pools = ctx.pools
+
+    # -- lookups -----------------------------------------------------------------------------
+    @inlineCallbacks
+    def rows(self, study: str, series: str | None = None) -> Any:
+        rows = yield self.store.instances_by_uids(study, series)
+        if not rows:
+            if series is None:
+                raise ApiError(404, f"unknown study {study}")
+            raise ApiError(404, f"unknown series {series} in study {study}")
+        return rows
+
+    @inlineCallbacks
+    def row(self, study: str, series: str, sop: str) -> Any:
+        row = yield self.store.instance_by_uid(sop, study, series)
+        if row is None:
+            raise ApiError(404, f"unknown instance {sop} in series {series} of study {study}")
+        return row
+
+    def instance_url(self, request: IRequest, row: InstanceRow) -> str:
+        return self.ctx.instance_url(request, row.study_uid, row.series_uid, row.sop_uid)
+
+    def path(self, row: InstanceRow) -> str:
+        return self.store.file_path(row.file_uuid)
+
+    # -- instances ---------------------------------------------------------------------------
+    def retrieve(self, request: IRequest, rows: list[InstanceRow]) -> Any:
+        """Stream ``rows`` as multipart/related application/dicom in the negotiated syntax."""
+        accept = _accept(request)
+        metadata_cache: dict[str, dict[str, Any]] = {}
+
+        def can_all(_stored: str, wanted: str) -> bool:
+            for row in rows:
+                if row.transfer_syntax == wanted:
+                    continue
+                if not transcode.can_transcode(row.transfer_syntax, wanted,
+                                               has_pixels=row.number_of_frames > 0):
+                    return False
+                if wanted in transcode.ENCODABLE_SYNTAXES and row.number_of_frames:
+                    md = metadata_cache.setdefault(row.public_id, json.loads(row.metadata))
+                    if not transcode.encoder_accepts(wanted, _first_value(md, "00280100"),
+                                                     _first_value(md, "00280101")):
+                        return False
+            return True
+
+        try:
+            wanted = wm.choose_instance_syntax(accept, "*", can_all)
+        except wm.NotAcceptable as exc:
+            raise _not_acceptable(exc) from exc
+        boundary = multipart.new_boundary()
+        request.setHeader("Content-Type", multipart.content_type(boundary, wm.DICOM))
+
+        def parts() -> Iterator[tuple[str, list[tuple[str, str]], producers.Piece]]:
+            for row in rows:
+                path = self.path(row)
+                syntax = row.transfer_syntax if wanted == "*" else wanted
+                source: producers.Piece
+                if syntax == row.transfer_syntax:
+                    source = producers.FilePart(path)
+                else:
+                    source = producers.ComputedPart(_transcoder(path, syntax))
+                yield (f"{wm.DICOM}; transfer-syntax={syntax}",
+                       [("Content-Location", self.instance_url(request, row))], source)
+
+        return producers.stream(request, producers.multipart_pieces(boundary, parts()),
+                                self.pools.io)
+
+    # -- metadata ----------------------------------------------------------------------------
+    def metadata(self, request: IRequest, rows: list[InstanceRow]) -> Any:
+        """The stored JSON of ``rows`` (or XML parts), with ETag / If-None-Match."""
+        accept = _accept(request)
+        media = _choose_metadata(accept)
+        base = self.ctx.dicomweb_url(request)
+        digest = hashlib.sha1(usedforsecurity=False)
+        digest.update(f"{media}|{base}".encode())
+        for row in rows:
+            digest.update(f"|{row.public_id}:{row.file_md5}:{row.last_update}".encode())
+        etag = f'"{digest.hexdigest()}"'
+        request.setHeader("ETag", etag)
+        request.setHeader("Cache-Control", "no-cache")
+        if_none_match = _header(request, "if-none-match")
+        if if_none_match and (if_none_match.strip() == "*" or etag in
+                              [t.strip().removeprefix("W/") for t in if_none_match.split(",")]):
+            request.setResponseCode(304)
+            return b""
+        texts = [resolve_bulk_uris(row.metadata, self.instance_url(request, row))
+                 for row in rows]
+        if media == DICOM_JSON:
+            body = ("[" + ",".join(texts) + "]").encode("utf-8")
+            request.setHeader("Content-Type", DICOM_JSON)
+            request.setHeader("Content-Length", str(len(body)))
+            return body
+        return self.pools.parse(_xml_multipart, texts).addCallback(
+            _send_multipart_body, request)
+
+    # -- frames ------------------------------------------------------------------------------
+    def frames(self, request: IRequest, row: InstanceRow, frame_list: str) -> Any:
+        count = _frame_count(row)
+        if count == 0:
+            raise ApiError(400, f"instance {row.sop_uid} has no pixel data frames")
+        try:
+            numbers = wm.parse_frame_list(frame_list, count)
+        except wm.FrameListError as exc:
+            raise ApiError(400, str(exc)) from exc
+        try:
+            choice = wm.choose_frames(_accept(request), row.transfer_syntax, transcode.can_decode)
+        except wm.NotAcceptable as exc:
+            raise _not_acceptable(exc) from exc
+        url = self.instance_url(request, row) + "/frames/"
+        sources = [(n, self._frame_source(row, n - 1, choice)) for n in numbers]
+        part_type = f"{choice.media_type}; transfer-syntax={choice.transfer_syntax}"
+        if not choice.multipart and len(sources) == 1:
+            request.setHeader("Content-Type", part_type)
+            request.setHeader("Content-Location", url + str(numbers[0]))
+            return producers.stream(request, [sources[0][1]], self.pools.io)
+        boundary = multipart.new_boundary()
+        request.setHeader("Content-Type", multipart.content_type(
+            boundary, choice.media_type, transfer_syntax=choice.transfer_syntax))
+        parts = ((part_type, [("Content-Location", url + str(n))], source)
+                 for n, source in sources)
+        return producers.stream(request, producers.multipart_pieces(boundary, parts),
+                                self.pools.io)
+
+    def _frame_source(self, row: InstanceRow, index: int,
+                      choice: wm.FrameChoice) -> producers.Piece:
+        path = self.path(row)
+        layout = _layout(row)
+        if not choice.decode and layout.kind in ("native", "encapsulated"):
+            return producers.FilePart(path, layout.frame_ranges(index))
+        if not choice.decode:  # encapsulated but not resolvable from offsets: parse
+            return producers.ComputedPart(lambda: _encapsulated_frame(path, index))
+        return producers.ComputedPart(lambda: _decoded_frame(path, index))
+
+    # -- bulk data ---------------------------------------------------------------------------
+    def bulk(self, request: IRequest, row: InstanceRow, element: str) -> Any:
+        try:
+            locations = json.loads(row.bulk)
+        except ValueError:
+            locations = {}
+        element = element.strip("/").upper()
+        location = locations.get(element)
+        if location is None:
+            raise ApiError(404, f"no bulk data {element} in instance {row.sop_uid}")
+        offset, length, _vr, little_endian, encapsulated = location[:5]
+        if element == "7FE00010" and encapsulated:
+            count = _frame_count(row) or 1
+            return self.frames(request, row, ",".join(str(n) for n in range(1, count + 1)))
+        accept = _accept(request)
+        multipart_wanted = _bulk_multipart(accept)
+        path = self.path(row)
+        needs_parse = offset < 0 or (not little_endian and element == "7FE00010")
+        source: producers.Piece
+        rng = None if needs_parse else _parse_range(_header(request, "range"), length)
+        if needs_parse:
+            source = producers.ComputedPart(lambda: _bulk_by_parsing(path, element))
+        elif rng is not None:
+            start, end = rng
+            source = producers.FilePart(path, [(offset + start, end - start + 1)])
+        else:
+            source = producers.FilePart(path, [(offset, length)])
+        if rng is not None:
+            start, end = rng
+            request.setResponseCode(206)
+            request.setHeader("Content-Range", f"bytes {start}-{end}/{length}")
+            request.setHeader("Content-Type", wm.OCTET_STREAM)
+            request.setHeader("Content-Length", str(end - start + 1))
+            return producers.stream(request, [source], self.pools.io)
+        request.setHeader("Accept-Ranges", "bytes")
+        if not multipart_wanted:
+            request.setHeader("Content-Type", wm.OCTET_STREAM)
+            if not needs_parse:
+                request.setHeader("Content-Length", str(length))
+            return producers.stream(request, [source], self.pools.io)
+        boundary = multipart.new_boundary()
+        request.setHeader("Content-Type", multipart.content_type(boundary, wm.OCTET_STREAM))
+        parts = [(wm.OCTET_STREAM, [("Content-Location", request.uri.decode("latin-1"))],
+                  source)]
+        return producers.stream(request, producers.multipart_pieces(boundary, parts),
+                                self.pools.io)
+
+    # -- rendered ----------------------------------------------------------------------------
+    def render_options(self, request: IRequest, thumbnail: bool,
+                       forced_type: str | None = None) -> render.RenderOptions:
+        try:
+            media = wm.choose_rendered(_accept(request), forced_type)
+        except wm.NotAcceptable as exc:
+            raise _not_acceptable(exc) from exc
+        try:
+            window = _arg(request, "window")
+            viewport = _arg(request, "viewport")
+            quality = _arg(request, "quality")
+            vp = wm.parse_viewport(viewport) if viewport else None
+            return render.RenderOptions(
+                media_type=media,
+                window=wm.parse_window(window) if window else None,
+                viewport=(vp.width, vp.height) if vp else (THUMBNAIL_SIZE if thumbnail
+                                                            else None),
+                source=vp.source if vp else None,
+                quality=wm.parse_quality(quality) if quality else (75 if thumbnail else 90),
+            )
+        except ValueError as exc:
+            raise ApiError(400, str(exc)) from exc
+
+    def send_image(self, request: IRequest, options: render.RenderOptions,
+                   produce: Callable[[], bytes]) -> Any:
+        def done(data: bytes) -> bytes:
+            request.setHeader("Content-Type", options.media_type)
+            request.setHeader("Content-Length", str(len(data)))
+            return data
+
+        return self.pools.parse(produce).addCallbacks(done, _render_failed)
+
+    def rendered_instance(self, request: IRequest, row: InstanceRow, thumbnail: bool) -> Any:
+        options = self.render_options(request, thumbnail)
+        count = _frame_count(row)
+        if count == 0:
+            raise ApiError(400, f"instance {row.sop_uid} has no pixel data to render")
+        path = self.path(row)
+        if options.media_type == "image/gif" and count > 1 and not thumbnail:
+            return self.send_image(request, options,
+                                   lambda: _render_frames(path, list(range(count)), options))
+        return self.send_image(request, options, lambda: _render_frame(path, 0, options))
+
+    def rendered_frames(self, request: IRequest, row: InstanceRow, frame_list: str,
+                        thumbnail: bool) -> Any:
+        count = _frame_count(row)
+        if count == 0:
+            raise ApiError(400, f"instance {row.sop_uid} has no pixel data to render")
+        try:
+            numbers = wm.parse_frame_list(frame_list, count)
+        except wm.FrameListError as exc:
+            raise ApiError(400, str(exc)) from exc
+        options = self.render_options(request, thumbnail)
+        path = self.path(row)
+        indexes = [n - 1 for n in numbers]
+        if len(indexes) == 1 or thumbnail:
+            return self.send_image(request, options,
+                                   lambda: _render_frame(path, indexes[0], options))
+        if options.media_type == "image/gif":
+            return self.send_image(request, options,
+                                   lambda: _render_frames(path, indexes, options))
+        return self.rendered_parts(request, [(row, i) for i in indexes], options)
+
+    def rendered_parts(self, request: IRequest, items: list[tuple[InstanceRow, int]],
+                       options: render.RenderOptions) -> Any:
+        boundary = multipart.new_boundary()
+        request.setHeader("Content-Type", multipart.content_type(boundary, options.media_type))
+
+        def parts() -> Iterator[tuple[str, list[tuple[str, str]], producers.Piece]]:
+            for row, index in items:
+                path = self.path(row)
+                location = self.instance_url(request, row) + f"/frames/{index + 1}/rendered"
+                yield (options.media_type, [("Content-Location", location)],
+                       producers.ComputedPart(_bind_render(path, index, options)))
+
+        return producers.stream(request, producers.multipart_pieces(boundary, parts()),
+                                self.pools.parse)
+
+    def rendered_group(self, request: IRequest, rows: list[InstanceRow], thumbnail: bool
+                       ) -> Any:
+        images = [row for row in rows if _frame_count(row) > 0]
+        if not images:
+            raise ApiError(400, "no instance with pixel data to render")
+        options = self.render_options(request, thumbnail)
+        if thumbnail:
+            row = images[len(images) // 2]
+            path = self.path(row)
+            return self.send_image(request, options, lambda: _render_frame(path, 0, options))
+        return self.rendered_parts(request, [(row, 0) for row in images], options)
+
+
+# -- blocking helpers (worker threads) -----------------------------------------------------------
+
+def _transcoder(path: str, syntax: str) -> Callable[[], bytes]:
+    return lambda: transcode.transcode(path, syntax)
+
+
+def _bind_render(path: str, index: int, options: render.RenderOptions) -> Callable[[], bytes]:
+    return lambda: _render_frame(path, index, options)
+
+
+def _decoded_frame(path: str, index: int) -> bytes:
+    arr, header = transcode.decode_frame(path, index)
+    return transcode.frame_native_bytes(arr, int(header.get("BitsAllocated", 8) or 8))
+
+
+def _encapsulated_frame(path: str, index: int) -> bytes:
+    from pydicom import dcmread
+    from pydicom.encaps import generate_frames
+
+    ds = dcmread(path)
+    count = int(ds.get("NumberOfFrames", 1) or 1)
+    for position, frame in enumerate(generate_frames(ds.PixelData, number_of_frames=count)):
+        if position == index:
+            return frame
+    raise ValueError(f"frame {index + 1} not found")
+
+
+def _bulk_by_parsing(path: str, element: str) -> bytes:
+    if element == "7FE00010":
+        from pydicom import dcmread
+
+        ds = dcmread(path)
+        arr = ds.pixel_array
+        return transcode.frame_native_bytes(arr, int(ds.get("BitsAllocated", 8) or 8))
+    from dwdaemon.dicom.bulk import read_bulk_by_parsing
+
+    return read_bulk_by_parsing(path, element)
+
+
+def _render_frame(path: str, index: int, options: render.RenderOptions) -> bytes:
+    arr, header = transcode.decode_frame(path, index)
+    return render.render(arr, header, options, frame=index)
+
+
+def _render_frames(path: str, indexes: list[int], options: render.RenderOptions) -> bytes:
+    from pydicom import dcmread
+    from pydicom.pixels import iter_pixels
+
+    header = dcmread(path, stop_before_pixels=True)
+    frames = iter_pixels(path, indices=indexes)
+    return render.render_frames(frames, header, options)
+
+
+def _xml_multipart(texts: list[str]) -> tuple[str, bytes]:
+    from dwdaemon.dicom.xmlmodel import dataset_json_to_xml
+
+    boundary = multipart.new_boundary()
+    body = multipart.build(boundary, [(DICOM_XML, dataset_json_to_xml(json.loads(t)))
+                                      for t in texts])
+    return boundary, body
+
+
+def _send_multipart_body(result: tuple[str, bytes], request: IRequest) -> bytes:
+    boundary, body = result
+    request.setHeader("Content-Type", multipart.content_type(boundary, DICOM_XML))
+    request.setHeader("Content-Length", str(len(body)))
+    return body
+
+
+def _render_failed(failure: Any) -> Any:
+    if failure.check(ApiError):
+        return failure
+    raise ApiError(406, f"cannot render this image: {failure.value}")
+
+
+# -- negotiation helpers -------------------------------------------------------------------------
+
+def _choose_metadata(accept: str | None) -> str:
+    ranges = parse_accept(accept)
+    if not ranges:
+        return DICOM_JSON
+    for media_range in ranges:
+        mtype = media_range.media_type
+        if mtype == "multipart/related":
+            part = media_range.params.get("type", "").lower()
+            if part in (DICOM_XML, "application/xml", "text/xml"):
+                return DICOM_XML
+            if part in (DICOM_JSON, "application/json"):
+                return DICOM_JSON
+            continue
+        if mtype in (DICOM_JSON, "application/json", "application/*", "*/*", "*"):
+            return DICOM_JSON
+        if mtype in (DICOM_XML, "application/xml", "text/xml"):
+            return DICOM_XML
+    raise ApiError(406, "not acceptable: metadata is offered as application/dicom+json or "
+                        'multipart/related; type="application/dicom+xml"')
+
+
+def _bulk_multipart(accept: str | None) -> bool:
+    ranges = parse_accept(accept)
+    if not ranges:
+        return False
+    for media_range in ranges:
+        mtype = media_range.media_type
+        if mtype == "multipart/related":
+            part = media_range.params.get("type", wm.OCTET_STREAM).lower()
+            if part in (wm.OCTET_STREAM, "*/*", "application/*"):
+                return True
+            continue
+        if mtype in (wm.OCTET_STREAM, "application/*", "*/*", "*"):
+            return False
+    raise ApiError(406, "not acceptable: bulk data is offered as application/octet-stream")
+
+
+def _parse_range(header: str | None, length: int) -> tuple[int, int] | None:
+    """A single ``bytes=a-b`` range as inclusive (start, end); None to send everything."""
+    if not header or not header.strip().lower().startswith("bytes="):
+        return None
+    spec = header.split("=", 1)[1].strip()
+    if "," in spec:
+        return None
+    first, sep, last = spec.partition("-")
+    if not sep:
+        return None
+    try:
+        if first.strip() == "":
+            suffix = int(last)
+            if suffix <= 0:
+                raise ApiError(416, "unsatisfiable range", headers={
+                    "Content-Range": f"bytes */{length}"})
+            return (max(0, length - suffix), length - 1)
+        start = int(first)
+        end = int(last) if last.strip() else length - 1
+    except ValueError:
+        return None
+    if start >= length or end < start:
+        raise ApiError(416, "unsatisfiable range", headers={"Content-Range": f"bytes */{length}"})
+    return (start, min(end, length - 1))
+
+
+# -- routes ------------------------------------------------------------------------------------
+
+def install(app: Klein, ctx: Context) -> None:
+    """Register the WADO-RS routes under the DICOMweb root."""
+    service = WadoService(ctx)
+    ctx.extras["wado_rs"] = service
+    root = ctx.root
+    st = root + "studies/<string:study>"
+    se = st + "/series/<string:series>"
+    inst = se + "/instances/<string:sop>"
+
+    @ctx.route(st, methods=["GET"], endpoint="wado_rs_study")
+    @inlineCallbacks
+    def retrieve_study(request: IRequest, study: str) -> Any:
+        rows = yield service.rows(study)
+        return (yield service.retrieve(request, rows))
+
+    @ctx.route(se, methods=["GET"], endpoint="wado_rs_series")
+    @inlineCallbacks
+    def retrieve_series(request: IRequest, study: str, series: str) -> Any:
+        rows = yield service.rows(study, series)
+        return (yield service.retrieve(request, rows))
+
+    @ctx.route(inst, methods=["GET"], endpoint="wado_rs_instance")
+    @inlineCallbacks
+    def retrieve_instance(request: IRequest, study: str, series: str, sop: str) -> Any:
+        row = yield service.row(study, series, sop)
+        return (yield service.retrieve(request, [row]))
+
+    @ctx.route(st + "/metadata", methods=["GET"], endpoint="wado_rs_study_metadata")
+    @inlineCallbacks
+    def study_metadata(request: IRequest, study: str) -> Any:
+        rows = yield service.rows(study)
+        return (yield service.metadata(request, rows))
+
+    @ctx.route(se + "/metadata", methods=["GET"], endpoint="wado_rs_series_metadata")
+    @inlineCallbacks
+    def series_metadata(request: IRequest, study: str, series: str) -> Any:
+        rows = yield service.rows(study, series)
+        return (yield service.metadata(request, rows))
+
+    @ctx.route(inst + "/metadata", methods=["GET"], endpoint="wado_rs_instance_metadata")
+    @inlineCallbacks
+    def instance_metadata(request: IRequest, study: str, series: str, sop: str) -> Any:
+        row = yield service.row(study, series, sop)
+        return (yield service.metadata(request, [row]))
+
+    @ctx.route(inst + "/frames/<string:frames>", methods=["GET"], endpoint="wado_rs_frames")
+    @inlineCallbacks
+    def frames(request: IRequest, study: str, series: str, sop: str, frames: str) -> Any:
+        row = yield service.row(study, series, sop)
+        return (yield service.frames(request, row, frames))
+
+    @ctx.route(inst + "/bulk/<path:element>", methods=["GET"], endpoint="wado_rs_bulk")
+    @inlineCallbacks
+    def bulk(request: IRequest, study: str, series: str, sop: str, element: str) -> Any:
+        row = yield service.row(study, series, sop)
+        return (yield service.bulk(request, row, element))
+
+    for kind in ("rendered", "thumbnail"):
+        thumb = kind == "thumbnail"
+
+        def _group(thumb: bool = thumb) -> Callable[..., Any]:
+            @inlineCallbacks
+            def handler(request: IRequest, study: str, series: str | None = None) -> Any:
+                rows = yield service.rows(study, series)
+                return (yield service.rendered_group(request, rows, thumb))
+            return handler
+
+        def _instance(thumb: bool = thumb) -> Callable[..., Any]:
+            @inlineCallbacks
+            def handler(request: IRequest, study: str, series: str, sop: str) -> Any:
+                row = yield service.row(study, series, sop)
+                return (yield service.rendered_instance(request, row, thumb))
+            return handler
+
+        def _frames(thumb: bool = thumb) -> Callable[..., Any]:
+            @inlineCallbacks
+            def handler(request: IRequest, study: str, series: str, sop: str,
+                        frames: str) -> Any:
+                row = yield service.row(study, series, sop)
+                return (yield service.rendered_frames(request, row, frames, thumb))
+            return handler
+
+        ctx.route(f"{st}/{kind}", methods=["GET"], endpoint=f"wado_rs_study_{kind}")(_group())
+        ctx.route(f"{se}/{kind}", methods=["GET"], endpoint=f"wado_rs_series_{kind}")(_group())
+        ctx.route(f"{inst}/{kind}", methods=["GET"],
+                  endpoint=f"wado_rs_instance_{kind}")(_instance())
+        ctx.route(f"{inst}/frames/<string:frames>/{kind}", methods=["GET"],
+                  endpoint=f"wado_rs_frames_{kind}")(_frames())

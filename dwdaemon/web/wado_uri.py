@@ -1,0 +1,121 @@
+"""WADO-URI (PS3.18 9): ``GET {WadoRoot}?requestType=WADO&objectUID=...``.
+
+``studyUID`` and ``seriesUID`` are optional (the seed's example omits them); when given they
+must match the object. ``contentType`` is ``application/dicom`` (streamed, or transcoded to
+``transferSyntax``) or an image type rendered with ``frameNumber``, ``rows``, ``columns``,
+``region``, ``windowCenter``/``windowWidth`` and ``imageQuality``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from klein import Klein
+from twisted.internet.defer import inlineCallbacks
+from twisted.web.iweb import IRequest
+
+from dwdaemon.dicom import render, transcode
+from dwdaemon.dicom import wado_model as wm
+from dwdaemon.web import producers
+from dwdaemon.web.context import Context
+from dwdaemon.web.errors import ApiError
+from dwdaemon.web.wado_rs import WadoService, _arg, _frame_count, _render_frame, _transcoder
+
+__all__ = ["install"]
+
+
+def _content_type(request: IRequest, has_pixels: bool) -> str:
+    """The first producible type of ``contentType`` (a comma-separated list is allowed)."""
+    raw = _arg(request, "contentType")
+    if not raw:
+        return "image/jpeg" if has_pixels else wm.DICOM
+    for item in raw.split(","):
+        media = item.split(";", 1)[0].strip().lower()
+        if media == wm.DICOM:
+            return media
+        if media in wm.RENDERED_MEDIA_TYPES or media in ("image/*", "*/*"):
+            if not has_pixels:
+                continue
+            return "image/jpeg" if "*" in media else media
+    raise ApiError(406, f"not acceptable: cannot produce contentType {raw!r} for this object "
+                        "(offered: application/dicom" +
+                        (", image/jpeg, image/png, image/gif)" if has_pixels else ")"))
+
+
+def _options(request: IRequest, media: str) -> render.RenderOptions:
+    try:
+        rows = _arg(request, "rows")
+        columns = _arg(request, "columns")
+        region = _arg(request, "region")
+        center = _arg(request, "windowCenter")
+        width = _arg(request, "windowWidth")
+        quality = _arg(request, "imageQuality")
+        window = None
+        if (center is None) != (width is None):
+            raise ValueError("windowCenter and windowWidth go together")
+        if center is not None and width is not None:
+            window = wm.parse_window(f"{center},{width}")
+        return render.RenderOptions(
+            media_type=media,
+            window=window,
+            rows=wm.parse_positive_int(rows, "rows") if rows else None,
+            columns=wm.parse_positive_int(columns, "columns") if columns else None,
+            region=wm.parse_region(region) if region else None,
+            quality=wm.parse_quality(quality) if quality else 90,
+        )
+    except ValueError as exc:
+        raise ApiError(400, str(exc)) from exc
+
+
+def install(app: Klein, ctx: Context) -> None:
+    """Register the WADO-URI route at ``DicomWeb.WadoRoot``."""
+    service: WadoService = ctx.extras.get("wado_rs") or WadoService(ctx)
+
+    @ctx.route(ctx.config.dicomweb.wado_root, methods=["GET"], endpoint="wado_uri")
+    @inlineCallbacks
+    def wado(request: IRequest) -> Any:
+        request_type = _arg(request, "requestType")
+        if request_type is None:
+            raise ApiError(400, "requestType is missing (expected WADO)")
+        if request_type != "WADO":
+            raise ApiError(400, f"requestType must be WADO, not {request_type!r}")
+        sop = _arg(request, "objectUID")
+        if not sop:
+            raise ApiError(400, "objectUID is missing")
+        study = _arg(request, "studyUID") or None
+        series = _arg(request, "seriesUID") or None
+        row = yield ctx.store.instance_by_uid(sop, study, series)
+        if row is None:
+            if study or series:
+                known = yield ctx.store.instance_by_uid(sop)
+                if known is not None:
+                    raise ApiError(404, f"object {sop} is not in the given study/series")
+            raise ApiError(404, f"unknown object {sop}")
+        count = _frame_count(row)
+        media = _content_type(request, count > 0)
+        path = service.path(row)
+        if media == wm.DICOM:
+            # PS3.18 9: Explicit VR Little Endian unless asked ("*" keeps the stored syntax)
+            wanted = _arg(request, "transferSyntax") or wm.EXPLICIT_VR_LE
+            if wanted == "*":
+                wanted = row.transfer_syntax
+            if wanted != row.transfer_syntax and not transcode.can_transcode(
+                    row.transfer_syntax, wanted, has_pixels=count > 0):
+                raise ApiError(406, f"not acceptable: cannot convert {row.transfer_syntax} "
+                                    f"to {wanted}")
+            request.setHeader("Content-Type", wm.DICOM)
+            request.setHeader("Content-Disposition", f'attachment; filename="{sop}.dcm"')
+            if wanted == row.transfer_syntax:
+                request.setHeader("Content-Length", str(row.file_size))
+                source: producers.Piece = producers.FilePart(path)
+            else:
+                source = producers.ComputedPart(_transcoder(path, wanted))
+            return (yield producers.stream(request, [source], ctx.pools.io))
+        options = _options(request, media)
+        frame = _arg(request, "frameNumber")
+        try:
+            number = wm.parse_positive_int(frame, "frameNumber", count) if frame else 1
+        except ValueError as exc:
+            raise ApiError(400, str(exc)) from exc
+        return (yield service.send_image(request, options,
+                                         lambda: _render_frame(path, number - 1, options)))
