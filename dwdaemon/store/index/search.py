@@ -1,0 +1,454 @@
+"""QIDO-RS searches against the SQL index (blocking: run in the database thread pool).
+
+A parsed :class:`~dwdaemon.dicom.matching.Query` becomes one SQL statement over the typed
+columns (``studies``/``series``/``instances``), ordered by primary key:
+
+- criteria on indexed columns become SQL conditions.  Conditions that SQL decides exactly
+  (equality, UID lists, ``GLOB`` wildcards, DA/TM/DT ranges, ``ModalitiesInStudy``) need nothing
+  more; when every criterion is exact, ``LIMIT``/``OFFSET`` are pushed into SQL;
+- ``PatientName`` uses the folded columns (``patient_name_ci``, ``patient_name_groups``,
+  ``patient_name_words``) as an indexed *pre-filter*, confirmed in Python;
+- every other criterion (attributes outside the columns, sequences, case-insensitive text,
+  computed counts) is evaluated in Python on the stored DICOM JSON of a representative instance
+  (the instance itself at the instance level; the first instance of the series or study
+  otherwise) merged with the computed attributes.
+
+Criteria on a column of a lower level than the one queried match relationally (a study matches
+``Modality=CT`` when one of its series does).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from dwdaemon.dicom import qido_model
+from dwdaemon.dicom.jsonmodel import BULK_PLACEHOLDER
+from dwdaemon.dicom.matching import TEXT_VRS, Criterion, Query, pad_upper
+
+__all__ = ["SearchResult", "explain", "search"]
+
+LEVEL_RANK = {"studies": 0, "series": 1, "instances": 2}
+BATCH = 256
+
+
+@dataclass(frozen=True)
+class Column:
+    """An indexed attribute: its level, its SQL expression and the VR it holds."""
+
+    level: str
+    expr: str
+    vr: str
+
+
+COLUMNS: dict[str, Column] = {
+    "00100020": Column("studies", "st.patient_id", "LO"),
+    "00100030": Column("studies", "st.patient_birth_date", "DA"),
+    "00100040": Column("studies", "st.patient_sex", "CS"),
+    "00080020": Column("studies", "st.study_date", "DA"),
+    "00080030": Column("studies", "st.study_time", "TM"),
+    "00080050": Column("studies", "st.accession_number", "SH"),
+    "00200010": Column("studies", "st.study_id", "SH"),
+    "00081030": Column("studies", "st.study_description", "LO"),
+    "0020000D": Column("studies", "st.study_uid", "UI"),
+    "00080060": Column("series", "se.modality", "CS"),
+    "00200011": Column("series", "se.series_number", "IS"),
+    "0008103E": Column("series", "se.series_description", "LO"),
+    "00080021": Column("series", "se.series_date", "DA"),
+    "00080031": Column("series", "se.series_time", "TM"),
+    "0020000E": Column("series", "se.series_uid", "UI"),
+    "00080018": Column("instances", "i.sop_uid", "UI"),
+    "00080016": Column("instances", "i.sop_class_uid", "UI"),
+    "00200013": Column("instances", "i.instance_number", "IS"),
+}
+PATIENT_NAME = "00100010"
+MODALITIES_IN_STUDY = "00080061"
+STUDY_COMPUTED = frozenset({"00080061", "00080062", "00201206", "00201208"})
+SERIES_COMPUTED = frozenset({"00201209"})
+
+
+@dataclass
+class SearchResult:
+    """The answers of one page and whether the page was cut."""
+
+    datasets: list[dict[str, Any]] = field(default_factory=list)
+    truncated: bool = False
+    cut_by_server: bool = False
+    next_offset: int = 0
+
+
+# --------------------------------------------------------------------------
+# SQL generation
+# --------------------------------------------------------------------------
+
+
+def glob_escape(pattern: str) -> str:
+    """A DICOM wildcard pattern as a SQLite ``GLOB`` pattern (``[`` made literal)."""
+    return pattern.replace("[", "[[]")
+
+
+def like_word(word: str) -> str:
+    """A fuzzy query word as a ``LIKE`` pattern (``%``/``_`` literal, wildcards mapped)."""
+    escaped = word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return "% " + escaped.replace("*", "%").replace("?", "_") + "%"
+
+
+@dataclass
+class Condition:
+    sql: str
+    params: list[Any]
+    exact: bool
+
+
+def _column_condition(crit: Criterion, col: Column) -> Condition | None:
+    """SQL for a criterion on a plain column, or None when SQL cannot decide it."""
+    expr, vr = col.expr, col.vr
+    if crit.folds_case and vr in TEXT_VRS:
+        return None
+    kind, values = crit.kind, crit.values
+    if vr in ("IS",):
+        marks = ", ".join("?" for _ in values)
+        return Condition(f"({expr} <> '' AND CAST({expr} AS REAL) IN ({marks}))",
+                         list(values), True)
+    if vr in ("DA", "TM", "DT"):
+        if kind == "single" and vr == "DA":
+            return Condition(f"{expr} = ?", [values[0]], True)
+        low, high = (values[0], values[0]) if kind == "single" else values
+        parts, params = [f"{expr} <> ''"], []
+        if low is not None:
+            parts.append(f"{expr} >= ?")
+            params.append(low)
+        if high is not None:
+            parts.append(f"{expr} <= ?")
+            params.append(pad_upper(vr, high))
+        return Condition("(" + " AND ".join(parts) + ")", params, True)
+    if kind == "single":
+        return Condition(f"{expr} = ?", [values[0]], True)
+    if kind == "list":
+        marks = ", ".join("?" for _ in values)
+        return Condition(f"{expr} IN ({marks})", list(values), True)
+    if kind == "wildcard":
+        return Condition(f"{expr} GLOB ?", [glob_escape(values[0])], True)
+    return None
+
+
+def _patient_name_condition(crit: Criterion) -> Condition | None:
+    """Indexed pre-filter for PatientName (confirmed in Python)."""
+    if crit.kind == "fuzzy":
+        words = crit.values[0]
+        sql = " AND ".join("st.patient_name_words LIKE ? ESCAPE '\\'" for _ in words)
+        return Condition(f"({sql})", [like_word(w) for w in words], False)
+    if crit.kind not in ("single", "wildcard"):
+        return None
+    pattern = glob_escape(str(crit.values[0]).casefold())
+    return Condition(
+        "st.pk IN (SELECT pk FROM studies WHERE patient_name_ci GLOB ?"
+        " UNION ALL SELECT pk FROM studies WHERE patient_name_groups IS NOT NULL"
+        " AND patient_name_groups GLOB ?)",
+        [pattern, f"*={pattern}=*"], False)
+
+
+def _modalities_condition(crit: Criterion) -> Condition | None:
+    if crit.folds_case:
+        return None
+    if crit.kind in ("single", "list"):
+        marks = ", ".join("?" for _ in crit.values)
+        return Condition(f"st.pk IN (SELECT study_pk FROM series WHERE modality IN ({marks}))",
+                         list(crit.values), True)
+    if crit.kind == "wildcard":
+        return Condition("st.pk IN (SELECT study_pk FROM series WHERE modality GLOB ?)",
+                         [glob_escape(crit.values[0])], True)
+    return None
+
+
+def _relational(level: str, col: Column, cond: Condition) -> Condition:
+    """Wrap a condition on a lower-level column so that it applies to ``level`` rows."""
+    if LEVEL_RANK[col.level] <= LEVEL_RANK[level]:
+        return cond
+    if level == "studies" and col.level == "series":
+        sql = f"st.pk IN (SELECT se.study_pk FROM series se WHERE {cond.sql})"
+    elif level == "studies":
+        sql = ("st.pk IN (SELECT se.study_pk FROM series se JOIN instances i"
+               f" ON i.series_pk = se.pk WHERE {cond.sql})")
+    else:
+        sql = f"se.pk IN (SELECT i.series_pk FROM instances i WHERE {cond.sql})"
+    return Condition(sql, cond.params, cond.exact)
+
+
+def plan(level: str, query: Query) -> tuple[list[Condition], list[Criterion]]:
+    """Split the criteria into SQL conditions and criteria left for Python."""
+    conditions: list[Condition] = []
+    residual: list[Criterion] = []
+    for crit in query.criteria:
+        if crit.kind == "universal":
+            continue
+        cond: Condition | None = None
+        if len(crit.path) == 1:
+            tag = crit.tag
+            if tag == PATIENT_NAME:
+                cond = _patient_name_condition(crit)
+            elif tag == MODALITIES_IN_STUDY:
+                cond = _modalities_condition(crit)
+            elif tag in COLUMNS and crit.kind != "fuzzy":
+                col = COLUMNS[tag]
+                raw = _column_condition(crit, col)
+                if raw is not None and (raw.exact or LEVEL_RANK[col.level] <= LEVEL_RANK[level]):
+                    cond = _relational(level, col, raw)
+        if cond is None:
+            residual.append(crit)
+        else:
+            conditions.append(cond)
+            if not cond.exact:
+                residual.append(crit)
+    return conditions, residual
+
+
+_FROM = {
+    "studies": "studies st",
+    "series": "series se JOIN studies st ON se.study_pk = st.pk",
+    "instances": "instances i JOIN series se ON i.series_pk = se.pk"
+                 " JOIN studies st ON se.study_pk = st.pk",
+}
+_SELECT = {
+    "studies": "st.pk, st.study_uid, NULL, NULL, NULL,"
+               " (SELECT i.pk FROM series s1 JOIN instances i ON i.series_pk = s1.pk"
+               " WHERE s1.study_pk = st.pk LIMIT 1)",
+    "series": "st.pk, st.study_uid, se.pk, se.series_uid, NULL,"
+              " (SELECT i.pk FROM instances i WHERE i.series_pk = se.pk LIMIT 1)",
+    "instances": "st.pk, st.study_uid, se.pk, se.series_uid, i.sop_uid, i.pk",
+}
+_ORDER = {"studies": "st.pk", "series": "se.pk", "instances": "i.pk"}
+
+
+def build_sql(level: str, query: Query, *, study_uid: str | None = None,
+              series_uid: str | None = None, limit: int | None = None
+              ) -> tuple[str, list[Any], list[Criterion], bool]:
+    """The statement for a search, its parameters, the residual criteria, and whether paging
+    was pushed into SQL."""
+    conditions, residual = plan(level, query)
+    where: list[str] = []
+    params: list[Any] = []
+    if study_uid is not None:
+        where.append("st.study_uid = ?")
+        params.append(study_uid)
+    if series_uid is not None:
+        where.append("se.series_uid = ?")
+        params.append(series_uid)
+    for cond in conditions:
+        where.append(cond.sql)
+        params.extend(cond.params)
+    sql = f"SELECT {_SELECT[level]} FROM {_FROM[level]}"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    order = _ORDER[level]
+    if level == "instances" and series_uid is not None:
+        order = "CAST(i.instance_number AS INTEGER), i.pk"
+    sql += f" ORDER BY {order}"
+    pushed = not residual
+    if pushed:
+        if limit is not None:
+            sql += " LIMIT ? OFFSET ?"
+            params.extend([limit + 1, query.offset])
+        elif query.offset:
+            sql += " LIMIT -1 OFFSET ?"
+            params.append(query.offset)
+    return sql, params, residual, pushed
+
+
+# --------------------------------------------------------------------------
+# Execution
+# --------------------------------------------------------------------------
+
+
+def _in(values: Iterable[Any]) -> tuple[str, list[Any]]:
+    values = list(values)
+    return ", ".join("?" for _ in values), values
+
+
+def _element(vr: str, values: list[Any]) -> dict[str, Any]:
+    return {"vr": vr, "Value": values} if values else {"vr": vr}
+
+
+def _study_aggregates(index: Any, pks: list[int]) -> dict[int, dict[str, Any]]:
+    out: dict[int, dict[str, Any]] = {
+        pk: {"modalities": set(), "classes": set(), "series": 0, "instances": 0} for pk in pks
+    }
+    if not pks:
+        return out
+    marks, params = _in(pks)
+    for study_pk, modality, n_instances in index._query(
+        "SELECT se.study_pk, se.modality, (SELECT COUNT(*) FROM instances i"
+        " WHERE i.series_pk = se.pk) FROM series se"
+        f" WHERE se.study_pk IN ({marks})", tuple(params)):
+        agg = out[study_pk]
+        agg["series"] += 1
+        agg["instances"] += n_instances
+        if modality:
+            agg["modalities"].update(m for m in modality.split("\\") if m)
+    for study_pk, sop_class in index._query(
+        "SELECT DISTINCT se.study_pk, i.sop_class_uid FROM series se JOIN instances i"
+        f" ON i.series_pk = se.pk WHERE se.study_pk IN ({marks})", tuple(params)):
+        out[study_pk]["classes"].add(sop_class)
+    return out
+
+
+def _series_counts(index: Any, pks: list[int]) -> dict[int, int]:
+    if not pks:
+        return {}
+    marks, params = _in(pks)
+    counts = dict.fromkeys(pks, 0)
+    for series_pk, count in index._query(
+        f"SELECT series_pk, COUNT(*) FROM instances WHERE series_pk IN ({marks})"
+        " GROUP BY series_pk", tuple(params)):
+        counts[series_pk] = count
+    return counts
+
+
+def _metadata(index: Any, pks: list[int]) -> dict[int, dict[str, Any]]:
+    pks = [pk for pk in pks if pk is not None]
+    if not pks:
+        return {}
+    marks, params = _in(pks)
+    out = {}
+    for pk, text in index._query(
+            f"SELECT pk, metadata FROM instances WHERE pk IN ({marks})", tuple(params)):
+        out[pk] = json.loads(text)
+    return out
+
+
+def _needs(level: str, levels: tuple[str, ...], tags: Iterable[str],
+           residual: list[Criterion]) -> tuple[bool, bool]:
+    wanted = set(tags) | {c.tag for c in residual}
+    study = level == "studies" or "studies" in levels or bool(wanted & STUDY_COMPUTED)
+    series = level == "series" or "series" in levels or bool(wanted & SERIES_COMPUTED)
+    return study, series
+
+
+def search(index: Any, level: str, query: Query, *, base_url: str,
+           study_uid: str | None = None, series_uid: str | None = None,
+           max_results: int = 0) -> SearchResult:
+    """Run a QIDO-RS search (blocking).
+
+    Parameters
+    ----------
+    index : SqlIndex
+        The index (its ``_conn``/``_query``/``_sql`` are used).
+    level : str
+        ``studies``, ``series`` or ``instances``.
+    query : Query
+        The parsed query.
+    base_url : str
+        Absolute DICOMweb root URL without trailing slash (for ``RetrieveURL`` and bulk URIs).
+    study_uid, series_uid : str or None
+        Restrictions from the resource path.
+    max_results : int
+        Server maximum of answers (0 = none).
+    """
+    limit = query.limit
+    cut_by_server = False
+    if max_results and (limit is None or limit > max_results):
+        limit = max_results
+        cut_by_server = True
+    tags, levels = qido_model.return_tags(level, query, study_given=study_uid is not None,
+                                          series_given=series_uid is not None)
+    include_levels = levels if query.include_all else ()
+    sql, params, residual, pushed = build_sql(level, query, study_uid=study_uid,
+                                              series_uid=series_uid, limit=limit)
+    need_study, need_series = _needs(level, levels, tags, residual)
+    result = SearchResult()
+    skip = 0 if pushed else query.offset
+    conn = index._conn()
+    cur = conn.cursor()
+    try:
+        cur.execute(index._sql(sql), tuple(params))
+        while True:
+            rows = cur.fetchmany(BATCH)
+            if not rows:
+                break
+            done = _process_batch(index, rows, level, query, residual, tags, include_levels,
+                                  base_url, need_study, need_series, result, limit, skip)
+            skip = max(0, skip - done[1])
+            if done[0]:
+                break
+    finally:
+        cur.close()
+    if limit is not None and len(result.datasets) > limit:
+        del result.datasets[limit:]
+        result.truncated = True
+        result.cut_by_server = cut_by_server
+    result.next_offset = query.offset + len(result.datasets)
+    return result
+
+
+def _process_batch(index: Any, rows: list[tuple[Any, ...]], level: str, query: Query,
+                   residual: list[Criterion], tags: list[str], include_levels: tuple[str, ...],
+                   base_url: str, need_study: bool, need_series: bool, result: SearchResult,
+                   limit: int | None, skip: int) -> tuple[bool, int]:
+    """Filter and render one batch; returns (page complete, rows skipped for offset)."""
+    metadata = _metadata(index, [row[5] for row in rows])
+    studies = _study_aggregates(index, sorted({row[0] for row in rows})) if need_study else {}
+    series = _series_counts(index, sorted({row[2] for row in rows if row[2] is not None})) \
+        if need_series else {}
+    skipped = 0
+    for study_pk, st_uid, series_pk, se_uid, sop_uid, rep_pk in rows:
+        dataset = metadata.get(rep_pk, {})
+        computed = _computed(level, base_url, st_uid, se_uid, sop_uid, dataset,
+                             studies.get(study_pk), series.get(series_pk))
+        if residual:
+            merged = {**dataset, **computed}
+            if not all(c.matches(merged) for c in residual):
+                continue
+        if skipped < skip:
+            skipped += 1
+            continue
+        bulk = None
+        rep_series = se_uid or _uid(dataset, "0020000E")
+        rep_sop = sop_uid or _uid(dataset, "00080018")
+        if rep_series and rep_sop:
+            bulk = (BULK_PLACEHOLDER,
+                    f"{base_url}/studies/{st_uid}/series/{rep_series}/instances/{rep_sop}/bulk/")
+        result.datasets.append(qido_model.build_response(
+            dataset, computed, tags, include_levels=include_levels, bulk=bulk))
+        if limit is not None and len(result.datasets) > limit:
+            return True, skipped
+    return False, skipped
+
+
+def _uid(dataset: dict[str, Any], tag: str) -> str | None:
+    values = (dataset.get(tag) or {}).get("Value")
+    return values[0] if values else None
+
+
+def _computed(level: str, base_url: str, st_uid: str, se_uid: str | None, sop_uid: str | None,
+              dataset: dict[str, Any], study: dict[str, Any] | None,
+              series_count: int | None) -> dict[str, Any]:
+    url = f"{base_url}/studies/{st_uid}"
+    if level in ("series", "instances"):
+        url += f"/series/{se_uid}"
+    if level == "instances":
+        url += f"/instances/{sop_uid}"
+    out: dict[str, Any] = {
+        "00080005": {"vr": "CS", "Value": ["ISO_IR 192"]},
+        "00080056": {"vr": "CS", "Value": ["ONLINE"]},
+        "00081190": {"vr": "UR", "Value": [url]},
+        "0020000D": {"vr": "UI", "Value": [st_uid]},
+    }
+    if se_uid is not None:
+        out["0020000E"] = {"vr": "UI", "Value": [se_uid]}
+    if study is not None:
+        out["00080061"] = _element("CS", sorted(study["modalities"]))
+        out["00080062"] = _element("UI", sorted(study["classes"]))
+        out["00201206"] = {"vr": "IS", "Value": [study["series"]]}
+        out["00201208"] = {"vr": "IS", "Value": [study["instances"]]}
+    if series_count is not None:
+        out["00201209"] = {"vr": "IS", "Value": [series_count]}
+    return out
+
+
+def explain(index: Any, level: str, query: Query, **kwargs: Any) -> list[str]:
+    """``EXPLAIN QUERY PLAN`` lines of the main statement of a search (SQLite)."""
+    sql, params, _residual, _pushed = build_sql(level, query, **kwargs)
+    rows = index._query("EXPLAIN QUERY PLAN " + sql, tuple(params))
+    return [str(row[-1]) for row in rows]

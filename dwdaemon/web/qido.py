@@ -1,0 +1,146 @@
+"""QIDO-RS routes (PS3.18 10.6): search studies, series and instances from the index."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from klein import Klein
+from twisted.internet.defer import inlineCallbacks
+from twisted.web.iweb import IRequest
+
+from dwdaemon.dicom import multipart
+from dwdaemon.dicom.matching import Query, QueryError, parse_query
+from dwdaemon.dicom.mediatypes import AcceptError, parse_accept
+from dwdaemon.dicom.xmlmodel import dataset_json_to_xml
+from dwdaemon.store.index.search import SearchResult, search
+from dwdaemon.web.context import Context
+from dwdaemon.web.errors import ApiError
+
+JSON = "application/dicom+json"
+XML = "application/dicom+xml"
+_JSON_TYPES = frozenset({JSON, "application/json", "*/*", "*", "application/*"})
+
+
+def choose_media_type(header: bytes | str | None) -> str:
+    """``application/dicom+json`` or ``application/dicom+xml`` (multipart); 406 otherwise."""
+    try:
+        ranges = parse_accept(header)
+    except AcceptError as exc:
+        raise ApiError(400, str(exc)) from exc
+    if not ranges:
+        return JSON
+    for media_range in ranges:
+        mtype = media_range.media_type.lower()
+        if mtype in _JSON_TYPES:
+            return JSON
+        if mtype == XML:
+            return XML
+        if mtype in ("multipart/related", "multipart/*"):
+            part = media_range.params.get("type", XML).lower()
+            if part == XML:
+                return XML
+    raise ApiError(406, "QIDO-RS answers in application/dicom+json (or application/json) or "
+                        'multipart/related; type="application/dicom+xml"')
+
+
+def query_pairs(request: IRequest) -> list[tuple[str, str]]:
+    """The query parameters of the request, in order, percent-decoded as UTF-8."""
+    raw = urlsplit(request.uri.decode("latin-1")).query
+    try:
+        return parse_qsl(raw, keep_blank_values=True, encoding="utf-8", errors="strict")
+    except UnicodeDecodeError as exc:
+        raise ApiError(400, f"query string is not valid UTF-8 once percent-decoded: {exc}"
+                       ) from exc
+    except ValueError as exc:
+        raise ApiError(400, f"malformed query string: {exc}") from exc
+
+
+def _warning(text: str) -> str:
+    return '299 dwdaemon "' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def render(result: SearchResult, media_type: str) -> tuple[bytes, str]:
+    """The body and content type of a non-empty answer."""
+    if media_type == JSON:
+        body = json.dumps(result.datasets, ensure_ascii=False, separators=(",", ":"))
+        return body.encode("utf-8"), JSON
+    boundary = multipart.new_boundary()
+    body = multipart.build(boundary, ((XML, dataset_json_to_xml(d))
+                                      for d in result.datasets))
+    return body, multipart.content_type(boundary, XML)
+
+
+def install(app: Klein, ctx: Context) -> None:
+    """Register the QIDO-RS routes under the DICOMweb root."""
+    del app
+
+    @inlineCallbacks
+    def answer(request: IRequest, level: str, study: str | None = None,
+               series: str | None = None) -> Any:
+        media_type = choose_media_type(request.getHeader(b"accept"))
+        pairs = query_pairs(request)
+        try:
+            query: Query = parse_query(pairs,
+                                       case_sensitive=ctx.config.dicomweb.qido_case_sensitive)
+        except QueryError as exc:
+            raise ApiError(400, f"invalid query parameter {exc.param!r}: {exc.message}",
+                           details={"Parameter": exc.param}) from exc
+        maximum = (ctx.config.limit_find_instances if level == "instances"
+                   else ctx.config.limit_find_results)
+        base = ctx.dicomweb_url(request)
+        index = ctx.store.index
+
+        def run() -> tuple[bytes, str, SearchResult]:
+            result = search(index, level, query, base_url=base, study_uid=study,
+                            series_uid=series, max_results=maximum)
+            body, ctype = render(result, media_type) if result.datasets else (b"", "")
+            return body, ctype, result
+
+        body, ctype, result = yield ctx.pools.db_read(run)
+        warnings = [_warning(w) for w in query.warnings]
+        if result.truncated:
+            if result.cut_by_server:
+                text = (f"the server returns at most {maximum} results per request; more "
+                        f"results are available with offset={result.next_offset}")
+            else:
+                text = (f"results cut by limit={query.limit}; more results are available "
+                        f"with offset={result.next_offset}")
+            warnings.append(_warning(text))
+        if warnings:
+            request.responseHeaders.setRawHeaders(b"warning",
+                                                  [w.encode("utf-8") for w in warnings])
+        if not result.datasets:
+            request.setResponseCode(204)
+            return b""
+        request.setHeader(b"content-type", ctype.encode("ascii"))
+        request.setHeader(b"content-length", str(len(body)).encode("ascii"))
+        return body
+
+    @ctx.route(ctx.dw("studies"), methods=["GET"], endpoint="qido_studies")
+    def qido_studies(request: IRequest) -> Any:
+        return answer(request, "studies")
+
+    @ctx.route(ctx.dw("series"), methods=["GET"], endpoint="qido_series")
+    def qido_series(request: IRequest) -> Any:
+        return answer(request, "series")
+
+    @ctx.route(ctx.dw("instances"), methods=["GET"], endpoint="qido_instances")
+    def qido_instances(request: IRequest) -> Any:
+        return answer(request, "instances")
+
+    @ctx.route(ctx.dw("studies/<string:study>/series"), methods=["GET"],
+               endpoint="qido_study_series")
+    def qido_study_series(request: IRequest, study: str) -> Any:
+        return answer(request, "series", study)
+
+    @ctx.route(ctx.dw("studies/<string:study>/instances"), methods=["GET"],
+               endpoint="qido_study_instances")
+    def qido_study_instances(request: IRequest, study: str) -> Any:
+        return answer(request, "instances", study)
+
+    @ctx.route(ctx.dw("studies/<string:study>/series/<string:series>/instances"),
+               methods=["GET"], endpoint="qido_series_instances")
+    def qido_series_instances(request: IRequest, study: str, series: str) -> Any:
+        return answer(request, "instances", study, series)
