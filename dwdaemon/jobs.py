@@ -280,6 +280,8 @@ class JobEngine:
         self._save_calls[job.id] = self.reactor.callLater(wait, later)
 
     def _save(self, job: Job) -> None:
+        if self._stopping:
+            return  # after stop() the index keeps the last saved state
         call = self._save_calls.pop(job.id, None)
         if call is not None and call.active():
             call.cancel()

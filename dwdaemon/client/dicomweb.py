@@ -329,7 +329,10 @@ class DicomWebClient:
         target = url or self.url(uri, arguments)
         try:
             response = yield deadline.guard(
-                self.http.request(method, target, headers=self.headers(headers), data=body)
+                self.http.request(
+                    method, target, headers=self.headers(headers), data=body,
+                    allow_redirects=False,
+                )
             )
         except CancelledError:
             deadline.cancel()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import parse_qs
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, inlineCallbacks, succeed
@@ -64,11 +65,16 @@ def engine_for(ctx: Context) -> ReadyEngine:
     return engine
 
 
-def _flag(request: IRequest, name: str) -> bool:
-    values = request.args.get(name.encode())
+def flag(request: IRequest, name: str) -> bool:
+    """Orthanc-style flag (``?expand``, ``?expand=true``); false for ``=false``/``=0``.
+
+    Parsed from the URI: ``request.args`` drops arguments without ``=``.
+    """
+    query = request.uri.split(b"?", 1)[1] if b"?" in request.uri else b""
+    values = parse_qs(query.decode("utf-8", "replace"), keep_blank_values=True).get(name)
     if not values:
         return False
-    return values[0].decode("utf-8", "replace").lower() not in ("false", "0")
+    return values[0].lower() not in ("false", "0")
 
 
 def install(app: Any, ctx: Context) -> None:
@@ -80,7 +86,7 @@ def install(app: Any, ctx: Context) -> None:
     def list_jobs(request: IRequest) -> Any:
         engine = yield ready.ready()
         jobs = engine.list()
-        if _flag(request, "expand"):
+        if flag(request, "expand"):
             return json_body(request, [job.to_json() for job in jobs])
         return json_body(request, [job.id for job in jobs])
 

@@ -39,7 +39,7 @@ from dwdaemon.store.index import servers_sql
 from dwdaemon.web.context import Context
 from dwdaemon.web.errors import ApiError
 from dwdaemon.web.filesend import json_body
-from dwdaemon.web.jobs import engine_for
+from dwdaemon.web.jobs import engine_for, flag
 
 log = Logger()
 
@@ -259,7 +259,7 @@ def install(app: Any, ctx: Context) -> None:
 
         def answer(_: Any) -> bytes:
             names = sorted(servers.servers)
-            if request.args.get(b"expand") is not None:
+            if flag(request, "expand"):
                 return json_body(request, {n: servers.servers[n].describe() for n in names})
             return json_body(request, names)
 
