@@ -70,7 +70,7 @@ def _is_bulk(tag: int, vr: str, length: int | None) -> bool:
 
 
 def dataset_to_json(ds: Dataset, *, prefix: str = "", result: JsonResult | None = None,
-                    utf8_charset: bool = True) -> JsonResult:
+                    utf8_charset: bool = True, base: int = 0) -> JsonResult:
     """Convert ``ds`` (read with ``defer_size``) to the DICOM JSON model.
 
     Values are never loaded when deferred: bulk elements keep their file offsets. Text is decoded
@@ -99,12 +99,17 @@ def dataset_to_json(ds: Dataset, *, prefix: str = "", result: JsonResult | None 
                         actual, encapsulated = length, False
                     if vr in ("OB or OW", "US or OW"):
                         vr = "OW" if not encapsulated else "OB"
-                    result.bulk[path] = BulkLocation(raw.value_tell, actual, vr,
+                    result.bulk[path] = BulkLocation(raw.value_tell + base, actual, vr,
                                                      raw.is_little_endian, encapsulated)
                     out[key] = {"vr": vr, "BulkDataURI": BULK_PLACEHOLDER + path}
                     continue
+        # Items of a defined-length sequence are parsed from its value bytes: their offsets
+        # are relative to the sequence value, which starts at ``raw.value_tell``.
+        nested_base = base
+        if isinstance(raw, RawDataElement) and raw.length != UNDEFINED_LENGTH:
+            nested_base = base + raw.value_tell
         elem = ds[tag]
-        out_elem = _element_to_json(elem, path, result)
+        out_elem = _element_to_json(elem, path, result, nested_base)
         if out_elem is not None:
             out[key] = out_elem
     if not prefix and utf8_charset and "00080005" in out:
@@ -112,12 +117,13 @@ def dataset_to_json(ds: Dataset, *, prefix: str = "", result: JsonResult | None 
     return result if not prefix else JsonResult(out, result.bulk, result.warnings)
 
 
-def _element_to_json(elem: DataElement, path: str, result: JsonResult) -> dict[str, Any] | None:
+def _element_to_json(elem: DataElement, path: str, result: JsonResult,
+                     base: int = 0) -> dict[str, Any] | None:
     vr = elem.VR
     if vr == "SQ":
         items = []
         for index, item in enumerate(elem.value or []):
-            sub = dataset_to_json(item, prefix=f"{path}/{index}/", result=result)
+            sub = dataset_to_json(item, prefix=f"{path}/{index}/", result=result, base=base)
             items.append(sub.dataset)
         return {"vr": "SQ", "Value": items} if items else {"vr": "SQ"}
     if vr in BINARY_VRS and not elem.is_empty:
