@@ -33,6 +33,13 @@ def instance(sop_uid: str, study_uid: str, series_uid: str, *, sop_class: str = 
                 items.append(sub)
             value = Sequence(items)
         setattr(ds, keyword, value)
+    if "Rows" in ds:  # a tiny 8-bit monochrome image
+        ds.SamplesPerPixel = 1
+        ds.PhotometricInterpretation = "MONOCHROME2"
+        ds.BitsAllocated = ds.BitsStored = 8
+        ds.HighBit = 7
+        ds.PixelRepresentation = 0
+        ds.PixelData = bytes(ds.Rows * ds.Columns)
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = sop_class
     meta.MediaStorageSOPInstanceUID = sop_uid
