@@ -13,6 +13,7 @@ from pydicom.data import get_testdata_file
 from treq.client import HTTPClient
 from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
+from twisted.internet.task import deferLater
 from twisted.web.client import Agent, HTTPConnectionPool
 
 from dwdaemon.config import Config
@@ -62,6 +63,15 @@ class Daemon:
         self.site, self.store, self.pools, self.ctx = build_site(config, reactor)
         self.pools.start()
         self.store.open()
+        self.connections: list[Any] = []
+        build = self.site.buildProtocol
+
+        def build_and_track(addr: Any) -> Any:
+            protocol = build(addr)
+            self.connections.append(protocol)
+            return protocol
+
+        self.site.buildProtocol = build_and_track  # type: ignore[method-assign]
         self.port = reactor.listenTCP(0, self.site, interface=interface)
         host = self.port.getHost()
         self.url = f"http://{interface}:{host.port}" if ":" not in interface else \
@@ -75,6 +85,12 @@ class Daemon:
     @inlineCallbacks
     def stop(self) -> Any:
         yield self.port.stopListening()
+        for protocol in self.connections:
+            transport = getattr(protocol, "transport", None)
+            if transport is not None and transport.connected:
+                transport.abortConnection()
+        if self.connections:
+            yield deferLater(reactor, 0.05, lambda: None)
         for service in self.ctx.extras.get("services", []):
             if service.running:
                 yield service.stopService()

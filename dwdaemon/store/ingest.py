@@ -122,7 +122,7 @@ def analyse(path: str) -> Analysis:
         study_uid = _required_uid(ds, "StudyInstanceUID")
         series_uid = _required_uid(ds, "SeriesInstanceUID")
         sop_class = _required_uid(ds, "SOPClassUID")
-        _check_complete(ds, size, transfer_syntax)
+        _check_complete(ds, size, transfer_syntax, path)
         converted = dataset_to_json(ds)
     except IngestError:
         raise
@@ -161,19 +161,50 @@ def _int(value: Any) -> int | None:
         return None
 
 
-def _check_complete(ds: Any, size: int, transfer_syntax: str) -> None:
-    """Refuse files whose deferred values run past the end (truncated uploads)."""
+def _check_complete(ds: Any, size: int, transfer_syntax: str, path: str) -> None:
+    """Refuse truncated uploads.
+
+    A deferred value running past the end of the file, bytes left after the last element that
+    do not form an element, or an image (Rows present) without pixel data, all mean the file was
+    cut short.
+    """
     if transfer_syntax == DEFLATED:
         return
+    last_end = 0
     for tag in ds._dict:  # noqa: SLF001
         raw = ds.get_item(tag, keep_deferred=True)
         tell = getattr(raw, "value_tell", None)
         length = getattr(raw, "length", None)
-        if tell is None or length is None or length == UNDEFINED_LENGTH:
+        if tell is None or length is None:
+            last_end = -1  # converted element: position unknown
             continue
-        if getattr(raw, "value", b"") is None and tell + length > size:
+        if length == UNDEFINED_LENGTH:
+            last_end = -1
+            continue
+        value = getattr(raw, "value", b"")
+        if (value is None and tell + length > size) or (
+                isinstance(value, bytes) and len(value) < length):
             raise IngestError(f"truncated file: element ({tag >> 16:04X},{tag & 0xFFFF:04X}) "
                               f"needs {length} bytes at offset {tell}, file has {size}")
+        last_end = tell + length
+    if 0 < last_end < size and _has_data_after(path, last_end):
+        raise IngestError(f"truncated file: {size - last_end} bytes after the last complete "
+                          f"element at offset {last_end} do not form an element")
+    if "Rows" in ds and not any(t in ds._dict for t in PIXEL_TAGS):  # noqa: SLF001
+        raise IngestError("truncated file: image attributes present but no pixel data")
+
+
+PIXEL_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)
+
+
+def _has_data_after(path: str, offset: int) -> bool:
+    """Whether non-zero bytes follow ``offset`` (zero padding at the end is tolerated)."""
+    with open(path, "rb") as fp:
+        fp.seek(offset)
+        while chunk := fp.read(65536):
+            if chunk.strip(b"\0"):
+                return True
+    return False
 
 
 def _frame_layout(path: str, ds: Any, transfer_syntax: str, frames: int,

@@ -16,14 +16,15 @@ from dwdaemon.store.index.base import PARENT_LEVEL
 from dwdaemon.web.context import Context
 from dwdaemon.web.errors import ApiError
 from dwdaemon.web.filesend import json_body, send_file
+from dwdaemon.web.query import query_args
 
 API_VERSION = 22  # the Orthanc REST API level whose shapes we follow
 PLUGIN_VERSION = dwdaemon.__version__
 
 
 def _arg(request: IRequest, name: str) -> str | None:
-    values = request.args.get(name.encode())
-    return values[0].decode("utf-8") if values else None
+    values = query_args(request).get(name)
+    return values[0] if values else None
 
 
 def _flag(request: IRequest, name: str) -> bool:

@@ -1,0 +1,118 @@
+"""The twistd plugin: options, configuration errors, the service tree, a real twistd run."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+from twisted.application.service import IServiceMaker
+from twisted.plugin import getPlugins
+from twisted.python import usage
+from twisted.trial.unittest import SynchronousTestCase
+
+from dwdaemon import tap
+from tests.support import read, testdata
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class OptionsTests(SynchronousTestCase):
+    def write_config(self, text: str) -> str:
+        path = self.mktemp()
+        with open(path, "w") as fp:
+            fp.write(text)
+        return path
+
+    def test_defaults_without_file(self) -> None:
+        options = tap.Options()
+        options.parseOptions([])
+        self.assertEqual(options.config.http_port, 8042)
+        self.assertEqual(options.config.listen_address(), "127.0.0.1")
+
+    def test_bad_value_names_the_key(self) -> None:
+        path = self.write_config('{ "DicomWeb": { "StowMaxInstances": "ten" } }')
+        options = tap.Options()
+        with self.assertRaises(usage.UsageError) as ctx:
+            options.parseOptions(["--config", path])
+        self.assertIn("DicomWeb.StowMaxInstances", str(ctx.exception))
+
+    def test_unknown_key_is_a_warning(self) -> None:
+        path = self.write_config('{ "NoSuchKey": 1, // comment\n "HttpPort": 9000 }')
+        options = tap.Options()
+        options.parseOptions(["--config", path])
+        self.assertEqual(options.config.http_port, 9000)
+        self.assertTrue(any("NoSuchKey" in w for w in options.warnings))
+
+    def test_missing_file(self) -> None:
+        with self.assertRaises(usage.UsageError):
+            tap.Options().parseOptions(["--config", "/nonexistent/dwdaemon.json"])
+
+    def test_make_service(self) -> None:
+        directory = os.path.abspath(self.mktemp())
+        path = self.write_config(json.dumps({"StorageDirectory": directory}))
+        options = tap.Options()
+        options.parseOptions(["--config", path, "--listen", "tcp:0:interface=127.0.0.1"])
+        top = tap.makeService(options)
+        names = [type(s).__name__ for s in top]
+        self.assertIn("ThreadPools", names)
+        self.assertIn("StoreService", names)
+        self.assertTrue(os.path.isdir(directory))
+
+    def test_plugin_is_discoverable(self) -> None:
+        import twisted.plugins
+
+        makers = {p.tapname: p for p in getPlugins(IServiceMaker, twisted.plugins)}
+        self.assertIn("dicomweb", makers)
+        self.assertEqual(makers["dicomweb"].module, "dwdaemon.tap")
+
+    def test_example_config_parses(self) -> None:
+        options = tap.Options()
+        options.parseOptions(["--config", os.path.join(os.path.dirname(__file__), "..", "..",
+                                                       "etc", "dwdaemon.json")])
+        self.assertEqual(options.warnings, [])
+
+
+class TwistdTests(SynchronousTestCase):
+    def test_twistd_runs_the_daemon(self) -> None:
+        directory = os.path.abspath(self.mktemp())
+        os.makedirs(directory)
+        port = _free_port()
+        config = os.path.join(directory, "config.json")
+        with open(config, "w") as fp:
+            fp.write(f'{{ "HttpPort": {port}, // comments are fine\n'
+                     ' "StorageDirectory": "storage", "Name": "Twistd" }')
+        proc = subprocess.Popen(
+            [sys.executable, "-c", "from twisted.scripts.twistd import run; run()", "-n",
+             "--pidfile=", "--logfile=-", "dicomweb", "--config", config],
+            cwd=directory, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.time() + 30
+            while True:
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/system") as resp:
+                        system = json.loads(resp.read())
+                    break
+                except OSError:
+                    if time.time() > deadline or proc.poll() is not None:
+                        self.fail(proc.stdout.read().decode() if proc.poll() is not None
+                                  else "daemon did not start")
+                    time.sleep(0.2)
+            self.assertEqual(system["Name"], "Twistd")
+            request = urllib.request.Request(f"http://127.0.0.1:{port}/instances",
+                                             data=read(testdata("CT_small.dcm")), method="POST")
+            with urllib.request.urlopen(request) as resp:
+                self.assertEqual(json.loads(resp.read())["Status"], "Success")
+            self.assertTrue(os.path.isfile(os.path.join(directory, "storage", "index.sqlite")))
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+            proc.stdout.close()
