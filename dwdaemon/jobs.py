@@ -169,13 +169,17 @@ class JobEngine:
         return self.pools.db_write(blocking).addCallback(loaded)
 
     def stop(self) -> Deferred:
-        """Stop taking jobs; running ones stay Running in the index (failed at next start)."""
+        """Stop: running jobs are cancelled in memory but stay Running in the index, so
+        that the next start shows them as interrupted (failed)."""
         self._stopping = True
         for call in self._save_calls.values():
             if call.active():
                 call.cancel()
         self._save_calls.clear()
-        return self._writes
+        writes = self._writes
+        for d in list(self._running.values()):
+            d.cancel()
+        return writes
 
     # -- API ------------------------------------------------------------------------------
 

@@ -659,9 +659,16 @@ class _RetrieveSpool:
         self._aborted = False
         self._temps: set[_PartFile] = set()
 
-    def _then(self, fn: Callable[..., Any], *args: Any) -> None:
+    def _then(self, part: _PartFile, fn: Callable[..., Any], *args: Any) -> None:
+        """Queue ``fn(*args)`` for ``part``.
+
+        After an abort (the remote failed), the work of parts received completely
+        still runs, so that what arrived whole is stored; after a local error
+        (a part that is not DICOM) nothing more runs.
+        """
+
         def step(_: Any) -> Any:
-            if self._error is not None or self._aborted:
+            if self._error is not None or (self._aborted and not part.complete):
                 return None
             return fn(*args)
 
@@ -686,7 +693,7 @@ class _RetrieveSpool:
             )
         self.outcome.received += 1
         part = _PartFile(self)
-        self._then(part.create)
+        self._then(part, part.create)
         return part
 
     def raise_if_failed(self) -> None:
@@ -710,13 +717,13 @@ class _RetrieveSpool:
 
             return d.addBoth(written)
 
-        self._then(write)
+        self._then(part, write)
 
     def queue_ingest(self, part: _PartFile) -> None:
         self._pending_ingests += 1
         if self._pending_ingests >= MAX_PENDING_INGESTS:
             self.flow.pause("ingest")
-        self._then(self._ingest, part)
+        self._then(part, self._ingest, part)
 
     @inlineCallbacks
     def _ingest(self, part: _PartFile) -> Any:
@@ -773,6 +780,7 @@ class _PartFile:
         self._fp: BinaryIO | None = None
         self._buffer: list[bytes] = []
         self._buffered = 0
+        self.complete = False
 
     def create(self) -> Deferred:
         def make() -> None:
@@ -797,6 +805,7 @@ class _PartFile:
 
     def close(self) -> None:
         self._flush()
+        self.complete = True
         self.spool.queue_ingest(self)
 
     def abort(self) -> None:

@@ -19,9 +19,11 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from twisted.internet.defer import CancelledError, Deferred, inlineCallbacks
+from twisted.application.service import Service
+from twisted.internet.defer import CancelledError, Deferred, DeferredList, inlineCallbacks
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from twisted.web.client import HTTPConnectionPool
 from twisted.web.iweb import IRequest
 
 from dwdaemon.client.dicomweb import DicomWebClient, RetrieveOutcome, StowItem, StowOutcome
@@ -57,6 +59,7 @@ class RemoteServers:
         self.base_dir = os.path.dirname(ctx.config.source) if ctx.config.source else "."
         self.servers: dict[str, RemoteServer] = dict(ctx.config.dicomweb.servers)
         self._clients: dict[str, DicomWebClient] = {}
+        self._pools: list[HTTPConnectionPool] = []
         self._loaded: Deferred | None = None
         self._done = False
 
@@ -111,10 +114,20 @@ class RemoteServers:
     @inlineCallbacks
     def _build_http(self, server: RemoteServer) -> Any:
         reactor = self.ctx.reactor or _reactor()
+        pool = HTTPConnectionPool(reactor, persistent=True)
+        pool.maxPersistentPerHost = 4
+        pool.cachedConnectionTimeout = 30
         try:
-            return (yield self.ctx.pools.io(make_http_client, reactor, self.options, server))
+            http = yield self.ctx.pools.io(make_http_client, reactor, self.options, server, pool)
         except ClientConfigError as exc:
             raise ApiError(400, str(exc)) from None
+        self._pools.append(pool)
+        return http
+
+    def close(self) -> Deferred:
+        """Close the idle connections to remote servers (at shutdown)."""
+        pools, self._pools = self._pools, []
+        return DeferredList([p.closeCachedConnections() for p in pools])
 
     @inlineCallbacks
     def put(self, name: str, value: Any) -> Any:
@@ -157,11 +170,28 @@ def _share(d: Deferred) -> Deferred:
     return out
 
 
+class RemoteServersService(Service):
+    """Loads the run-time servers at start-up; closes remote connections at shutdown."""
+
+    def __init__(self, servers: RemoteServers) -> None:
+        self.servers = servers
+
+    def startService(self) -> None:  # noqa: N802 - Twisted interface
+        super().startService()
+        self.servers.ready()
+
+    def stopService(self) -> Deferred:  # noqa: N802 - Twisted interface
+        super().stopService()
+        return self.servers.close()
+
+
 def servers_for(ctx: Context) -> RemoteServers:
+    """The daemon's remote servers (created, with their service, on first call)."""
     servers = ctx.extras.get("remote_servers")
     if servers is None:
         servers = RemoteServers(ctx)
         ctx.extras["remote_servers"] = servers
+        ctx.extras.setdefault("services", []).append(RemoteServersService(servers))
     return servers
 
 
