@@ -24,7 +24,7 @@ from twisted.internet.defer import CancelledError, Deferred, DeferredList, inlin
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.client import HTTPConnectionPool
-from twisted.web.iweb import IRequest
+from twisted.web.iweb import UNKNOWN_LENGTH, IRequest
 
 from dwdaemon.client.dicomweb import DicomWebClient, RetrieveOutcome, StowItem, StowOutcome
 from dwdaemon.client.http import (
@@ -32,6 +32,7 @@ from dwdaemon.client.http import (
     HttpOptions,
     RemoteError,
     RemoteTimeout,
+    describe_failure,
     make_http_client,
     stream_body,
 )
@@ -516,9 +517,8 @@ def _relay(request: IRequest, client: DicomWebClient, response: Any, deadline: A
     request.setResponseCode(response.code)
     ctype = response.headers.getRawHeaders(b"content-type")
     request.setHeader(b"content-type", ctype[0] if ctype else b"application/octet-stream")
-    length = response.headers.getRawHeaders(b"content-length")
-    if length and response.code != 304:
-        request.setHeader(b"content-length", length[0])
+    if response.length != UNKNOWN_LENGTH and response.code not in (204, 304):
+        request.setHeader(b"content-length", str(response.length).encode())
     pump = _Pump(request)
     gone: list[bool] = []
     finished = request.notifyFinish()
@@ -537,11 +537,16 @@ def _relay(request: IRequest, client: DicomWebClient, response: Any, deadline: A
         raise
     except Exception:
         failure = Failure()
-        if isinstance(failure.value, RemoteError):
-            raise
-        from dwdaemon.client.http import describe_failure
-
-        raise client.error(describe_failure(failure)) from None
+        if request.startedWriting:
+            # too late for an error status: break the connection so the client cannot
+            # take a truncated body for a complete one
+            transport = getattr(request, "transport", None)
+            if transport is not None:
+                transport.abortConnection()
+        error = failure.value
+        if not isinstance(error, RemoteError):
+            error = client.error(describe_failure(failure))
+        raise _remote_failure(error) from None
     finally:
         deadline.cancel()
         request.unregisterProducer()

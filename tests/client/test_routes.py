@@ -264,6 +264,46 @@ class RoutesTests(unittest.TestCase):
         r, body = yield self.post(a2, "servers/added/qido", {"Uri": "/studies"})
         self.assertEqual(len(json.loads(body)), 1)  # the stored password works
 
+    @inlineCallbacks
+    def test_get_streams_multipart_and_cuts_on_failure(self):
+        b = self.remote()
+        yield self.upload(b, ["CT_small.dcm"], auth=("alice", "pw"))
+        a = self.local({"b": self.b_server(b)})
+        uid = self.study_uid("CT_small.dcm")
+        r, body = yield self.post(a, "servers/b/get", {
+            "Uri": f"/studies/{uid}",
+            "HttpHeaders": {"Accept": 'multipart/related; type="application/dicom"'}})
+        self.assertEqual(r.code, 200)
+        self.assertTrue(r.headers.getRawHeaders(b"content-type")[0].startswith(
+            b"multipart/related"))
+        self.assertIn(read(testdata("CT_small.dcm"))[128:4000], body)
+        # a remote closing mid-body: the client sees a broken answer, not a short "200"
+        wado = FakeWado([testdata("CT_small.dcm")])
+        wado.mode = "truncated"
+        a2 = self.local({"fake": RemoteServer(name="fake", url=self.listen_fake(_Under(wado)))})
+        d = self.post(a2, "servers/fake/get", {"Uri": "/studies/1.2"})
+        failure = yield self.assertFailure(d, Exception)
+        self.assertIn("ResponseFailed", type(failure).__name__ + repr(failure))
+
+    @inlineCallbacks
+    def test_remote_delete(self):
+        b = self.remote()
+        ids = yield self.upload(b, ["CT_small.dcm", "MR_small.dcm"], auth=("alice", "pw"))
+        root = RemoteServer(name="core", url=b.url + "/", username="alice", password="pw",
+                            has_delete=True)
+        a = self.local({"core": root, "b": self.b_server(b)})
+        r, body = yield self.post(a, "servers/b/delete", {"Uri": "/studies/1.2"})
+        self.assertEqual(r.code, 400)
+        self.assertIn("HasDelete", json.loads(body)["Message"])
+        r, body = yield b.request("GET", f"/instances/{ids[0]}", auth=("alice", "pw"))
+        study = json.loads(body)["ParentSeries"]
+        r, body = yield self.post(a, "servers/core/delete", {"Uri": f"/series/{study}"})
+        self.assertEqual(r.code, 200, body)
+        r, body = yield b.request("GET", "/instances", auth=("alice", "pw"))
+        self.assertEqual(json.loads(body), [ids[1]])
+        r, body = yield self.post(a, "servers/core/delete", {"Uri": f"/series/{study}"})
+        self.assertEqual(r.code, 404)  # the remote's answer, passed through
+
     # -- HTTPS requiring a client certificate -------------------------------------------
 
     @inlineCallbacks
