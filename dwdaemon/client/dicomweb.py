@@ -27,6 +27,7 @@ from urllib.parse import quote, urlencode
 from twisted.internet.defer import (
     CancelledError,
     Deferred,
+    DeferredList,
     inlineCallbacks,
     maybeDeferred,
     succeed,
@@ -244,7 +245,7 @@ class StowOutcome:
 class RetrieveOutcome:
     """Instances stored so far by a retrieve (kept even when it fails later)."""
 
-    instances: list[str] = field(default_factory=list)  # Orthanc IDs, in arrival order
+    instances: list[str] = field(default_factory=list)  # Orthanc IDs, as stored
     received: int = 0  # parts received
 
     def to_json(self) -> dict[str, Any]:
@@ -331,7 +332,7 @@ class DicomWebClient:
             response = yield deadline.guard(
                 self.http.request(
                     method, target, headers=self.headers(headers), data=body,
-                    allow_redirects=False,
+                    allow_redirects=False, unbuffered=True,
                 )
             )
         except CancelledError:
@@ -658,6 +659,7 @@ class _RetrieveSpool:
         self._error: Failure | None = None
         self._aborted = False
         self._temps: set[_PartFile] = set()
+        self._ingests: set[Deferred] = set()
 
     def _then(self, part: _PartFile, fn: Callable[..., Any], *args: Any) -> None:
         """Queue ``fn(*args)`` for ``part``.
@@ -692,7 +694,7 @@ class _RetrieveSpool:
                 f"{headers.get('content-type') or 'none'})"
             )
         self.outcome.received += 1
-        part = _PartFile(self)
+        part = _PartFile(self, self.outcome.received)
         self._then(part, part.create)
         return part
 
@@ -723,19 +725,34 @@ class _RetrieveSpool:
         self._pending_ingests += 1
         if self._pending_ingests >= MAX_PENDING_INGESTS:
             self.flow.pause("ingest")
-        self._then(part, self._ingest, part)
+        self._then(part, self._start_ingest, part)
+
+    def _start_ingest(self, part: _PartFile) -> Deferred:
+        """In the chain: close the file; then ingest it while the next parts arrive."""
+
+        def launch(_: Any) -> None:
+            self._temps.discard(part)  # the store takes the file over
+            ingest = self._ingest(part)
+            self._ingests.add(ingest)
+            ingest.addErrback(self._record_error)
+            ingest.addBoth(lambda _: self._ingests.discard(ingest))
+
+        return self.client.run_io(part.close_blocking).addCallback(launch)
+
+    def _record_error(self, failure: Failure) -> None:
+        if self._error is None:
+            self._error = failure
+            self.flow.resume("io")
+            self.flow.resume("ingest")
 
     @inlineCallbacks
     def _ingest(self, part: _PartFile) -> Any:
-        yield self.client.run_io(part.close_blocking)
-        path = part.path
-        self._temps.discard(part)
         try:
-            result = yield self.target.ingest_path(path)
+            result = yield self.target.ingest_path(part.path)
         except Exception as exc:
-            number = self.outcome.received
             raise self.client.error(
-                f"part {number} of the WADO-RS answer is not a valid DICOM instance ({exc})"
+                f"part {part.number} of the WADO-RS answer is not a valid DICOM instance "
+                f"({exc})"
             ) from None
         finally:
             self._pending_ingests -= 1
@@ -747,13 +764,20 @@ class _RetrieveSpool:
             self.on_instance(self.outcome)
 
     @inlineCallbacks
-    def drain(self) -> Any:
-        """Wait for every queued write and ingest; raise the first error."""
+    def _quiet(self) -> Any:
+        """Wait until no write, create or ingest is queued or running."""
         while True:
             chain = self._chain
             yield chain
-            if chain is self._chain:
+            if self._ingests:
+                yield DeferredList(list(self._ingests), consumeErrors=True)
+            if chain is self._chain and not self._ingests:
                 break
+
+    @inlineCallbacks
+    def drain(self) -> Any:
+        """Wait for every queued write and ingest; raise the first error."""
+        yield self._quiet()
         self.raise_if_failed()
 
     def abort(self) -> None:
@@ -763,7 +787,7 @@ class _RetrieveSpool:
     def settle(self) -> Any:
         """After a failure: wait for queued work to stop, remove temporary files."""
         try:
-            yield self._chain
+            yield self._quiet()
         except Exception:
             pass
         temps, self._temps = list(self._temps), set()
@@ -774,8 +798,9 @@ class _RetrieveSpool:
 class _PartFile:
     """One received part, spooled to a temporary file of the store."""
 
-    def __init__(self, spool: _RetrieveSpool) -> None:
+    def __init__(self, spool: _RetrieveSpool, number: int) -> None:
         self.spool = spool
+        self.number = number
         self.path = ""
         self._fp: BinaryIO | None = None
         self._buffer: list[bytes] = []
