@@ -219,7 +219,16 @@ def decode_frame(src: Source | Dataset, index: int) -> tuple[np.ndarray, Dataset
         if isinstance(src, Dataset):
             arr = pixel_array(src, index=index)
             return arr, src
-        arr = pixel_array(src, ds_out=header, index=index)  # type: ignore[arg-type]
+        try:
+            arr = pixel_array(src, ds_out=header, index=index)  # type: ignore[arg-type]
+        except AttributeError:
+            # pixel_array() reads files itself and cannot inflate deflated ones: parse fully
+            if hasattr(src, "seek"):
+                src.seek(0)  # type: ignore[union-attr]
+            ds = dcmread(src, force=True)  # type: ignore[arg-type]
+            arr = pixel_array(ds, index=index)
+            del ds.PixelData
+            return arr, ds
     return arr, header
 
 

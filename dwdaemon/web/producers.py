@@ -194,6 +194,7 @@ class BodyProducer:
         if self._stopped:
             return
         self._stopped = True
+        self._unregister()
         if not self._in_flight:  # else closed when the worker's read returns
             self._close_current()
         if self._resume is not None:
@@ -201,6 +202,16 @@ class BodyProducer:
             waiting.callback(None)
         if not self._done.called:
             self._done.callback(None)
+
+    def _unregister(self) -> None:
+        """Detach from the request (also on disconnect: a later finish() must not find us)."""
+        if getattr(self._request, "producer", self) is None:
+            return
+        try:
+            self._request.unregisterProducer()
+        except AttributeError:  # the channel is already gone
+            if hasattr(self._request, "producer"):
+                self._request.producer = None
 
     def _close_current(self) -> None:
         part, self._current = self._current, None
@@ -270,7 +281,7 @@ class BodyProducer:
 
     def _finish(self) -> None:
         self._stopped = True
-        self._request.unregisterProducer()
+        self._unregister()
         if not self._done.called:
             self._done.callback(None)
 
@@ -282,10 +293,7 @@ class BodyProducer:
         self._stopped = True
         self._close_current()
         log.failure("streaming a response failed", failure)
-        try:
-            self._request.unregisterProducer()
-        except Exception:  # pragma: no cover - defensive
-            pass
+        self._unregister()
         transport = getattr(getattr(self._request, "channel", None), "transport", None)
         if transport is not None and self.bytes_written:
             transport.abortConnection()

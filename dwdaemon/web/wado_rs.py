@@ -216,7 +216,8 @@ class WadoService:
         layout = _layout(row)
         if not choice.decode and layout.kind in ("native", "encapsulated"):
             return producers.FilePart(path, layout.frame_ranges(index))
-        if not choice.decode:  # encapsulated but not resolvable from offsets: parse
+        if not choice.decode and row.transfer_syntax not in wm.NATIVE_SYNTAXES:
+            # encapsulated but not resolvable from the stored offsets: parse the fragments
             return producers.ComputedPart(lambda: _encapsulated_frame(path, index))
         return producers.ComputedPart(lambda: _decoded_frame(path, index))
 

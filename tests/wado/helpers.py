@@ -73,3 +73,41 @@ def make_image(pixels: np.ndarray, photometric: str = "MONOCHROME2", signed: boo
     out = io.BytesIO()
     ds.save_as(out, enforce_file_format=True)
     return out.getvalue()
+
+
+def split_multipart(content_type: str, body: bytes) -> list[tuple[dict[str, str], bytes]]:
+    """Parts ``(headers with lowercased names, payload)`` of a multipart/related body."""
+    from dwdaemon.dicom.mediatypes import parse_media_type
+
+    mtype, params = parse_media_type(content_type)
+    assert mtype == "multipart/related", content_type
+    delimiter = b"--" + params["boundary"].encode()
+    chunks = body.split(b"\r\n" + delimiter)
+    first = chunks[0]
+    assert first.startswith(delimiter), first[:80]
+    chunks[0] = first[len(delimiter):]
+    parts = []
+    for chunk in chunks:
+        if chunk.startswith(b"--"):
+            break
+        head, _, payload = chunk.partition(b"\r\n\r\n")
+        headers = {}
+        for line in head.split(b"\r\n"):
+            if b":" in line:
+                name, _, value = line.partition(b":")
+                headers[name.strip().lower().decode()] = value.strip().decode()
+        parts.append((headers, payload))
+    return parts
+
+
+def nested_bulk_file() -> bytes:
+    """A small image whose sequence item holds a 2000-byte OB value (a nested bulk value)."""
+    pixels = np.arange(16 * 16, dtype=np.uint16).reshape(16, 16)
+    data = make_image(pixels)
+    ds = pydicom.dcmread(io.BytesIO(data))
+    item = Dataset()
+    item.add_new(0x00420011, "OB", (bytes(range(256)) * 8)[:2000])  # 2000-byte OB
+    ds.add_new(0x00400555, "SQ", [item])  # AcquisitionContextSequence
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    return out.getvalue()
