@@ -51,8 +51,13 @@ class FakeStow(resource.Resource):
         super().__init__()
         self.requests: list[dict] = []
         self.refuse: set[str] = set()
+        self.fail_after: int | None = None
 
     def render_POST(self, request):  # noqa: N802
+        if self.fail_after is not None and len(self.requests) >= self.fail_after:
+            request.setResponseCode(500)
+            request.setHeader(b"content-type", b"text/plain")
+            return b"disk full"
         media, params = parse_content_type(request.getHeader(b"content-type"))
         parts: list[bytes] = []
 
@@ -242,6 +247,17 @@ class DicomWebClientTests(unittest.TestCase):
         self.assertEqual(out.failed[0]["SOPInstanceUID"], "1.2.3.1")
         self.assertEqual(out.failed[0]["FailureReason"], 272)
         self.assertEqual(len(out.sent), 2)
+
+    @inlineCallbacks
+    def test_stow_remote_error_keeps_counts(self):
+        items = self.items(3)
+        self.stow.fail_after = 1
+        c = self.client(stow_max_instances=2)
+        exc = yield self.assertFailure(c.stow(items), RemoteError)
+        self.assertIn("'remote': STOW-RS answered HTTP 500", str(exc))
+        self.assertIn("disk full", str(exc))
+        self.assertEqual(exc.outcome.to_json()["Stored"], 2)
+        self.assertEqual(exc.outcome.requests, 2)
 
     @inlineCallbacks
     def test_retrieve_stores_each_part(self):
