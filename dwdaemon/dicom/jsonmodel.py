@@ -9,13 +9,17 @@ lies in the file is recorded so that it can be served by slicing the file.
 
 from __future__ import annotations
 
+import base64
 import json
+import struct
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
+
+from dwdaemon.dicom.fastjson import plain_codec, raw_to_json
 
 BULK_PLACEHOLDER = "dwd-bulk:"
 BINARY_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN", "OB or OW", "US or OW"})
@@ -78,6 +82,10 @@ def dataset_to_json(ds: Dataset, *, prefix: str = "", result: JsonResult | None 
     """
     result = result if result is not None else JsonResult({})
     out = result.dataset if not prefix else {}
+    try:
+        codec = plain_codec(ds._character_set)  # noqa: SLF001
+    except Exception:  # unknown character set: pydicom decides per element
+        codec = None
     for tag in sorted(ds._dict.keys()):  # noqa: SLF001 - raw access keeps deferred values unread
         tag = int(tag)
         if tag >> 16 == 0x0002 or tag & 0xFFFF == 0:  # file meta and group lengths
@@ -103,6 +111,11 @@ def dataset_to_json(ds: Dataset, *, prefix: str = "", result: JsonResult | None 
                                                      raw.is_little_endian, encapsulated)
                     out[key] = {"vr": vr, "BulkDataURI": BULK_PLACEHOLDER + path}
                     continue
+            if raw.value is not None and vr != "SQ" and vr in FAST_VRS:
+                fast = _fast(vr, raw, codec)
+                if fast is not None:
+                    out[key] = fast
+                    continue
         # Items of a defined-length sequence are parsed from its value bytes: their offsets
         # are relative to the sequence value, which starts at ``raw.value_tell``.
         nested_base = base
@@ -115,6 +128,24 @@ def dataset_to_json(ds: Dataset, *, prefix: str = "", result: JsonResult | None 
     if not prefix and utf8_charset and "00080005" in out:
         out["00080005"] = {"vr": "CS", "Value": ["ISO_IR 192"]}
     return result if not prefix else JsonResult(out, result.bulk, result.warnings)
+
+
+FAST_VRS = frozenset({"AE", "AS", "CS", "DA", "DT", "TM", "UI", "SH", "LO", "UC", "IS", "DS",
+                      "ST", "LT", "UT", "UR", "PN", "AT", "US", "SS", "UL", "SL", "FL", "FD",
+                      "SV", "UV", "OB", "OD", "OF", "OL", "OV", "OW"})
+
+
+def _fast(vr: str, raw: RawDataElement, codec: str | None) -> dict[str, Any] | None:
+    """pydicom-equal JSON straight from the raw bytes, or None (see :mod:`fastjson`)."""
+    value = raw.value
+    if vr in BINARY_VRS:
+        if not value:
+            return {"vr": vr}
+        return {"vr": vr, "InlineBinary": base64.b64encode(value).decode("ascii")}
+    try:
+        return raw_to_json(vr, value, raw.is_little_endian, codec)
+    except (UnicodeDecodeError, ValueError, struct.error):
+        return None
 
 
 def _element_to_json(elem: DataElement, path: str, result: JsonResult,
