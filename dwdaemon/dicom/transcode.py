@@ -253,3 +253,76 @@ def encoder_accepts(target: str, bits_allocated: int | None, bits_stored: int | 
     if bits_allocated not in (8, 16):
         return False
     return bits_stored is None or 1 <= bits_stored <= 16
+
+
+_FAST_HEADER = {
+    "00280010": "Rows", "00280011": "Columns", "00280002": "SamplesPerPixel",
+    "00280004": "PhotometricInterpretation", "00280006": "PlanarConfiguration",
+    "00280100": "BitsAllocated", "00280101": "BitsStored", "00280102": "HighBit",
+    "00280103": "PixelRepresentation", "00280008": "NumberOfFrames",
+    "00281053": "RescaleSlope", "00281052": "RescaleIntercept", "00281050": "WindowCenter",
+    "00281051": "WindowWidth", "00281056": "VOILUTFunction", "00181063": "FrameTime",
+}
+#: Elements that need the full dataset to render (LUTs, functional groups, palettes).
+_SLOW_TAGS = ("00283000", "00283010", "52009229", "52009230", "00281201", "00281101")
+
+
+def header_from_json(metadata: dict) -> Dataset | None:
+    """A small header for rendering, built from stored DICOM JSON; None when the image needs
+    the full dataset (LUT sequences, functional groups, palette colour)."""
+    if any(tag in metadata for tag in _SLOW_TAGS):
+        return None
+    ds = Dataset()
+    for tag, keyword in _FAST_HEADER.items():
+        values = metadata.get(tag, {}).get("Value")
+        if not values:
+            continue
+        setattr(ds, keyword, values if len(values) > 1 else values[0])
+    if "Rows" not in ds or "Columns" not in ds or "BitsAllocated" not in ds:
+        return None
+    return ds
+
+
+def decode_stored_frame(data: bytes, header: Dataset, transfer_syntax: str
+                        ) -> np.ndarray | None:
+    """Decode one frame's stored bytes without parsing the file, for the common cases.
+
+    Native little endian grey/RGB data becomes an array directly; JPEG baseline frames are
+    decoded by Pillow (libjpeg, YCbCr to RGB in C). Returns None when pydicom must decode.
+    """
+    rows, cols = int(header.Rows), int(header.Columns)
+    samples = int(header.get("SamplesPerPixel", 1) or 1)
+    bits = int(header.BitsAllocated)
+    photometric = str(header.get("PhotometricInterpretation", ""))
+    signed = int(header.get("PixelRepresentation", 0) or 0) == 1
+    stored = int(header.get("BitsStored", bits) or bits)
+    if transfer_syntax in (ExplicitVRLittleEndian, ImplicitVRLittleEndian):
+        if bits not in (8, 16, 32) or (signed and stored != bits):
+            return None
+        if photometric not in ("MONOCHROME1", "MONOCHROME2", "RGB"):
+            return None
+        dtype = np.dtype(f"<{'i' if signed else 'u'}{bits // 8}")
+        count = rows * cols * samples
+        if len(data) < count * dtype.itemsize:
+            return None
+        arr = np.frombuffer(data, dtype, count)
+        if samples == 1:
+            return arr.reshape(rows, cols)
+        if int(header.get("PlanarConfiguration", 0) or 0) == 1:
+            return arr.reshape(samples, rows, cols).transpose(1, 2, 0)
+        return arr.reshape(rows, cols, samples)
+    if transfer_syntax == "1.2.840.10008.1.2.4.50" and bits == 8:
+        if not ((samples == 3 and photometric in ("YBR_FULL_422", "YBR_FULL"))
+                or (samples == 1 and photometric in ("MONOCHROME1", "MONOCHROME2"))):
+            return None
+        from PIL import Image
+
+        try:
+            image = Image.open(io.BytesIO(data))
+            image.load()
+        except Exception:
+            return None
+        if image.size != (cols, rows) or image.mode not in ("RGB", "L"):
+            return None
+        return np.asarray(image)
+    return None

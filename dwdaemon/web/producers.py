@@ -42,7 +42,10 @@ def run_inline(func: Callable[..., T], *args: Any, **kwargs: Any) -> Deferred[T]
 
 
 class Part(Protocol):
-    """A body source read in a worker thread: ``open``, ``read`` until ``b""``, ``close``."""
+    """A body source read in a worker thread: ``open``, ``read``, ``close``.
+
+    ``read(size)`` returns fewer than ``size`` bytes only at the end of the part.
+    """
 
     def open(self) -> None: ...
 
@@ -270,7 +273,7 @@ class BodyProducer:
             return
         if chunk:
             self._write(chunk)
-        else:
+        if len(chunk) < self._chunk_size:  # parts only read short at their end
             self._close_current()
         self._step()
 

@@ -291,6 +291,15 @@ class WadoService:
         except ValueError as exc:
             raise ApiError(400, str(exc)) from exc
 
+    def render_job(self, row: InstanceRow, index: int, options: render.RenderOptions
+                   ) -> Callable[[], bytes]:
+        """A blocking callable rendering frame ``index`` of ``row`` (for a worker thread)."""
+        path = self.path(row)
+        layout = _layout(row)
+        syntax = row.transfer_syntax
+        metadata = row.metadata
+        return lambda: _render_stored(path, index, options, layout, syntax, metadata)
+
     def send_image(self, request: IRequest, options: render.RenderOptions,
                    produce: Callable[[], bytes]) -> Any:
         def done(data: bytes) -> bytes:
@@ -309,7 +318,7 @@ class WadoService:
         if options.media_type == "image/gif" and count > 1 and not thumbnail:
             return self.send_image(request, options,
                                    lambda: _render_frames(path, list(range(count)), options))
-        return self.send_image(request, options, lambda: _render_frame(path, 0, options))
+        return self.send_image(request, options, self.render_job(row, 0, options))
 
     def rendered_frames(self, request: IRequest, row: InstanceRow, frame_list: str,
                         thumbnail: bool) -> Any:
@@ -325,7 +334,7 @@ class WadoService:
         indexes = [n - 1 for n in numbers]
         if len(indexes) == 1 or thumbnail:
             return self.send_image(request, options,
-                                   lambda: _render_frame(path, indexes[0], options))
+                                   self.render_job(row, indexes[0], options))
         if options.media_type == "image/gif":
             return self.send_image(request, options,
                                    lambda: _render_frames(path, indexes, options))
@@ -338,10 +347,9 @@ class WadoService:
 
         def parts() -> Iterator[tuple[str, list[tuple[str, str]], producers.Piece]]:
             for row, index in items:
-                path = self.path(row)
                 location = self.instance_url(request, row) + f"/frames/{index + 1}/rendered"
                 yield (options.media_type, [("Content-Location", location)],
-                       producers.ComputedPart(_bind_render(path, index, options)))
+                       producers.ComputedPart(self.render_job(row, index, options)))
 
         return producers.stream(request, producers.multipart_pieces(boundary, parts()),
                                 self.pools.parse)
@@ -354,8 +362,7 @@ class WadoService:
         options = self.render_options(request, thumbnail)
         if thumbnail:
             row = images[len(images) // 2]
-            path = self.path(row)
-            return self.send_image(request, options, lambda: _render_frame(path, 0, options))
+            return self.send_image(request, options, self.render_job(row, 0, options))
         return self.rendered_parts(request, [(row, 0) for row in images], options)
 
 
@@ -365,8 +372,26 @@ def _transcoder(path: str, syntax: str) -> Callable[[], bytes]:
     return lambda: transcode.transcode(path, syntax)
 
 
-def _bind_render(path: str, index: int, options: render.RenderOptions) -> Callable[[], bytes]:
-    return lambda: _render_frame(path, index, options)
+def _read_ranges(path: str, ranges: list[tuple[int, int]]) -> bytes:
+    with open(path, "rb") as fp:
+        chunks = []
+        for offset, length in ranges:
+            fp.seek(offset)
+            chunks.append(fp.read(length))
+    return b"".join(chunks)
+
+
+def _render_stored(path: str, index: int, options: render.RenderOptions, layout: FrameLayout,
+                   syntax: str, metadata: str) -> bytes:
+    """Render from the stored frame bytes and JSON when possible, else by decoding the file."""
+    if layout.kind in ("native", "encapsulated"):
+        header = transcode.header_from_json(json.loads(metadata))
+        if header is not None:
+            arr = transcode.decode_stored_frame(_read_ranges(path, layout.frame_ranges(index)),
+                                                header, syntax)
+            if arr is not None:
+                return render.render(arr, header, options, frame=index)
+    return _render_frame(path, index, options)
 
 
 def _decoded_frame(path: str, index: int) -> bytes:

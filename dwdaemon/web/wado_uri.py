@@ -19,7 +19,7 @@ from dwdaemon.dicom import wado_model as wm
 from dwdaemon.web import producers
 from dwdaemon.web.context import Context
 from dwdaemon.web.errors import ApiError
-from dwdaemon.web.wado_rs import WadoService, _arg, _frame_count, _render_frame, _transcoder
+from dwdaemon.web.wado_rs import WadoService, _arg, _frame_count, _transcoder
 
 __all__ = ["install"]
 
@@ -118,4 +118,4 @@ def install(app: Klein, ctx: Context) -> None:
         except ValueError as exc:
             raise ApiError(400, str(exc)) from exc
         return (yield service.send_image(request, options,
-                                         lambda: _render_frame(path, number - 1, options)))
+                                         service.render_job(row, number - 1, options)))
