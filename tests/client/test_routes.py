@@ -387,9 +387,13 @@ class RoutesTests(unittest.TestCase):
             self.assertEqual(r.code, status, (mode, doc))
             self.assertIn("'fake'", doc["Message"])
             self.assertIn(text, doc["Message"], mode)
-            if mode in ("nondicom", "garbage"):
+            if mode == "nondicom":
                 # the first part was stored before the failure, and stays
                 self.assertEqual(len(doc["Details"]["Instances"]), 1, doc)
+            if mode == "garbage":
+                # part 2 is refused; parts 1 (and 3, ingested concurrently) stay stored
+                self.assertIn("part 2 ", doc["Message"])
+                self.assertIn(len(doc["Details"]["Instances"]), (1, 2), doc)
             if mode == "truncated":
                 # both parts had arrived whole before the connection broke
                 self.assertEqual(len(doc["Details"]["Instances"]), 2, doc)
