@@ -255,58 +255,50 @@ def median_ms(values: list[float]) -> float:
 
 # -- measurements -----------------------------------------------------------------------------
 
-def measure(server: Server, study: str, series: str, sops: list[str],
-            extras: list[pydicom.Dataset], repeat: int) -> dict[str, float]:
-    client = Client(server.port)
-    dw = server.root.rstrip("/")
-    base = f"{dw}/studies/{study}/series/{series}"
-    out: dict[str, float] = {}
-    # warm-up (first metadata builds caches on both sides)
-    client.get(base + "/metadata", "application/dicom+json")
-    times = []
-    for _ in range(repeat):
-        status, body, elapsed = client.get(base + "/metadata", "application/dicom+json")
-        assert status == 200, (server.name, status, body[:200])
-        times.append(elapsed)
-    out["series metadata median ms"] = median_ms(times)
-    out["series metadata bytes"] = len(body)
-    rates = []
-    for _ in range(3):
-        status, body, elapsed = client.get(
-            base, 'multipart/related; type="application/dicom"; transfer-syntax=*')
-        assert status == 200, (server.name, status, body[:200])
-        rates.append(len(body) / elapsed / 1e6)
-    out["series retrieve MB/s"] = statistics.median(rates)
-    out["series retrieve bytes"] = len(body)
+def measure(servers: list[Server], study: str, series: str, sops: list[str],
+            extras: list[pydicom.Dataset], repeat: int) -> dict[str, dict[str, float]]:
+    """Every measure alternates between the servers request by request (fair under load)."""
+    clients = {s.name: Client(s.port) for s in servers}
+    out: dict[str, dict[str, float]] = {s.name: {} for s in servers}
+
+    def timed(key: str, paths: list[tuple[str, str | None]], check, summary) -> None:
+        samples: dict[str, list[float]] = {s.name: [] for s in servers}
+        sizes: dict[str, int] = {}
+        for path, accept in paths:
+            for server in servers:
+                full = server.root.rstrip("/") + path
+                status, body, elapsed = clients[server.name].get(full, accept)
+                ok = status == 200 and check(body)
+                samples[server.name].append(elapsed if ok else float("nan"))
+                sizes[server.name] = len(body)
+        for name, values in samples.items():
+            out[name][key] = summary(values, sizes[name])
+
+    def median(values: list[float], _size: int) -> float:
+        return median_ms(values)
+
+    base = f"/studies/{study}/series/{series}"
+    json_accept = "application/dicom+json"
+    timed("warm-up metadata ms", [(base + "/metadata", json_accept)], lambda b: True, median)
+    timed("series metadata median ms", [(base + "/metadata", json_accept)] * repeat,
+          lambda b: b[:1] == b"[", median)
+    stored = 'multipart/related; type="application/dicom"; transfer-syntax=*'
+    timed("series retrieve MB/s", [(base, stored)] * 3, lambda b: len(b) > 1e6,
+          lambda values, size: size / statistics.median(values) / 1e6)
     picks = sops[:: max(1, len(sops) // 30)][:30]
-    times = []
-    for sop in picks:
-        status, body, elapsed = client.get(
-            f"{base}/instances/{sop}/frames/1",
-            'multipart/related; type="application/octet-stream"')
-        assert status == 200 and len(body) >= 512 * 512 * 2, (server.name, status, body[:200])
-        times.append(elapsed)
-    out["frame median ms"] = median_ms(times)
-    times = []
-    for sop in picks:
-        status, body, elapsed = client.get(f"{base}/instances/{sop}/rendered", "image/jpeg")
-        assert status == 200 and body[:2] == b"\xff\xd8", (server.name, status, body[:200])
-        times.append(elapsed)
-    out["rendered jpeg median ms"] = median_ms(times)
+    octet = 'multipart/related; type="application/octet-stream"'
+    timed("frame median ms", [(f"{base}/instances/{sop}/frames/1", octet) for sop in picks],
+          lambda b: len(b) >= 512 * 512 * 2, median)
+    timed("rendered jpeg median ms",
+          [(f"{base}/instances/{sop}/rendered", "image/jpeg") for sop in picks],
+          lambda b: b[:2] == b"\xff\xd8", median)
     for ds in extras:
-        name = ds.filename
-        inst = (f"{dw}/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}"
+        inst = (f"/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}"
                 f"/instances/{ds.SOPInstanceUID}")
-        times = []
-        for _ in range(repeat):
-            status, body, elapsed = client.get(inst + "/frames/1", "*/*")
-            times.append(elapsed if status == 200 else float("nan"))
-        out[f"{name} frame 1 ms"] = median_ms(times)
-        times = []
-        for _ in range(repeat):
-            status, body, elapsed = client.get(inst + "/rendered", "image/jpeg")
-            times.append(elapsed if status == 200 else float("nan"))
-        out[f"{name} rendered ms"] = median_ms(times)
+        timed(f"{ds.filename} frame 1 ms", [(inst + "/frames/1", "*/*")] * repeat,
+              lambda b: True, median)
+        timed(f"{ds.filename} rendered ms", [(inst + "/rendered", "image/jpeg")] * repeat,
+              lambda b: b[:2] == b"\xff\xd8", median)
     return out
 
 
@@ -352,9 +344,8 @@ def main(argv: list[str] | None = None) -> None:
             server.start()
             print(f"uploading to {server.name} ...", flush=True)
             upload(server, files)
-        for server in servers:
-            print(f"measuring {server.name} ...", flush=True)
-            results[server.name] = measure(server, study, series, sops, extras, args.repeat)
+        print("measuring (requests alternate between the servers) ...", flush=True)
+        results = measure(servers, study, series, sops, extras, args.repeat)
         for server in servers:
             results[server.name].update(peak_rss(server, study, series))
     finally:

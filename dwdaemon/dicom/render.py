@@ -128,6 +128,57 @@ def _scale_range(values: np.ndarray) -> np.ndarray:
     return (values.astype(np.float32) - lo) * np.float32(255.0 / (hi - lo))
 
 
+def _rescale_params(ds: Dataset, frame: int) -> tuple[float, float] | None:
+    """(slope, intercept) of a linear modality transform; None for a Modality LUT."""
+    item = _functional_group_item(ds, frame, "PixelValueTransformationSequence")
+    if item is not None and "RescaleSlope" in item:
+        source: Dataset = item
+    elif "ModalityLUTSequence" in ds:
+        return None
+    else:
+        source = ds
+    slope = _first_float(source.get("RescaleSlope"))
+    intercept = _first_float(source.get("RescaleIntercept"))
+    return (1.0 if slope is None else slope, 0.0 if intercept is None else intercept)
+
+
+def _lut_display(arr: np.ndarray, ds: Dataset, frame: int,
+                 window: Window | None) -> np.ndarray | None:
+    """8/16-bit integer frames: compute modality + VOI once per possible value, then index.
+
+    Same results as the per-pixel float path, several times faster on 512x512 images.
+    """
+    if arr.dtype.kind not in "ui" or arr.dtype.itemsize > 2 or arr.size < 4096:
+        return None
+    params = _rescale_params(ds, frame)
+    if params is None:
+        return None
+    chosen = window or _file_window(ds, frame)
+    if chosen is None and "VOILUTSequence" in ds:
+        return None
+    slope, intercept = params
+    info = np.iinfo(arr.dtype)
+    domain = np.arange(info.min, info.max + 1, dtype=np.float64) * slope + intercept
+    if chosen is not None:
+        lut = apply_window(domain.astype(np.float32), chosen)
+    else:
+        ends = (float(arr.min()) * slope + intercept, float(arr.max()) * slope + intercept)
+        lo, hi = min(ends), max(ends)
+        if hi <= lo:
+            lut = np.zeros(domain.shape, np.float32)
+        else:
+            lut = np.clip((domain.astype(np.float32) - np.float32(lo))
+                          * np.float32(255.0 / (hi - lo)), 0, 255)
+    table = np.rint(lut).astype(np.uint8)
+    if info.min < 0:
+        unsigned = np.dtype(f"<u{arr.dtype.itemsize}")
+        index = arr.astype(arr.dtype.newbyteorder("<"), copy=False).view(unsigned) ^ (
+            1 << (8 * arr.dtype.itemsize - 1))
+    else:
+        index = arr
+    return np.take(table, index)
+
+
 def to_display(arr: np.ndarray, ds: Dataset, frame: int = 0,
                window: Window | None = None) -> np.ndarray:
     """Turn one decoded frame into 8-bit display values (``HxW`` grey or ``HxWx3`` RGB).
@@ -150,6 +201,8 @@ def to_display(arr: np.ndarray, ds: Dataset, frame: int = 0,
         return np.ascontiguousarray(arr.astype(np.uint8, copy=False))
     if int(ds.get("BitsAllocated", 8) or 8) == 1:
         out = (arr.astype(np.uint8) * 255)
+    elif (lut_out := _lut_display(arr, ds, frame, window)) is not None:
+        out = lut_out
     else:
         values = _modality(arr, ds, frame)
         chosen = window or _file_window(ds, frame)

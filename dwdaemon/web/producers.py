@@ -58,9 +58,13 @@ class FilePart:
     """Bytes of a file: the whole file, or a list of ``(offset, length)`` ranges in order."""
 
     def __init__(self, path: str | os.PathLike[str],
-                 ranges: Iterable[tuple[int, int]] | None = None) -> None:
+                 ranges: Iterable[tuple[int, int]] | None = None,
+                 size: int | None = None) -> None:
         self.path = path
         self.ranges = list(ranges) if ranges is not None else None
+        #: Bytes this part yields, when known without touching the disk.
+        self.size = sum(length for _, length in self.ranges) if self.ranges is not None \
+            else size
         self._file: io.BufferedReader | None = None
         self._index = 0
         self._left = -1
@@ -109,6 +113,7 @@ class BytesPart:
 
     def __init__(self, data: bytes) -> None:
         self._data = data
+        self.size: int | None = len(data)
         self._buf: io.BytesIO | None = None
 
     def open(self) -> None:
@@ -127,6 +132,7 @@ class ComputedPart:
 
     def __init__(self, compute: Callable[[], bytes]) -> None:
         self._compute = compute
+        self.size: int | None = None
         self._buf: io.BytesIO | None = None
 
     def open(self) -> None:
@@ -151,6 +157,20 @@ def multipart_pieces(boundary: str, parts: Iterable[tuple[str, list[tuple[str, s
         yield source
         yield multipart.part_separator()
     yield multipart.closing(boundary)
+
+
+def body_length(pieces: Iterable[Piece]) -> int | None:
+    """Total length of ``pieces`` when every part knows its size, else None (chunked)."""
+    total = 0
+    for piece in pieces:
+        if isinstance(piece, bytes | bytearray):
+            total += len(piece)
+        else:
+            size = getattr(piece, "size", None)
+            if size is None:
+                return None
+            total += size
+    return total
 
 
 @implementer(IPushProducer)
@@ -308,6 +328,15 @@ class BodyProducer:
 
 
 def stream(request: Any, pieces: Iterable[Piece], run: Runner,
-           chunk_size: int = CHUNK_SIZE) -> Deferred[None]:
-    """Stream ``pieces`` to ``request``; the route returns this Deferred."""
+           chunk_size: int = CHUNK_SIZE, sized: bool = False) -> Deferred[None]:
+    """Stream ``pieces`` to ``request``; the route returns this Deferred.
+
+    With ``sized``, ``pieces`` (then a list) sets ``Content-Length`` when all sizes are known,
+    which spares the client a chunked decoding.
+    """
+    if sized:
+        pieces = list(pieces)
+        length = body_length(pieces)
+        if length is not None:
+            request.setHeader("Content-Length", str(length))
     return BodyProducer(request, pieces, run, chunk_size).start()

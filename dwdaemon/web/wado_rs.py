@@ -145,14 +145,14 @@ class WadoService:
                 syntax = row.transfer_syntax if wanted == "*" else wanted
                 source: producers.Piece
                 if syntax == row.transfer_syntax:
-                    source = producers.FilePart(path)
+                    source = producers.FilePart(path, size=row.file_size)
                 else:
                     source = producers.ComputedPart(_transcoder(path, syntax))
                 yield (f"{wm.DICOM}; transfer-syntax={syntax}",
                        [("Content-Location", self.instance_url(request, row))], source)
 
         return producers.stream(request, producers.multipart_pieces(boundary, parts()),
-                                self.pools.io)
+                                self.pools.io, sized=True)
 
     # -- metadata ----------------------------------------------------------------------------
     def metadata(self, request: IRequest, rows: list[InstanceRow]) -> Any:
@@ -201,14 +201,14 @@ class WadoService:
         if not choice.multipart and len(sources) == 1:
             request.setHeader("Content-Type", part_type)
             request.setHeader("Content-Location", url + str(numbers[0]))
-            return producers.stream(request, [sources[0][1]], self.pools.io)
+            return producers.stream(request, [sources[0][1]], self.pools.io, sized=True)
         boundary = multipart.new_boundary()
         request.setHeader("Content-Type", multipart.content_type(
             boundary, choice.media_type, transfer_syntax=choice.transfer_syntax))
         parts = ((part_type, [("Content-Location", url + str(n))], source)
                  for n, source in sources)
         return producers.stream(request, producers.multipart_pieces(boundary, parts),
-                                self.pools.io)
+                                self.pools.io, sized=True)
 
     def _frame_source(self, row: InstanceRow, index: int,
                       choice: wm.FrameChoice) -> producers.Piece:
