@@ -562,3 +562,46 @@ class GeneratedImageTests(WadoTestBase):
         out = np.asarray(_image(body))
         self.assertEqual(int(out[0, 0]), 255)  # lowest value is white in MONOCHROME1
         self.assertEqual(int(out[1, 1]), 0)
+
+
+MATRIX = ["JPGExtended.dcm", "SC_rgb_jpeg_gdcm.dcm", "693_J2KI.dcm", "GDCMJ2K_TextGBR.dcm",
+          "MR_small_jp2klossless.dcm", "rtdose_rle.dcm", "rtdose_expb.dcm",
+          "SC_rgb_rle_16bit_2frame.dcm", "SC_rgb_small_odd_big_endian.dcm",
+          "examples_jpeg2k.dcm", "SC_rgb_jpeg_dcmtk.dcm", "MR_small_implicit.dcm"]
+
+
+class TransferSyntaxMatrixTests(WadoTestBase):
+    """Every transfer syntax of the shipped files: retrieve, frames and rendered."""
+
+    files = MATRIX + ["liver_1frame.dcm"]
+    relabel = frozenset(MATRIX)
+
+    @inlineCallbacks
+    def test_retrieve_frames_rendered(self):
+        for name in MATRIX:
+            ref = reference_pixels(name)
+            frames = int(read(name).get("NumberOfFrames", 1) or 1)
+            response, body = yield self.get(self.url(name))
+            self.assertEqual(response.code, 200, name)
+            ds = _dcm(split_multipart(self.ctype(response), body)[0][1])
+            self.assertEqual(ds.file_meta.TransferSyntaxUID, EVRLE, name)
+            np.testing.assert_array_equal(ds.pixel_array, ref, err_msg=name)
+            last = ref[frames - 1] if frames > 1 else ref
+            response, body = yield self.get(
+                self.url(name, f"/frames/{frames}"),
+                'multipart/related; type="application/octet-stream"')
+            self.assertEqual(response.code, 200, name)
+            payload = split_multipart(self.ctype(response), body)[0][1]
+            self.assertEqual(payload, last.astype(last.dtype.newbyteorder("<")).tobytes(), name)
+            response, body = yield self.get(self.url(name, "/rendered"), "image/png")
+            self.assertEqual(response.code, 200, name)
+            image = _image(body)
+            self.assertEqual(image.size, (int(ds.Columns), int(ds.Rows)), name)
+
+    @inlineCallbacks
+    def test_one_bit_frames(self):
+        response, body = yield self.get(self.url("liver_1frame.dcm", "/frames/1"))
+        payload = split_multipart(self.ctype(response), body)[0][1]
+        self.assertEqual(payload, read("liver_1frame.dcm").PixelData)
+        response, body = yield self.get(self.url("liver_1frame.dcm", "/rendered"), "image/png")
+        self.assertEqual(set(np.unique(np.asarray(_image(body))).tolist()) <= {0, 255}, True)
