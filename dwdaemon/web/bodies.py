@@ -5,7 +5,8 @@ a body never sits in memory.  :func:`limited_request_class` builds a
 :class:`twisted.web.server.Request` subclass that, once the declared ``Content-Length`` or
 the count of received bytes (chunked uploads) exceeds the limit, answers ``413`` straight
 away, stops storing the body (the rest is read and dropped, so the client sees the answer
-instead of a reset connection) and closes the connection when the body ends.
+instead of a reset connection) and closes the connection when the body ends, or after
+``MAX_DRAIN`` dropped bytes.
 """
 
 from __future__ import annotations
@@ -16,6 +17,10 @@ from typing import IO
 from twisted.web import server
 
 __all__ = ["DiscardFile", "limited_request_class", "rewind"]
+
+
+#: Bytes of a refused body read (and dropped) before the connection is closed anyway.
+MAX_DRAIN = 64 * 1024 * 1024
 
 
 class DiscardFile:
@@ -60,6 +65,8 @@ class LimitedRequest(server.Request):
 
     max_body_bytes = 0
     _received = 0
+    _drained = 0
+    _closing = False
     refused = False
 
     def gotLength(self, length: int | None) -> None:
@@ -74,6 +81,13 @@ class LimitedRequest(server.Request):
     def handleContentChunk(self, data: bytes) -> None:
         """Count received bytes; refuse once a chunked body goes over the limit."""
         if self.refused:
+            self._drained += len(data)
+            if self._drained > MAX_DRAIN and not self._closing:
+                # The client keeps sending a huge body: stop reading it.
+                self._closing = True
+                transport = getattr(self.channel, "transport", None)
+                if transport is not None:
+                    transport.loseConnection()
             return
         self._received += len(data)
         limit = self.max_body_bytes
