@@ -63,6 +63,8 @@ class Daemon:
         self.site, self.store, self.pools, self.ctx = build_site(config, reactor)
         self.pools.start()
         self.store.open()
+        for service in self.ctx.extras.get("services", []):
+            service.startService()  # as twistd does, after the store is open
         self.connections: list[Any] = []
         build = self.site.buildProtocol
 

@@ -7,11 +7,14 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import maybeDeferred
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 
 from dwdaemon.web.auth import REALM, check_basic, client_host, is_loopback
 from dwdaemon.web.errors import ApiError, failure_to_response
+
+log = Logger()
 
 if TYPE_CHECKING:
     from dwdaemon.web.context import Context
@@ -45,9 +48,13 @@ def guarded(ctx: Context, handler: Callable[..., Any]) -> Callable[..., Any]:
             if getattr(request, "finished", False) or getattr(request, "_disconnected", False):
                 return None  # the client is gone (or the body was already sent)
             if getattr(request, "startedWriting", False):
-                # Too late for an error status: cut the response so the client sees it failed.
-                failure_to_response(request, failure)
-                request.loseConnection()
+                # Too late for an error status: abort the connection so that the client sees
+                # a cut body (a clean close could pass for a complete chunked answer).
+                log.warn("{uri}: failed after the answer started ({error}); connection cut",
+                         uri=request.uri, error=failure.getErrorMessage())
+                transport = getattr(getattr(request, "channel", None), "transport", None)
+                if transport is not None:
+                    transport.abortConnection()
                 return None
             return failure_to_response(request, failure)
 
