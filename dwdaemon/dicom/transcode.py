@@ -283,12 +283,14 @@ def header_from_json(metadata: dict) -> Dataset | None:
     return ds
 
 
-def decode_stored_frame(data: bytes, header: Dataset, transfer_syntax: str
-                        ) -> np.ndarray | None:
+def decode_stored_frame(data: bytes, header: Dataset, transfer_syntax: str,
+                        exact: bool = False) -> np.ndarray | None:
     """Decode one frame's stored bytes without parsing the file, for the common cases.
 
     Native little endian grey/RGB data becomes an array directly; JPEG baseline frames are
-    decoded by Pillow (libjpeg, YCbCr to RGB in C). Returns None when pydicom must decode.
+    decoded by Pillow (libjpeg, YCbCr to RGB in C; within a few levels of pydicom's decode,
+    fine for display) unless ``exact``; other codecs decode the fragment through pydicom
+    without reading the file. Returns None when the file must be decoded by pydicom.
     """
     rows, cols = int(header.Rows), int(header.Columns)
     samples = int(header.get("SamplesPerPixel", 1) or 1)
@@ -311,7 +313,7 @@ def decode_stored_frame(data: bytes, header: Dataset, transfer_syntax: str
         if int(header.get("PlanarConfiguration", 0) or 0) == 1:
             return arr.reshape(samples, rows, cols).transpose(1, 2, 0)
         return arr.reshape(rows, cols, samples)
-    if transfer_syntax == "1.2.840.10008.1.2.4.50" and bits == 8:
+    if transfer_syntax == "1.2.840.10008.1.2.4.50" and bits == 8 and not exact:
         if not ((samples == 3 and photometric in ("YBR_FULL_422", "YBR_FULL"))
                 or (samples == 1 and photometric in ("MONOCHROME1", "MONOCHROME2"))):
             return None
@@ -325,4 +327,28 @@ def decode_stored_frame(data: bytes, header: Dataset, transfer_syntax: str
         if image.size != (cols, rows) or image.mode not in ("RGB", "L"):
             return None
         return np.asarray(image)
+    if UID(transfer_syntax).is_compressed and can_decode(transfer_syntax):
+        # Any other codec: decode the stored fragment(s) in a synthetic one-frame dataset.
+        from pydicom.dataset import FileMetaDataset
+        from pydicom.encaps import encapsulate
+
+        if photometric == "PALETTE COLOR":
+            return None
+        ds = Dataset()
+        ds.file_meta = FileMetaDataset()
+        ds.file_meta.TransferSyntaxUID = transfer_syntax
+        for keyword in ("Rows", "Columns", "SamplesPerPixel", "PhotometricInterpretation",
+                        "PlanarConfiguration", "BitsAllocated", "BitsStored", "HighBit",
+                        "PixelRepresentation"):
+            if keyword in header:
+                setattr(ds, keyword, header[keyword].value)
+        ds.NumberOfFrames = 1
+        ds.PixelData = encapsulate([data])
+        ds["PixelData"].VR = "OB"
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return pixel_array(ds)
+        except Exception:
+            return None
     return None

@@ -219,6 +219,10 @@ class WadoService:
         if not choice.decode and row.transfer_syntax not in wm.NATIVE_SYNTAXES:
             # encapsulated but not resolvable from the stored offsets: parse the fragments
             return producers.ComputedPart(lambda: _encapsulated_frame(path, index))
+        if layout.kind == "encapsulated":
+            syntax, metadata = row.transfer_syntax, row.metadata
+            return producers.ComputedPart(
+                lambda: _decoded_stored_frame(path, index, layout, syntax, metadata))
         return producers.ComputedPart(lambda: _decoded_frame(path, index))
 
     # -- bulk data ---------------------------------------------------------------------------
@@ -397,6 +401,18 @@ def _render_stored(path: str, index: int, options: render.RenderOptions, layout:
 def _decoded_frame(path: str, index: int) -> bytes:
     arr, header = transcode.decode_frame(path, index)
     return transcode.frame_native_bytes(arr, int(header.get("BitsAllocated", 8) or 8))
+
+
+def _decoded_stored_frame(path: str, index: int, layout: FrameLayout, syntax: str,
+                          metadata: str) -> bytes:
+    """Decode a frame from its stored fragments (no file parse), else from the file."""
+    header = transcode.header_from_json(json.loads(metadata))
+    if header is not None:
+        arr = transcode.decode_stored_frame(_read_ranges(path, layout.frame_ranges(index)),
+                                            header, syntax, exact=True)
+        if arr is not None:
+            return transcode.frame_native_bytes(arr, int(header.BitsAllocated))
+    return _decoded_frame(path, index)
 
 
 def _encapsulated_frame(path: str, index: int) -> bytes:
