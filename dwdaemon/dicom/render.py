@@ -8,6 +8,7 @@ colour to RGB, region crop, viewport scaling, then encoding with the asked quali
 
 from __future__ import annotations
 
+import functools
 import io
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -142,6 +143,28 @@ def _rescale_params(ds: Dataset, frame: int) -> tuple[float, float] | None:
     return (1.0 if slope is None else slope, 0.0 if intercept is None else intercept)
 
 
+@functools.lru_cache(maxsize=64)
+def _display_table(dtype: str, slope: float, intercept: float, window: Window | None,
+                   span: tuple[float, float] | None) -> np.ndarray:
+    """Display value (uint8) of every stored value of ``dtype`` (cached: a viewer scrolling a
+    series asks the same window again and again). Read-only; shared between threads."""
+    info = np.iinfo(np.dtype(dtype))
+    domain = np.arange(info.min, info.max + 1, dtype=np.float64) * slope + intercept
+    if window is not None:
+        lut = apply_window(domain.astype(np.float32), window)
+    else:
+        assert span is not None
+        lo, hi = span
+        if hi <= lo:
+            lut = np.zeros(domain.shape, np.float32)
+        else:
+            lut = np.clip((domain.astype(np.float32) - np.float32(lo))
+                          * np.float32(255.0 / (hi - lo)), 0, 255)
+    table = np.rint(lut).astype(np.uint8)
+    table.setflags(write=False)
+    return table
+
+
 def _lut_display(arr: np.ndarray, ds: Dataset, frame: int,
                  window: Window | None) -> np.ndarray | None:
     """8/16-bit integer frames: compute modality + VOI once per possible value, then index.
@@ -158,18 +181,11 @@ def _lut_display(arr: np.ndarray, ds: Dataset, frame: int,
         return None
     slope, intercept = params
     info = np.iinfo(arr.dtype)
-    domain = np.arange(info.min, info.max + 1, dtype=np.float64) * slope + intercept
     if chosen is not None:
-        lut = apply_window(domain.astype(np.float32), chosen)
+        table = _display_table(arr.dtype.str, slope, intercept, chosen, None)
     else:
         ends = (float(arr.min()) * slope + intercept, float(arr.max()) * slope + intercept)
-        lo, hi = min(ends), max(ends)
-        if hi <= lo:
-            lut = np.zeros(domain.shape, np.float32)
-        else:
-            lut = np.clip((domain.astype(np.float32) - np.float32(lo))
-                          * np.float32(255.0 / (hi - lo)), 0, 255)
-    table = np.rint(lut).astype(np.uint8)
+        table = _display_table(arr.dtype.str, slope, intercept, None, (min(ends), max(ends)))
     if info.min < 0:
         unsigned = np.dtype(f"<u{arr.dtype.itemsize}")
         index = arr.astype(arr.dtype.newbyteorder("<"), copy=False).view(unsigned) ^ (

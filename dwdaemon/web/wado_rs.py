@@ -8,6 +8,7 @@ disk (transcoded in a worker thread only when another transfer syntax is asked).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Callable, Iterator
@@ -385,11 +386,17 @@ def _read_ranges(path: str, ranges: list[tuple[int, int]]) -> bytes:
     return b"".join(chunks)
 
 
+@functools.lru_cache(maxsize=512)
+def _render_header(metadata: str) -> Any:
+    """The rendering header of an instance's stored JSON (cached; treated as read-only)."""
+    return transcode.header_from_json(json.loads(metadata))
+
+
 def _render_stored(path: str, index: int, options: render.RenderOptions, layout: FrameLayout,
                    syntax: str, metadata: str) -> bytes:
     """Render from the stored frame bytes and JSON when possible, else by decoding the file."""
     if layout.kind in ("native", "encapsulated"):
-        header = transcode.header_from_json(json.loads(metadata))
+        header = _render_header(metadata)
         if header is not None:
             arr = transcode.decode_stored_frame(_read_ranges(path, layout.frame_ranges(index)),
                                                 header, syntax)
@@ -406,7 +413,7 @@ def _decoded_frame(path: str, index: int) -> bytes:
 def _decoded_stored_frame(path: str, index: int, layout: FrameLayout, syntax: str,
                           metadata: str) -> bytes:
     """Decode a frame from its stored fragments (no file parse), else from the file."""
-    header = transcode.header_from_json(json.loads(metadata))
+    header = _render_header(metadata)
     if header is not None:
         arr = transcode.decode_stored_frame(_read_ranges(path, layout.frame_ranges(index)),
                                             header, syntax, exact=True)
