@@ -33,6 +33,8 @@ __all__ = ["install", "WadoService"]
 DICOM_JSON = "application/dicom+json"
 DICOM_XML = "application/dicom+xml"
 THUMBNAIL_SIZE = (128, 128)
+#: Metadata of more instances than this is assembled in a worker thread, off the reactor.
+LARGE_METADATA = 64
 
 
 def _header(request: IRequest, name: str) -> str | None:
@@ -173,14 +175,17 @@ class WadoService:
                               [t.strip().removeprefix("W/") for t in if_none_match.split(",")]):
             request.setResponseCode(304)
             return b""
-        texts = [resolve_bulk_uris(row.metadata, self.instance_url(request, row))
-                 for row in rows]
+        items = [(row.metadata, self.instance_url(request, row)) for row in rows]
         if media == DICOM_JSON:
-            body = ("[" + ",".join(texts) + "]").encode("utf-8")
-            request.setHeader("Content-Type", DICOM_JSON)
-            request.setHeader("Content-Length", str(len(body)))
-            return body
-        return self.pools.parse(_xml_multipart, texts).addCallback(
+            def send(body: bytes) -> bytes:
+                request.setHeader("Content-Type", DICOM_JSON)
+                request.setHeader("Content-Length", str(len(body)))
+                return body
+
+            if len(items) <= LARGE_METADATA:
+                return send(_json_array(items))
+            return self.pools.parse(_json_array, items).addCallback(send)
+        return self.pools.parse(_xml_multipart, items).addCallback(
             _send_multipart_body, request)
 
     # -- frames ------------------------------------------------------------------------------
@@ -460,12 +465,19 @@ def _render_frames(path: str, indexes: list[int], options: render.RenderOptions)
     return render.render_frames(frames, header, options)
 
 
-def _xml_multipart(texts: list[str]) -> tuple[str, bytes]:
+def _json_array(items: list[tuple[str, str]]) -> bytes:
+    """The stored JSON texts, bulk URIs resolved, as one JSON array."""
+    return ("[" + ",".join(resolve_bulk_uris(text, url) for text, url in items)
+            + "]").encode("utf-8")
+
+
+def _xml_multipart(items: list[tuple[str, str]]) -> tuple[str, bytes]:
     from dwdaemon.dicom.xmlmodel import dataset_json_to_xml
 
     boundary = multipart.new_boundary()
-    body = multipart.build(boundary, [(DICOM_XML, dataset_json_to_xml(json.loads(t)))
-                                      for t in texts])
+    body = multipart.build(boundary, [
+        (DICOM_XML, dataset_json_to_xml(json.loads(resolve_bulk_uris(text, url))))
+        for text, url in items])
     return boundary, body
 
 

@@ -545,9 +545,23 @@ class WadoDisabledTests(TestCase):
 
 
 class GeneratedImageTests(WadoTestBase):
-    """MONOCHROME1 and signed data, generated."""
+    """MONOCHROME1 and signed data, and a large series, generated."""
 
     files: list[str] = []
+
+    @inlineCallbacks
+    def test_large_series_metadata(self):
+        from pydicom.uid import generate_uid
+
+        study, series = generate_uid(), generate_uid()
+        for i in range(70):  # more than LARGE_METADATA: assembled in a worker thread
+            yield self.daemon.store.ingest_bytes(make_image(
+                np.full((4, 4), i, np.uint16), study=study, series=series, InstanceNumber=i))
+        response, body = yield self.get(f"{self.dw}/studies/{study}/series/{series}/metadata")
+        doc = json.loads(body)
+        self.assertEqual(len(doc), 70)
+        self.assertEqual(sorted(d["00200013"]["Value"][0] for d in doc), list(range(70)))
+        self.assertTrue(all("BulkDataURI" in d["7FE00010"] for d in doc))
 
     @inlineCallbacks
     def test_monochrome1(self):
