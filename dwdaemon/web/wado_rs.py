@@ -241,18 +241,22 @@ class WadoService:
         location = locations.get(element)
         if location is None:
             raise ApiError(404, f"no bulk data {element} in instance {row.sop_uid}")
-        offset, length, _vr, little_endian, encapsulated = location[:5]
+        offset, length, vr, little_endian, encapsulated = location[:5]
         if element == "7FE00010" and encapsulated:
             count = _frame_count(row) or 1
             return self.frames(request, row, ",".join(str(n) for n in range(1, count + 1)))
         accept = _accept(request)
         multipart_wanted = _bulk_multipart(accept)
         path = self.path(row)
+        swap = 0 if little_endian else _SWAP_WIDTH.get(vr, 0)
         needs_parse = offset < 0 or (not little_endian and element == "7FE00010")
         source: producers.Piece
-        rng = None if needs_parse else _parse_range(_header(request, "range"), length)
+        rng = None if needs_parse or swap else _parse_range(_header(request, "range"), length)
         if needs_parse:
             source = producers.ComputedPart(lambda: _bulk_by_parsing(path, element))
+        elif swap:  # big endian words: served as little endian, like everything else
+            source = producers.ComputedPart(
+                lambda: _byteswap(_read_ranges(path, [(offset, length)]), swap))
         elif rng is not None:
             start, end = rng
             source = producers.FilePart(path, [(offset + start, end - start + 1)])
@@ -437,6 +441,16 @@ def _encapsulated_frame(path: str, index: int) -> bytes:
         if position == index:
             return frame
     raise ValueError(f"frame {index + 1} not found")
+
+
+_SWAP_WIDTH = {"OW": 2, "OF": 4, "OL": 4, "OD": 8, "OV": 8}
+
+
+def _byteswap(data: bytes, width: int) -> bytes:
+    import numpy as np
+
+    usable = len(data) - len(data) % width
+    return np.frombuffer(data[:usable], f">u{width}").astype(f"<u{width}").tobytes()
 
 
 def _bulk_by_parsing(path: str, element: str) -> bytes:

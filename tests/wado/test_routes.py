@@ -370,6 +370,25 @@ class BulkTests(WadoTestBase):
         self.assertEqual(body, (bytes(range(256)) * 8)[:2000])
 
     @inlineCallbacks
+    def test_big_endian_words_served_little_endian(self):
+        from pydicom.uid import ExplicitVRBigEndian
+
+        ds = _dcm(make_image(np.arange(64, dtype=np.uint16).reshape(8, 8)))
+        words = np.arange(1024, dtype=np.uint16)
+        ds.add_new(0x00281201, "OW", words.astype(">u2").tobytes())  # 2 KB: a bulk value
+        ds.PixelData = np.arange(64, dtype=np.uint16).reshape(8, 8).astype(">u2").tobytes()
+        ds.file_meta.TransferSyntaxUID = ExplicitVRBigEndian
+        out = io.BytesIO()
+        pydicom.dcmwrite(out, ds, implicit_vr=False, little_endian=False, force_encoding=True)
+        yield self.daemon.store.ingest_bytes(out.getvalue())
+        base = (f"{self.dw}/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}"
+                f"/instances/{ds.SOPInstanceUID}/bulk/")
+        response, body = yield self.get(base + "00281201")
+        self.assertEqual(body, words.astype("<u2").tobytes())
+        response, body = yield self.get(base + "7FE00010")
+        self.assertEqual(body, np.arange(64, dtype="<u2").tobytes())
+
+    @inlineCallbacks
     def test_encapsulated_pixel_data_as_frames(self):
         response, body = yield self.get(self.url("examples_ybr_color.dcm", "/metadata"))
         uri = json.loads(body)[0]["7FE00010"]["BulkDataURI"]
