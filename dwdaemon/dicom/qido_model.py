@@ -147,18 +147,21 @@ def return_tags(level: str, query: Query, *, study_given: bool = False,
     return list(wanted), levels
 
 
-def _resolve_bulk(value: Any, placeholder: str, base: str) -> Any:
-    if isinstance(value, dict):
-        out = {}
-        for key, item in value.items():
-            if key == "BulkDataURI" and isinstance(item, str) and item.startswith(placeholder):
-                out[key] = base + item[len(placeholder):]
-            else:
-                out[key] = _resolve_bulk(item, placeholder, base)
-        return out
-    if isinstance(value, list):
-        return [_resolve_bulk(v, placeholder, base) for v in value]
-    return value
+def _resolve_bulk(element: Any, placeholder: str, base: str) -> Any:
+    """A copy of *element* with ``BulkDataURI`` placeholders resolved (others returned as is)."""
+    if not isinstance(element, dict):
+        return element
+    uri = element.get("BulkDataURI")
+    if isinstance(uri, str) and uri.startswith(placeholder):
+        return {**element, "BulkDataURI": base + uri[len(placeholder):]}
+    if element.get("vr") == "SQ" and element.get("Value"):
+        items = [
+            {tag: _resolve_bulk(sub, placeholder, base) for tag, sub in item.items()}
+            if isinstance(item, dict) else item
+            for item in element["Value"]
+        ]
+        return {**element, "Value": items}
+    return element
 
 
 def build_response(
@@ -207,7 +210,6 @@ def build_response(
             out[tag] = element
     if SPECIFIC_CHARACTER_SET in out:
         out[SPECIFIC_CHARACTER_SET] = {"vr": "CS", "Value": ["ISO_IR 192"]}
-    result = {tag: out[tag] for tag in sorted(out)}
     if bulk is not None:
-        result = _resolve_bulk(result, bulk[0], bulk[1])
-    return result
+        return {tag: _resolve_bulk(out[tag], bulk[0], bulk[1]) for tag in sorted(out)}
+    return {tag: out[tag] for tag in sorted(out)}

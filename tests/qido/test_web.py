@@ -320,6 +320,9 @@ class SeriesAndInstanceTests(QidoCase):
                                        "?includefield=all&limit=1")
         self.assertIn("00180050", answers[0])
         self.assertEqual(answers[0]["00180050"]["Value"], [2.5])
+        self.assertEqual(answers[0]["7FE00010"]["BulkDataURI"],
+                         f"{self.daemon.dicomweb}/studies/{STUDY_A}/series/{SERIES_A1}"
+                         f"/instances/{SERIES_A1}.1/bulk/7FE00010")
 
 
 class ServerLimitTests(QidoCase):

@@ -99,6 +99,7 @@ INDEXES = [
     "CREATE INDEX IF NOT EXISTS series_uid ON series(series_uid)",
     "CREATE INDEX IF NOT EXISTS series_modality ON series(modality, study_pk)",
     "CREATE INDEX IF NOT EXISTS instances_series ON instances(series_pk)",
+    "CREATE INDEX IF NOT EXISTS instances_series_class ON instances(series_pk, sop_class_uid)",
     "CREATE INDEX IF NOT EXISTS instances_uid ON instances(sop_uid)",
     "CREATE INDEX IF NOT EXISTS instances_file ON instances(file_uuid)",
 ]

@@ -272,25 +272,24 @@ def _element(vr: str, values: list[Any]) -> dict[str, Any]:
 
 
 def _study_aggregates(index: Any, pks: list[int]) -> dict[int, dict[str, Any]]:
+    """Computed study attributes of a page of studies, in one covering-index query."""
     out: dict[int, dict[str, Any]] = {
-        pk: {"modalities": set(), "classes": set(), "series": 0, "instances": 0} for pk in pks
+        pk: {"modalities": set(), "classes": set(), "series": set(), "instances": 0}
+        for pk in pks
     }
     if not pks:
         return out
     marks, params = _in(pks)
-    for study_pk, modality, n_instances in index._query(
-        "SELECT se.study_pk, se.modality, (SELECT COUNT(*) FROM instances i"
-        " WHERE i.series_pk = se.pk) FROM series se"
-        f" WHERE se.study_pk IN ({marks})", tuple(params)):
+    for study_pk, series_pk, modality, sop_class, count in index._query(
+        "SELECT se.study_pk, se.pk, se.modality, i.sop_class_uid, COUNT(*) FROM series se"
+        f" JOIN instances i ON i.series_pk = se.pk WHERE se.study_pk IN ({marks})"
+        " GROUP BY se.pk, i.sop_class_uid", tuple(params)):
         agg = out[study_pk]
-        agg["series"] += 1
-        agg["instances"] += n_instances
+        agg["series"].add(series_pk)
+        agg["instances"] += count
+        agg["classes"].add(sop_class)
         if modality:
             agg["modalities"].update(m for m in modality.split("\\") if m)
-    for study_pk, sop_class in index._query(
-        "SELECT DISTINCT se.study_pk, i.sop_class_uid FROM series se JOIN instances i"
-        f" ON i.series_pk = se.pk WHERE se.study_pk IN ({marks})", tuple(params)):
-        out[study_pk]["classes"].add(sop_class)
     return out
 
 
@@ -306,7 +305,8 @@ def _series_counts(index: Any, pks: list[int]) -> dict[int, int]:
     return counts
 
 
-def _metadata(index: Any, pks: list[int]) -> dict[int, dict[str, Any]]:
+def _metadata(index: Any, pks: list[int]) -> dict[int, tuple[dict[str, Any], bool]]:
+    """Stored DICOM JSON of instances, and whether it holds bulk placeholders."""
     pks = [pk for pk in pks if pk is not None]
     if not pks:
         return {}
@@ -314,7 +314,7 @@ def _metadata(index: Any, pks: list[int]) -> dict[int, dict[str, Any]]:
     out = {}
     for pk, text in index._query(
             f"SELECT pk, metadata FROM instances WHERE pk IN ({marks})", tuple(params)):
-        out[pk] = json.loads(text)
+        out[pk] = (json.loads(text), BULK_PLACEHOLDER in text)
     return out
 
 
@@ -393,7 +393,7 @@ def _process_batch(index: Any, rows: list[tuple[Any, ...]], level: str, query: Q
         if need_series else {}
     skipped = 0
     for study_pk, st_uid, series_pk, se_uid, sop_uid, rep_pk in rows:
-        dataset = metadata.get(rep_pk, {})
+        dataset, has_bulk = metadata.get(rep_pk, ({}, False))
         computed = _computed(level, base_url, st_uid, se_uid, sop_uid, dataset,
                              studies.get(study_pk), series.get(series_pk))
         if residual:
@@ -406,7 +406,7 @@ def _process_batch(index: Any, rows: list[tuple[Any, ...]], level: str, query: Q
         bulk = None
         rep_series = se_uid or _uid(dataset, "0020000E")
         rep_sop = sop_uid or _uid(dataset, "00080018")
-        if rep_series and rep_sop:
+        if has_bulk and rep_series and rep_sop:
             bulk = (BULK_PLACEHOLDER,
                     f"{base_url}/studies/{st_uid}/series/{rep_series}/instances/{rep_sop}/bulk/")
         result.datasets.append(qido_model.build_response(
@@ -440,7 +440,7 @@ def _computed(level: str, base_url: str, st_uid: str, se_uid: str | None, sop_ui
     if study is not None:
         out["00080061"] = _element("CS", sorted(study["modalities"]))
         out["00080062"] = _element("UI", sorted(study["classes"]))
-        out["00201206"] = {"vr": "IS", "Value": [study["series"]]}
+        out["00201206"] = {"vr": "IS", "Value": [len(study["series"])]}
         out["00201208"] = {"vr": "IS", "Value": [study["instances"]]}
     if series_count is not None:
         out["00201209"] = {"vr": "IS", "Value": [series_count]}
