@@ -7,6 +7,11 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from klein import Klein
+
+try:  # optional: much faster JSON encoding (falls back to the standard library)
+    import orjson as _orjson
+except ImportError:  # pragma: no cover - depends on the environment
+    _orjson = None
 from twisted.internet.defer import inlineCallbacks
 from twisted.web.iweb import IRequest
 
@@ -61,11 +66,20 @@ def _warning(text: str) -> str:
     return '299 dwdaemon "' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def dumps_json(value: Any) -> bytes:
+    """Compact UTF-8 JSON (orjson when available; integers beyond 64 bits fall back)."""
+    if _orjson is not None:
+        try:
+            return _orjson.dumps(value)
+        except TypeError:
+            pass
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
 def render(result: SearchResult, media_type: str) -> tuple[bytes, str]:
     """The body and content type of a non-empty answer."""
     if media_type == JSON:
-        body = json.dumps(result.datasets, ensure_ascii=False, separators=(",", ":"))
-        return body.encode("utf-8"), JSON
+        return dumps_json(result.datasets), JSON
     boundary = multipart.new_boundary()
     body = multipart.build(boundary, ((XML, dataset_json_to_xml(d))
                                       for d in result.datasets))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
@@ -63,3 +64,14 @@ class PlanTests(SynchronousTestCase):
     def test_escapes(self) -> None:
         self.assertEqual(glob_escape("a[b]*"), "a[[]b]*")
         self.assertEqual(like_word("a%b_c*"), "% a\\%b\\_c%%")
+
+
+class JsonTests(SynchronousTestCase):
+    def test_dumps_json(self) -> None:
+        from dwdaemon.web.qido import dumps_json
+
+        value = [{"00100010": {"vr": "PN", "Value": [{"Alphabetic": "Müller^José"}]},
+                  "00720068": {"vr": "UV", "Value": [2**70]}}]
+        self.assertEqual(dumps_json(value),
+                         json.dumps(value, ensure_ascii=False,
+                                    separators=(",", ":")).encode("utf-8"))
