@@ -21,7 +21,7 @@ Example
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import IO, Protocol, TypeVar
+from typing import IO, Any, Protocol, TypeVar
 
 __all__ = [
     "MultipartError",
@@ -168,6 +168,9 @@ class MultipartParser:
         complete; returns the sink that receives the part body (``None`` discards it).
     max_header_bytes
         Limit on the header section of one part.
+    zero_copy
+        Hand sinks ``memoryview`` slices of the fed data instead of ``bytes`` copies (they
+        stay valid: the data is immutable).
 
     Notes
     -----
@@ -183,6 +186,7 @@ class MultipartParser:
         boundary: bytes | str,
         on_part: Callable[[dict[str, str]], PartSink | None],
         max_header_bytes: int = MAX_HEADER_BYTES,
+        zero_copy: bool = False,
     ) -> None:
         if isinstance(boundary, str):
             boundary = boundary.encode("latin-1")
@@ -191,6 +195,7 @@ class MultipartParser:
         self._boundary = boundary
         self._on_part = on_part
         self._max_header = max_header_bytes
+        self._zero_copy = zero_copy
         # The first boundary may open the body: pretend a line break precedes it.
         self._first = b"\n--" + boundary
         self._delim = b"\r\n--" + boundary
@@ -215,7 +220,15 @@ class MultipartParser:
         self.bytes_fed += len(data)
         if self._state == _EPILOGUE:
             return
-        buf = self._buf + data if self._buf else bytes(data)
+        tail = self._buf
+        if tail and self._state == _BODY and len(data) >= len(self._delim):
+            # Avoid joining a big chunk to the kept tail: the tail only matters if a
+            # delimiter starts in it.
+            if (tail + data[: len(self._delim)]).find(self._delim) < 0:
+                assert self._sink is not None
+                self._sink.write(tail)
+                tail = b""
+        buf = tail + data if tail else data
         try:
             self._buf = self._run(buf)
         except MultipartError as e:
@@ -259,99 +272,106 @@ class MultipartParser:
 
     def _run(self, buf: bytes) -> bytes:
         """Advance the state machine over ``buf``; return the unconsumed tail."""
+        view = memoryview(buf) if self._zero_copy else None
+        pos = 0
+        n = len(buf)
+
+        def chunk(a: int, b: int) -> Any:
+            return view[a:b] if view is not None else buf[a:b]
+
         while True:
             state = self._state
             if state == _BODY:
                 delim = self._delim
-                idx = buf.find(delim)
+                idx = buf.find(delim, pos)
                 sink = self._sink
                 assert sink is not None
                 if idx < 0:
                     keep = len(delim) - 1
-                    if len(buf) > keep:
+                    if n - pos > keep:
                         # Keep only a tail that could start a split delimiter.
-                        cut = len(buf) - keep
-                        j = buf.find(b"\r", cut)
+                        j = buf.find(b"\r", n - keep)
                         if j < 0:
-                            sink.write(buf)
+                            sink.write(chunk(pos, n) if pos else (view if view is not None
+                                                                    else buf))
                             return b""
-                        sink.write(buf[:j])
-                        return buf[j:]
-                    return buf
-                if idx:
-                    sink.write(buf[:idx])
+                        sink.write(chunk(pos, j))
+                        return bytes(buf[j:])
+                    return bytes(buf[pos:])
+                if idx > pos:
+                    sink.write(chunk(pos, idx))
                 self._sink = None
                 sink.close()
                 self.parts += 1
-                buf = buf[idx + len(delim):]
+                pos = idx + len(delim)
                 self._state = _AFTER_DELIM
             elif state == _AFTER_DELIM:
                 # After a delimiter: "--" closes, else transport padding then CRLF.
-                if len(buf) < 2:
-                    return buf
-                if buf[:2] == b"--":
+                if n - pos < 2:
+                    return bytes(buf[pos:])
+                if buf[pos:pos + 2] == b"--":
                     self._state = _EPILOGUE
                     return b""
-                i = 0
-                n = len(buf)
+                i = pos
                 while i < n and buf[i] in _LWSP:
                     i += 1
                 if i == n:
-                    if n > 1024:
+                    if n - pos > 1024:
                         raise MultipartError("too much padding after a multipart boundary")
-                    return buf
+                    return bytes(buf[pos:])
                 if buf[i] == 0x0A:  # bare LF, tolerated
                     i += 1
                 elif buf[i] == 0x0D:
                     if i + 1 == n:
-                        return buf
+                        return bytes(buf[pos:])
                     if buf[i + 1] != 0x0A:
                         raise MultipartError("malformed multipart boundary line")
                     i += 2
                 else:
                     raise MultipartError("malformed multipart boundary line")
-                buf = buf[i:]
+                pos = i
                 self._state = _HEADERS
             elif state == _HEADERS:
-                if buf[:2] == b"\r\n":
-                    block, buf = b"", buf[2:]
-                elif buf[:1] == b"\n":
-                    block, buf = b"", buf[1:]
+                if buf[pos:pos + 2] == b"\r\n":
+                    block, pos = b"", pos + 2
+                elif buf[pos:pos + 1] == b"\n":
+                    block, pos = b"", pos + 1
                 else:
-                    if len(buf) < 2:
-                        return buf
-                    idx = buf.find(b"\r\n\r\n")
+                    if n - pos < 2:
+                        return bytes(buf[pos:])
+                    limit = pos + self._max_header + 4
+                    idx = buf.find(b"\r\n\r\n", pos, limit)
                     step = 4
-                    lf = buf.find(b"\n\n")
+                    lf = buf.find(b"\n\n", pos, limit)
                     if lf >= 0 and (idx < 0 or lf < idx):
                         idx, step = lf, 2
                     if idx < 0:
-                        if len(buf) > self._max_header:
+                        if n - pos > self._max_header:
                             raise MultipartError("multipart part headers too large")
-                        return buf
-                    if idx > self._max_header:
+                        return bytes(buf[pos:])
+                    if idx - pos > self._max_header:
                         raise MultipartError("multipart part headers too large")
-                    block, buf = buf[:idx], buf[idx + step:]
+                    block, pos = bytes(buf[pos:idx]), idx + step
                 headers = _parse_headers(block)
                 sink = self._on_part(headers)
                 self._sink = sink if sink is not None else _Discard()
                 self._state = _BODY
             elif state == _PREAMBLE:
                 pat = self._first
-                idx = buf.find(pat)
+                idx = buf.find(pat, pos)
                 while idx >= 0:
                     after = buf[idx + len(pat): idx + len(pat) + 2]
                     if len(after) < 2:
                         # Cannot decide yet: keep from the candidate on.
-                        return buf[idx:]
+                        return bytes(buf[idx:])
                     if after == b"--" or after[:1] in (b"\r", b"\n", b" ", b"\t"):
                         break
                     idx = buf.find(pat, idx + 1)  # "--boundaryX...": not a delimiter
                 if idx < 0:
                     keep = len(pat) - 1
-                    return buf[-keep:] if len(buf) > keep else buf
-                buf = buf[idx + len(pat):]
-                if buf[:2] == b"--":
+                    return bytes(buf[-keep:]) if n - pos > keep else bytes(buf[pos:])
+                pos = idx + len(pat)
+                if buf[pos:pos + 2] == b"--":
                     # Closing boundary straight away: a body without parts.
                     self._state = _EPILOGUE
                     return b""

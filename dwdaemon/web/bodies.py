@@ -115,13 +115,19 @@ class LimitedRequest(server.Request):
             if channel is not None:
                 channel.loseConnection()
             return
+        ctype = self.requestHeaders.getRawHeaders(b"content-type")
+        if ctype and not ctype[0].lower().lstrip().startswith(_FORM_TYPES):
+            # Twisted parses the Content-Type of every POST (slowly, with the email package)
+            # only to look for HTML form bodies: skip that for anything else.
+            self._parsePOSTFormSubmission = False
         super().requestReceived(command, path, version)
+
+
+_FORM_TYPES = (b"application/x-www-form-urlencoded", b"multipart/form-data")
 
 
 def limited_request_class(max_body_bytes: int) -> type[server.Request]:
     """A :class:`~twisted.web.server.Request` class enforcing ``max_body_bytes`` (0 = none)."""
-    if not max_body_bytes:
-        return server.Request
     return type("LimitedRequest", (LimitedRequest,), {"max_body_bytes": int(max_body_bytes)})
 
 

@@ -31,7 +31,6 @@ from dwdaemon.dicom.mediatypes import AcceptError, negotiate
 from dwdaemon.dicom.multipart_reader import (
     MultipartError,
     MultipartParser,
-    iter_file_parts,
     parse_content_type,
 )
 from dwdaemon.store.ingest import IngestError
@@ -72,6 +71,8 @@ class DicomPartSink:
         self.fp = fp
         self.head = bytearray()
         self.size = 0
+        #: (SOPClassUID, SOPInstanceUID, StudyInstanceUID) read from the head when needed.
+        self.uids: tuple[str, str, str] | None = None
 
     def write(self, data: bytes) -> None:
         if len(self.head) < HEAD_BYTES:
@@ -206,6 +207,78 @@ def _uids_from_head(head: bytes) -> tuple[str, str, str]:
         return "", "", ""
 
 
+class PartPump:
+    """Reads the spooled body in a worker thread, a few parts per call.
+
+    :meth:`start` first checks the framing (so a truncated body stores nothing), then each
+    call parses until at least one part is complete or the body ends, and returns
+    ``(sinks, finished, error)``; a malformed body ends the parts with ``error`` set.
+    """
+
+    def __init__(self, body: IO[bytes], boundary: str, sink_factory: Any,
+                 expected_study: str | None) -> None:
+        self.body = body
+        self.boundary = boundary
+        self.expected_study = expected_study
+        self.completed: list[Any] = []
+        self.factory = sink_factory
+        self.parser = MultipartParser(boundary, self._on_part, zero_copy=True)
+        self.finished = False
+
+    def _on_part(self, headers: dict[str, str]) -> Any:
+        sink = self.factory(headers)
+        return _Completing(sink, self.completed)
+
+    def start(self) -> tuple[list[Any], bool, str | None]:
+        _check_framing(self.body, self.boundary)
+        return self.pump()
+
+    def pump(self) -> tuple[list[Any], bool, str | None]:
+        error = None
+        try:
+            while not self.completed and not self.finished:
+                chunk = self.body.read(CHUNK)
+                if chunk:
+                    self.parser.feed(chunk)
+                if not chunk or self.parser.done:
+                    self.finished = True
+                    self.parser.close()
+        except MultipartError as exc:
+            self.finished = True
+            error = str(exc)
+        out, self.completed[:] = list(self.completed), []
+        if self.expected_study:
+            for sink in out:
+                if isinstance(sink, DicomPartSink):
+                    sink.uids = _uids_from_head(sink.head)
+        return out, self.finished, error
+
+    def abort(self) -> None:
+        """Drop a part left open (the request failed midway)."""
+        if not self.finished:
+            self.parser.abort()
+
+
+class _Completing:
+    """Wraps a sink to queue it once complete."""
+
+    __slots__ = ("sink", "done")
+
+    def __init__(self, sink: Any, done: list[Any]) -> None:
+        self.sink = sink
+        self.done = done
+
+    def write(self, data: bytes) -> None:
+        self.sink.write(data)
+
+    def close(self) -> None:
+        self.sink.close()
+        self.done.append(self.sink)
+
+    def abort(self) -> None:
+        self.sink.abort()
+
+
 class StowTransaction:
     """One STOW-RS request: parse, ingest, answer."""
 
@@ -240,40 +313,35 @@ class StowTransaction:
         if body is None:
             raise ApiError(400, "empty body")
         pools = self.ctx.pools
+        pump = PartPump(body, self.req.boundary, self.sink_for, self.req.expected_study)
         try:
-            yield pools.io(_check_framing, body, self.req.boundary)
+            parts, finished, malformed = yield pools.io(pump.start)
         except MultipartError as exc:
             raise ApiError(400, f"malformed multipart body: {exc}") from exc
-        parts = iter_file_parts(body, self.req.boundary, self.sink_for, CHUNK)
         sem = DeferredSemaphore(PIPELINE)
         pending = []
-        malformed: str | None = None
         try:
             while True:
-                try:
-                    item = yield pools.io(next, parts, None)
-                except MultipartError as exc:
-                    malformed = str(exc)
+                for sink in parts:
+                    order = self.order
+                    self.order += 1
+                    if isinstance(sink, DicomPartSink):
+                        yield sem.acquire()
+                        d = self.ingest_part(order, sink)
+                        d.addBoth(lambda r: (sem.release(), r)[1])
+                        pending.append(d)
+                    elif isinstance(sink, MetadataSink):
+                        self.metadata.append((order, sink))
+                    else:
+                        self.bulk.add(sink.headers, sink.part)
+                if finished:
                     break
-                if item is None:
-                    break
-                _headers, sink = item
-                order = self.order
-                self.order += 1
-                if isinstance(sink, DicomPartSink):
-                    yield sem.acquire()
-                    d = self.ingest_part(order, sink)
-                    d.addBoth(lambda r: (sem.release(), r)[1])
-                    pending.append(d)
-                elif isinstance(sink, MetadataSink):
-                    self.metadata.append((order, sink))
-                else:
-                    self.bulk.add(sink.headers, sink.part)
+                parts, finished, malformed = yield pools.io(pump.pump)
             yield gatherResults(pending, consumeErrors=True)
             if self.metadata and malformed is None:
                 yield self.ingest_metadata()
         finally:
-            parts.close()
+            pump.abort()
             for path in self.temp_paths:
                 discard(path)
         if malformed is not None:
@@ -289,8 +357,8 @@ class StowTransaction:
     def ingest_part(self, order: int, sink: DicomPartSink) -> Any:
         """Ingest one spooled DICOM part; record success or failure."""
         expected = self.req.expected_study
-        if expected:
-            sop_class, sop_uid, study = yield self.ctx.pools.parse(_uids_from_head, sink.head)
+        if expected and sink.uids is not None:
+            sop_class, sop_uid, study = sink.uids
             if study and study != expected:
                 discard(sink.path)
                 self.fail(order, sop_class, sop_uid, sm.DATASET_MISMATCH,

@@ -55,10 +55,11 @@ def build(parts: list[tuple[dict[str, str], bytes]], boundary: bytes, preamble: 
     return b"".join(out)
 
 
-def parse(body: bytes, boundary: bytes, splits: list[int] | None = None) -> list:
+def parse(body: bytes, boundary: bytes, splits: list[int] | None = None,
+          zero_copy: bool = False) -> list:
     """Parse ``body`` fed at the given split points."""
     out: list = []
-    parser = MultipartParser(boundary, lambda h: ListSink(h, out))
+    parser = MultipartParser(boundary, lambda h: ListSink(h, out), zero_copy=zero_copy)
     if splits is None:
         parser.feed(body)
     else:
@@ -153,6 +154,15 @@ class ParserTests(SynchronousTestCase):
             splits = [rnd.randint(0, len(body)) for _ in range(n)]
             self.check(parse(body, self.boundary, splits), parts)
 
+    def test_random_splits_zero_copy(self) -> None:
+        parts = self.sample()
+        body = build(parts, self.boundary, preamble=b"\r\n", epilogue=b"x")
+        rnd = random.Random(11)
+        for _ in range(300):
+            splits = [rnd.randint(0, len(body)) for _ in range(rnd.randint(1, 40))]
+            self.check(parse(body, self.boundary, splits, zero_copy=True), parts)
+        self.check(parse(body, self.boundary, zero_copy=True), parts)
+
     def test_byte_by_byte(self) -> None:
         parts = self.sample()
         body = build(parts, self.boundary, preamble=b"pre\r\n")
@@ -180,6 +190,7 @@ class ParserTests(SynchronousTestCase):
             self.check(whole, parts)
             splits = [rnd.randint(0, len(body)) for _ in range(5)]
             self.check(parse(body, b"B", splits), parts)
+            self.check(parse(body, b"B", splits, zero_copy=True), parts)
 
     def test_boundary_str(self) -> None:
         got: list = []
