@@ -41,11 +41,12 @@ class StorageArea:
         path = self.temp_path()
         return path, open(path, "xb")  # noqa: SIM115 - the caller closes it
 
-    def commit_temp(self, temp_path: str) -> tuple[str, int, str]:
+    def commit_temp(self, temp_path: str, sync_dir: bool = True) -> tuple[str, int, str]:
         """Fsync a finished temporary file and move it to its final name.
 
         Returns ``(file_uuid, size, md5)``.  On ENOSPC/EDQUOT the temporary file is removed and
-        :class:`StorageFull` is raised.
+        :class:`StorageFull` is raised.  With ``sync_dir=False`` the caller must call
+        :meth:`sync_dirs` before relying on the rename (group commit).
         """
         digest = hashlib.md5(usedforsecurity=False)
         size = 0
@@ -61,7 +62,8 @@ class StorageArea:
             directory = os.path.dirname(final)
             os.makedirs(directory, exist_ok=True)
             os.rename(temp_path, final)
-            _fsync_dir(directory)
+            if sync_dir:
+                _fsync_dir(directory)
         except OSError as exc:
             discard(temp_path)
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
@@ -85,6 +87,11 @@ class StorageArea:
                 raise StorageFull(exc.errno, "storage area is full") from exc
             raise
         return self.commit_temp(path)
+
+    def sync_dirs(self, file_uuids: Iterable[str]) -> None:
+        """Fsync the directories holding these files (makes their renames durable)."""
+        for directory in {os.path.dirname(self.path(f)) for f in file_uuids}:
+            _fsync_dir(directory)
 
     def remove(self, file_uuid: str) -> None:
         """Remove a stored file (missing files are fine)."""

@@ -9,6 +9,7 @@ from typing import Any, BinaryIO
 
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from dwdaemon.dicom.ids import ResourceIds
 from dwdaemon.store.index.base import AddResult, Index, InstanceRecord, InstanceRow
@@ -17,6 +18,9 @@ from dwdaemon.store.storage import StorageArea, discard
 from dwdaemon.threads import ThreadPools
 
 log = Logger()
+
+#: Most instances indexed in one group-commit transaction.
+GROUP_COMMIT_MAX = 64
 
 
 @dataclass
@@ -55,6 +59,8 @@ class Store:
         self.pools = pools
         self.overwrite = overwrite
         self.orphan_min_age = orphan_min_age
+        self._pending: list[tuple[InstanceRecord, Deferred[AddResult]]] = []
+        self._flushing = False
 
     # -- life cycle --------------------------------------------------------------------------
     def open(self) -> dict[str, int]:
@@ -107,8 +113,7 @@ class Store:
         record = InstanceRecord(file_uuid=file_uuid, file_size=size, file_md5=md5,
                                 **record_fields(analysis))
         try:
-            added: AddResult = yield self.pools.db_write(self.index.add_instance, record,
-                                                         self.overwrite)
+            added: AddResult = yield self._add_grouped(record)
         except Exception:
             yield self.pools.io(self.storage.remove, file_uuid)
             raise
@@ -120,6 +125,54 @@ class Store:
             series_uid=analysis.series_uid, transfer_syntax=analysis.transfer_syntax,
             overwritten=added.overwritten, warnings=analysis.warnings)
 
+    def _add_grouped(self, record: InstanceRecord) -> Deferred[AddResult]:
+        """Index ``record`` with group commit.
+
+        Records arriving while a batch is being written wait for the next batch; a batch syncs
+        its files' directories (the renames) and then indexes every record in one transaction
+        (one sync of the index instead of one per instance). Each record still succeeds or
+        fails alone.
+        """
+        d: Deferred[AddResult] = Deferred()
+        self._pending.append((record, d))
+        if not self._flushing:
+            self._flush_pending()
+        return d
+
+    @inlineCallbacks
+    def _flush_pending(self) -> Any:
+        self._flushing = True
+        try:
+            while self._pending:
+                batch = self._pending[:GROUP_COMMIT_MAX]
+                del self._pending[:GROUP_COMMIT_MAX]
+                try:
+                    results = yield self.pools.db_write(self._add_batch,
+                                                        [r for r, _ in batch])
+                except Exception as exc:
+                    results = [exc] * len(batch)
+                for (_, d), result in zip(batch, results, strict=True):
+                    if isinstance(result, BaseException):
+                        d.errback(Failure(result))
+                    else:
+                        d.callback(result)
+        finally:
+            self._flushing = False
+
+    def _add_batch(self, records: list[InstanceRecord]) -> list[AddResult | Exception]:
+        self.storage.sync_dirs(r.file_uuid for r in records)
+        batch = getattr(self.index, "batch", None)
+        if batch is None or len(records) == 1:
+            return [self._add_one(r) for r in records]
+        with batch():
+            return [self._add_one(r) for r in records]
+
+    def _add_one(self, record: InstanceRecord) -> AddResult | Exception:
+        try:
+            return self.index.add_instance(record, self.overwrite)
+        except Exception as exc:
+            return exc
+
     def _analyse_and_commit(self, temp_path: str) -> tuple[Analysis, tuple[str, int, str]]:
         if not temp_path.startswith(self.storage.tmp + os.sep):
             own = self.storage.temp_path()
@@ -130,7 +183,7 @@ class Store:
         except BaseException:
             discard(temp_path)
             raise
-        return analysis, self.storage.commit_temp(temp_path)
+        return analysis, self.storage.commit_temp(temp_path, sync_dir=False)
 
     def ingest_bytes(self, data: bytes) -> Deferred[IngestResult]:
         """Store a DICOM file given in memory (small bodies)."""

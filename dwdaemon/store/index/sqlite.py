@@ -58,9 +58,40 @@ class SqliteIndex(SqlIndex):
         return conn
 
     @contextmanager
+    def batch(self) -> Iterator[None]:
+        """One transaction for several writes of this thread (group commit).
+
+        Inside, each :meth:`_write` is a savepoint: a failed write is rolled back alone.
+        """
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        self._local.batch = True
+        try:
+            yield
+        except BaseException:
+            self._local.batch = False
+            conn.execute("ROLLBACK")
+            raise
+        self._local.batch = False
+        conn.execute("COMMIT")
+
+    @contextmanager
     def _write(self) -> Iterator[Any]:
         conn = self._conn()
         cur = conn.cursor()
+        if getattr(self._local, "batch", False):
+            cur.execute("SAVEPOINT write")
+            try:
+                yield cur
+            except BaseException:
+                cur.execute("ROLLBACK TO SAVEPOINT write")
+                cur.execute("RELEASE SAVEPOINT write")
+                raise
+            else:
+                cur.execute("RELEASE SAVEPOINT write")
+            finally:
+                cur.close()
+            return
         cur.execute("BEGIN IMMEDIATE")
         try:
             yield cur
