@@ -54,6 +54,8 @@ BINARY_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
 LIST_VRS = frozenset({"UI", "CS"})
 RANGE_VRS = frozenset({"DA", "TM", "DT"})
 RESERVED = frozenset({"limit", "offset", "includefield", "fuzzymatching"})
+#: limit/offset beyond this are clamped (SQL integers are 64-bit).
+MAX_PAGE = 2**53
 
 #: Attributes computed by the server (PS3.18 10.6.3.3), with their VRs.
 COMPUTED_VRS: dict[str, str] = {
@@ -340,7 +342,7 @@ def _parse_int(param: str, raw: str, *, minimum: int) -> int:
     value = int(raw)
     if value < minimum:
         raise QueryError(param, f"must be >= {minimum}, got {value}")
-    return value
+    return min(value, MAX_PAGE)
 
 
 def _check_date(param: str, text: str) -> None:

@@ -84,6 +84,7 @@ class KeyTests(SynchronousTestCase):
         self.assertEqual(query.includefields, ["00081030"])
         self.assertTrue(query.include_all)
         self.assertEqual(q(("limit", "0")).limit, None)
+        self.assertEqual(q(("offset", "9" * 30)).offset, 2**53)
 
     def test_includefield_unknown_warns(self) -> None:
         query = q(("includefield", "Bogus"))

@@ -199,6 +199,24 @@ class StudyTests(QidoCase):
             self.assertIn(param, json.loads(body)["Message"], query)
 
     @inlineCallbacks
+    def test_odd_input_is_never_a_server_error(self) -> Any:
+        for query in [
+            "PatientName=%00", "00100010.00100020=x", "=x", "&&&", "ReferencedStudySequence.=1",
+            "StudyDate=--", "StudyDate=-", "StudyTime=.", "includefield=", "includefield=,,",
+            "limit=", "AcquisitionDateTime=2020-0500-", "00091001=*", "00091001=x",
+            "Modality=C%5B", "PatientName=%5B", "PatientName=%5C", "InstanceNumber=",
+            "fuzzymatching=true&PatientName=*", "fuzzymatching=true&PatientName=%25_",
+            "StudyInstanceUID=,", "SOPClassesInStudy=1.2*", "NumberOfStudyRelatedInstances=1e3",
+            "StudyDate=20200101-20200101-20200101", "PatientName=" + "A" * 5000,
+            "SliceThickness=nan", "PixelData=", "ReferencedStudySequence=",
+            "includefield=ReferencedStudySequence.ReferencedSOPInstanceUID",
+            "PatientName=*%3F*%3F*%3F*%3F*%3F*%3F*%3F*%3F*%3F*%3F*%3Fz",
+        ]:
+            for level in ("studies", "series", "instances"):
+                response, _, _ = yield self.get(f"/{level}?{query}")
+                self.assertIn(response.code, (200, 204, 400), f"{level}?{query}")
+
+    @inlineCallbacks
     def test_unknown_key_is_ignored_with_a_warning(self) -> Any:
         response, answers, _ = yield self.get("/studies?NoSuchAttribute=1&PatientID=PID1")
         self.assertEqual(uids(answers), [STUDY_A])
@@ -236,6 +254,8 @@ class StudyTests(QidoCase):
         response, answers, _ = yield self.get("/studies?offset=1")
         self.assertEqual(uids(answers), [STUDY_B, STUDY_C])
         response, _, _ = yield self.get("/studies?offset=3")
+        self.assertEqual(response.code, 204)
+        response, _, _ = yield self.get("/studies?offset=" + "9" * 40 + "&limit=" + "9" * 40)
         self.assertEqual(response.code, 204)
         # paging with a criterion evaluated in Python (residual)
         response, answers, _ = yield self.get("/studies?NumberOfStudyRelatedSeries=1&limit=1")
