@@ -164,9 +164,9 @@ def _int(value: Any) -> int | None:
 def _check_complete(ds: Any, size: int, transfer_syntax: str, path: str) -> None:
     """Refuse truncated uploads.
 
-    A deferred value running past the end of the file, bytes left after the last element that
-    do not form an element, or an image (Rows present) without pixel data, all mean the file was
-    cut short.
+    A value running past the end of the file, or bytes left after the last element that do not
+    form an element, mean the file was cut short. (A cut exactly between two elements cannot be
+    told from a shorter file.)
     """
     if transfer_syntax == DEFLATED:
         return
@@ -190,11 +190,6 @@ def _check_complete(ds: Any, size: int, transfer_syntax: str, path: str) -> None
     if 0 < last_end < size and _has_data_after(path, last_end):
         raise IngestError(f"truncated file: {size - last_end} bytes after the last complete "
                           f"element at offset {last_end} do not form an element")
-    if "Rows" in ds and not any(t in ds._dict for t in PIXEL_TAGS):  # noqa: SLF001
-        raise IngestError("truncated file: image attributes present but no pixel data")
-
-
-PIXEL_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)
 
 
 def _has_data_after(path: str, offset: int) -> bool:
