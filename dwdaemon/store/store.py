@@ -108,10 +108,8 @@ class Store:
         thread; then indexed in one transaction. Fires with an :class:`IngestResult`; fails with
         :class:`IngestError` (nothing kept) for bad input.
         """
-        analysis, file_info = yield self.pools.parse(self._analyse_and_commit, temp_path)
-        file_uuid, size, md5 = file_info
-        record = InstanceRecord(file_uuid=file_uuid, file_size=size, file_md5=md5,
-                                **record_fields(analysis))
+        analysis, record = yield self.pools.parse(self._analyse_commit_record, temp_path)
+        file_uuid = record.file_uuid
         try:
             added: AddResult = yield self._add_grouped(record)
         except Exception:
@@ -172,6 +170,18 @@ class Store:
             return self.index.add_instance(record, self.overwrite)
         except Exception as exc:
             return exc
+
+    def _analyse_commit_record(self, temp_path: str) -> tuple[Analysis, InstanceRecord]:
+        """Worker thread: parse, commit the file and build the index record (JSON encoding
+        included, kept off the reactor thread)."""
+        analysis, (file_uuid, size, md5) = self._analyse_and_commit(temp_path)
+        try:
+            record = InstanceRecord(file_uuid=file_uuid, file_size=size, file_md5=md5,
+                                    **record_fields(analysis))
+        except BaseException:
+            self.storage.remove(file_uuid)
+            raise
+        return analysis, record
 
     def _analyse_and_commit(self, temp_path: str) -> tuple[Analysis, tuple[str, int, str]]:
         if not temp_path.startswith(self.storage.tmp + os.sep):
