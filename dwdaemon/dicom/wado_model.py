@@ -139,6 +139,11 @@ class FrameChoice:
     transfer_syntax: str
     decode: bool  # False: slice stored bytes; True: decode to native little endian
     multipart: bool = True
+    #: True: a JPEG baseline image of the frame, rendered with its window (lossy, 8-bit)
+    render: bool = False
+
+
+JPEG_BASELINE = "1.2.840.10008.1.2.4.50"
 
 
 def choose_frames(accept: str | bytes | None, stored_syntax: str,
@@ -159,6 +164,9 @@ def choose_frames(accept: str | bytes | None, stored_syntax: str,
     if not ranges:
         return stored
     candidates = [stored] if native else [stored, decoded]
+    if stored_type != "image/jpeg" or stored_syntax != JPEG_BASELINE:
+        # The seed's "JPEG preview" of a frame: lossy JPEG baseline, only when asked by name.
+        candidates.append(FrameChoice("image/jpeg", JPEG_BASELINE, decode=True, render=True))
     reasons: list[str] = []
     for media_range in ranges:
         part, syntax, multipart = _unwrap(media_range)
@@ -166,6 +174,8 @@ def choose_frames(accept: str | bytes | None, stored_syntax: str,
         for cand in candidates:
             if not _type_matches(part, cand.media_type):
                 continue
+            if cand.render and part != "image/jpeg":
+                continue  # never picked by a wildcard
             if syntax not in (None, "*") and syntax != cand.transfer_syntax and not (
                     cand.media_type == OCTET_STREAM and syntax == IMPLICIT_VR_LE):
                 reasons.append(f"cannot convert frames to {syntax}")
@@ -174,7 +184,7 @@ def choose_frames(accept: str | bytes | None, stored_syntax: str,
                 reasons.append(f"cannot decode {stored_syntax}")
                 continue
             return FrameChoice(cand.media_type, cand.transfer_syntax, cand.decode,
-                               multipart=not concrete)
+                               multipart=not concrete, render=cand.render)
     offered = stored_type if native else f"{stored_type} or {OCTET_STREAM}"
     detail = f" ({'; '.join(reasons)})" if reasons else ""
     raise NotAcceptable(f"frames are stored as {stored_syntax}; can offer {offered}{detail}")

@@ -220,6 +220,11 @@ class WadoService:
                       choice: wm.FrameChoice) -> producers.Piece:
         path = self.path(row)
         layout = _layout(row)
+        if choice.render:
+            syntax, metadata = row.transfer_syntax, row.metadata
+            options = render.RenderOptions(media_type="image/jpeg", quality=90)
+            return producers.ComputedPart(
+                lambda: _render_stored(path, index, options, layout, syntax, metadata))
         if not choice.decode and layout.kind in ("native", "encapsulated"):
             return producers.FilePart(path, layout.frame_ranges(index))
         if not choice.decode and row.transfer_syntax not in wm.NATIVE_SYNTAXES:

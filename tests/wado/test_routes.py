@@ -297,6 +297,24 @@ class FrameTests(WadoTestBase):
             self.assertEqual(payload, ref.astype(ref.dtype.newbyteorder("<")).tobytes(), name)
 
     @inlineCallbacks
+    def test_seed_jpeg_preview_of_native_frames(self):
+        # The seed asks frames as `multipart/related; type=image/dicom+jpeg` for a JPEG preview:
+        # native frames are rendered to JPEG baseline (lossy), labelled as such.
+        for accept in ("multipart/related; type=image/dicom+jpeg",
+                       'multipart/related; type="image/jpeg"'):
+            response, body = yield self.get(self.url("CT_small.dcm", "/frames/1"), accept)
+            self.assertEqual(response.code, 200, body)
+            headers, payload = split_multipart(self.ctype(response), body)[0]
+            self.assertEqual(headers["content-type"],
+                             "image/jpeg; transfer-syntax=1.2.840.10008.1.2.4.50")
+            image = Image.open(io.BytesIO(payload))
+            self.assertEqual((image.format, image.size), ("JPEG", (128, 128)))
+            self.assertGreater(np.asarray(image).std(), 10)  # an image, not a flat field
+        # A wildcard never picks the lossy preview: native bytes are served.
+        response, body = yield self.get(self.url("CT_small.dcm", "/frames/1"), "*/*")
+        self.assertIn("application/octet-stream", self.ctype(response))
+
+    @inlineCallbacks
     def test_single_part_when_asked(self):
         response, body = yield self.get(self.url("CT_small.dcm", "/frames/1"),
                                         "application/octet-stream")
@@ -312,7 +330,9 @@ class FrameTests(WadoTestBase):
         response, body = yield self.get(self.url("test-SR.dcm", "/frames/1"))
         self.assertEqual(response.code, 400)
         for accept, name in (('multipart/related; type="image/jp2"', "examples_ybr_color.dcm"),
-                             ('multipart/related; type="image/jpeg"', "CT_small.dcm"),
+                             ('multipart/related; type="image/jls"', "CT_small.dcm"),
+                             ('multipart/related; type="image/jpeg"; '
+                              'transfer-syntax=1.2.840.10008.1.2.4.70', "CT_small.dcm"),
                              ("text/plain", "CT_small.dcm")):
             response, body = yield self.get(self.url(name, "/frames/1"), accept)
             self.assertEqual(response.code, 406, accept)

@@ -74,13 +74,23 @@ class FrameChoiceTests(unittest.TestCase):
 
     def test_not_acceptable(self) -> None:
         for accept, stored in (('multipart/related; type="image/jp2"', JPEG),
-                               ('multipart/related; type="image/jpeg"', wm.EXPLICIT_VR_LE),
+                               ('multipart/related; type="image/jls"', wm.EXPLICIT_VR_LE),
                                ('multipart/related; type="image/jpeg"; '
                                 'transfer-syntax=1.2.840.10008.1.2.4.70', JPEG),
                                ('multipart/related; type="application/octet-stream"', MPEG2),
                                ("text/html", RLE)):
             with self.assertRaises(wm.NotAcceptable, msg=accept):
                 wm.choose_frames(accept, stored, _decodable)
+
+    def test_jpeg_preview_only_when_named(self) -> None:
+        choice = wm.choose_frames('multipart/related; type="image/jpeg"', wm.EXPLICIT_VR_LE,
+                                  _decodable)
+        self.assertEqual((choice.media_type, choice.transfer_syntax, choice.render),
+                         ("image/jpeg", wm.JPEG_BASELINE, True))
+        choice = wm.choose_frames("*/*", wm.EXPLICIT_VR_LE, _decodable)
+        self.assertFalse(choice.render)
+        choice = wm.choose_frames('multipart/related; type="image/jpeg"', JPEG, _decodable)
+        self.assertFalse(choice.render)  # JPEG baseline frames are served as stored
 
     def test_media_type_table(self) -> None:
         self.assertEqual(wm.frame_media_type(RLE), "image/x-dicom-rle")
