@@ -11,6 +11,7 @@ instead of a reset connection) and closes the connection when the body ends, or 
 
 from __future__ import annotations
 
+import io
 import json
 from typing import IO
 
@@ -18,6 +19,9 @@ from twisted.web import server
 
 __all__ = ["DiscardFile", "limited_request_class", "rewind"]
 
+
+#: Bodies declared this small are kept in memory instead of a temporary file.
+MEMORY_BODY = 1024 * 1024
 
 #: Socket read size while a big body arrives (Twisted's default is 64 KiB).
 READ_SIZE = 512 * 1024
@@ -75,6 +79,12 @@ class LimitedRequest(server.Request):
     def gotLength(self, length: int | None) -> None:
         """Refuse at once when the declared length is over the limit."""
         super().gotLength(length)
+        if length is not None and 0 < length <= MEMORY_BODY and not isinstance(
+                self.content, io.BytesIO):
+            # Twisted spools bodies over 100 kB to a temporary file; a single instance of a
+            # few hundred kB is cheaper in memory (bounded: at most MEMORY_BODY per request).
+            self.content.close()
+            self.content = io.BytesIO()
         if length is None or length > READ_SIZE:
             # Big body: read the socket in bigger chunks (fewer trips through the HTTP
             # parser on the reactor thread).
