@@ -146,6 +146,13 @@ class Server:
         self.log.close()
         shutil.rmtree(self.tmp, True)
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU time used by the server process so far."""
+        assert self.proc is not None
+        with open(f"/proc/{self.proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def status(self, key: str) -> int:
         """A /proc/<pid>/status value in kB."""
         assert self.proc is not None
@@ -240,15 +247,18 @@ def run_throughput(server: Server, bodies: list[tuple[bytes, int]], clients: int
                 errors.append(f"{status} {data[:200]!r}")
         conn.close()
 
+    cpu0 = server.cpu_seconds()
     t0 = time.perf_counter()
     with ThreadPoolExecutor(clients) as pool:
         for f in [pool.submit(worker) for _ in range(clients)]:
             f.result()
     elapsed = time.perf_counter() - t0
+    cpu = server.cpu_seconds() - cpu0
     n = sum(k for _, k in bodies)
     size = sum(len(b) for b, _ in bodies)
     return {"instances": n, "seconds": elapsed, "inst_per_s": n / elapsed,
             "mb_per_s": size / elapsed / 1e6, "errors": len(errors),
+            "cpu_ms_per_instance": cpu * 1000 / n,
             "first_error": errors[0] if errors else ""}
 
 
@@ -265,7 +275,7 @@ def make_bodies(factory: CTFactory, total: int, per_request: int) -> list[tuple[
 def throughput(args: argparse.Namespace, servers: list[Server]) -> None:
     factory = CTFactory()
     print(f"{'server':10} {'clients':>7} {'inst/req':>8} {'instances':>9} {'s':>7} "
-          f"{'inst/s':>8} {'MB/s':>7} errors")
+          f"{'inst/s':>8} {'MB/s':>7} {'CPUms/inst':>10} errors")
     results: dict[tuple[str, int, int], dict] = {}
     for per_request in (1, 50):
         for clients in (1, 4):
@@ -275,6 +285,7 @@ def throughput(args: argparse.Namespace, servers: list[Server]) -> None:
                 results[(server.name, clients, per_request)] = r
                 print(f"{server.name:10} {clients:7d} {per_request:8d} {r['instances']:9d} "
                       f"{r['seconds']:7.2f} {r['inst_per_s']:8.1f} {r['mb_per_s']:7.1f} "
+                      f"{r['cpu_ms_per_instance']:10.2f} "
                       f"{r['errors']} {r['first_error']}", flush=True)
                 del bodies
     if len(servers) == 2:
