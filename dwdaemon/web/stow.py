@@ -299,8 +299,9 @@ class StowTransaction:
         media, params = sm.classify_part(headers, self.req.body_type)
         if media in (sm.DICOM_JSON, sm.DICOM_XML):
             return MetadataSink(media)
-        if media == sm.DICOM or (self.req.body_type == sm.DICOM and media in (
-                "application/octet-stream", "application/dicom; charset=binary")):
+        if media == sm.DICOM or self.req.body_type == sm.DICOM:
+            # In an application/dicom body every other part is an instance too (clients
+            # label them application/octet-stream...); a part that is not DICOM fails alone.
             path, fp = self.store.new_temp()
             return DicomPartSink(path, fp)
         path, fp = self.store.new_temp()

@@ -387,6 +387,18 @@ class BadBodyTests(StowServerMixin, TestCase):
         yield self.assert_nothing_stored()
 
     @inlineCallbacks
+    def test_other_part_types_in_a_dicom_body(self) -> Any:
+        ct = testdata(CT)
+        _, content = yield self.expect(202, multipart([
+            ({"Content-Type": "application/octet-stream"}, ct),
+            ({"Content-Type": "text/plain"}, b"hello"),
+        ]))
+        doc = json.loads(content)
+        self.assertEqual(referenced(doc), [pydicom.dcmread(io.BytesIO(ct)).SOPInstanceUID])
+        self.assertEqual(failures(doc), [("", 0xC000)])
+        yield self.assert_stored_exactly(ct)
+
+    @inlineCallbacks
     def test_good_beside_bad(self) -> Any:
         good = testdata(MR)
         headers, content = yield self.expect(
