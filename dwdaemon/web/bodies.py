@@ -54,6 +54,7 @@ class DiscardFile:
 
 def _payload_too_large(limit: int) -> bytes:
     body = json.dumps({
+        "HttpError": "Request Entity Too Large",
         "HttpStatus": 413,
         "Message": "Request entity too large",
         "Details": f"the request body exceeds MaximumRequestSize ({limit // (1024 * 1024)} MB)",
@@ -78,13 +79,12 @@ class LimitedRequest(server.Request):
 
     def gotLength(self, length: int | None) -> None:
         """Refuse at once when the declared length is over the limit."""
-        super().gotLength(length)
-        if length is not None and 0 < length <= MEMORY_BODY and not isinstance(
-                self.content, io.BytesIO):
+        if length is not None and length <= MEMORY_BODY:
             # Twisted spools bodies over 100 kB to a temporary file; a single instance of a
             # few hundred kB is cheaper in memory (bounded: at most MEMORY_BODY per request).
-            self.content.close()
             self.content = io.BytesIO()
+        else:
+            super().gotLength(length)
         if length is None or length > READ_SIZE:
             # Big body: read the socket in bigger chunks (fewer trips through the HTTP
             # parser on the reactor thread).

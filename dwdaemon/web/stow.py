@@ -293,6 +293,8 @@ class StowTransaction:
         self.bulk = sm.BulkIndex()
         self.temp_paths: list[str] = []
         self.order = 0
+        #: The DICOMweb root URL as the client sees it (computed once per request).
+        self.base_url = ctx.dicomweb_url(request)
 
     # sinks are created in the parser's thread
     def sink_for(self, headers: dict[str, str]) -> Any:
@@ -393,8 +395,8 @@ class StowTransaction:
             self.fail(order, result.sop_class_uid, result.sop_uid, sm.DATASET_MISMATCH,
                       f"instance belongs to study {result.study_uid}, not {expected}")
             return
-        url = self.ctx.instance_url(self.request, result.study_uid, result.series_uid,
-                                    result.sop_uid)
+        url = (f"{self.base_url}/studies/{result.study_uid}/series/{result.series_uid}"
+               f"/instances/{result.sop_uid}")
         warning = sm.WARNING_COERCION if result.warnings else None
         self.stored.append((order, sm.StoredInstance(
             result.sop_class_uid, result.sop_uid, result.study_uid, url, warning)))
@@ -446,7 +448,7 @@ class StowTransaction:
         stored = [s for _, s in sorted(self.stored, key=lambda p: p[0])]
         failed = [f for _, f in sorted(self.failed, key=lambda p: p[0])]
         study_url = sm.study_url_for(stored, self.req.expected_study,
-                                     lambda s: self.ctx.study_url(self.request, s))
+                                     lambda s: f"{self.base_url}/studies/{s}")
         doc = sm.build_response(stored, failed, study_url)
         status = sm.response_status(stored, failed)
         request = self.request
