@@ -13,7 +13,9 @@ import numpy as np
 import pydicom
 import treq
 from pydicom.data import get_testdata_file
+from pydicom.dataelem import RawDataElement
 from pydicom.encaps import generate_frames
+from pydicom.tag import Tag
 from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks, succeed
 from twisted.internet.task import deferLater
@@ -300,6 +302,22 @@ class RequestShapeTests(StowServerMixin, TestCase):
             "https://h.example/dicom-web/studies/"))
 
     @inlineCallbacks
+    def test_warning_when_coerced(self) -> Any:
+        """A value that cannot be represented is left empty in the metadata: 202 + warning."""
+        ds = pydicom.dcmread(get_testdata_file(CT, download=False))
+        tag = Tag(0x00180050)  # SliceThickness (DS) = "abc"
+        ds._dict[tag] = RawDataElement(tag, "DS", 4, b"abc ", 0, False, True)
+        buf = io.BytesIO()
+        ds.save_as(buf)
+        data = buf.getvalue()
+        code, _, content = yield self.stow(multipart([data, testdata(MR)]))
+        self.assertEqual(code, 202, content)
+        items = json.loads(content)["00081199"]["Value"]
+        self.assertEqual(items[0]["00081196"], {"vr": "US", "Value": [0xB000]})
+        self.assertNotIn("00081196", items[1])
+        yield self.assert_stored_exactly(data)
+
+    @inlineCallbacks
     def test_resend_is_not_an_error(self) -> Any:
         ct = testdata(CT)
         for _ in range(2):
@@ -308,6 +326,22 @@ class RequestShapeTests(StowServerMixin, TestCase):
         ids = yield self.instance_ids()
         self.assertEqual(len(ids), 1)
         yield self.assert_stored_exactly(ct)
+
+
+class OptionsTests(StowServerMixin, TestCase):
+    config = {"DicomWeb": {"Enable": True, "Host": "pacs.example.org:8443", "Ssl": True}}
+
+    @inlineCallbacks
+    def test_host_and_ssl_options_win(self) -> Any:
+        ct = testdata(CT)
+        code, _, content = yield self.stow(
+            multipart([ct]), headers={"X-Forwarded-Host": "other.example", "Host": "x"})
+        doc = json.loads(content)
+        study = pydicom.dcmread(io.BytesIO(ct)).StudyInstanceUID
+        self.assertEqual(doc["00081190"]["Value"],
+                         [f"https://pacs.example.org:8443/dicom-web/studies/{study}"])
+        self.assertTrue(doc["00081199"]["Value"][0]["00081190"]["Value"][0].startswith(
+            f"https://pacs.example.org:8443/dicom-web/studies/{study}/series/"))
 
 
 class BadBodyTests(StowServerMixin, TestCase):
