@@ -12,7 +12,7 @@ from twisted.web.iweb import IRequest
 from dwdaemon.jobs import JobEngine
 from dwdaemon.web.context import Context
 from dwdaemon.web.errors import ApiError
-from dwdaemon.web.filesend import json_body
+from dwdaemon.web.responses import json_body
 
 
 class JobsService(Service):

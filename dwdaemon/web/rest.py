@@ -13,10 +13,11 @@ import dwdaemon
 from dwdaemon.dicom.ids import LEVELS
 from dwdaemon.dicom.orthanc_tags import ContentError, content, tags_full, tags_simplified
 from dwdaemon.store.index.base import PARENT_LEVEL
+from dwdaemon.web import producers
 from dwdaemon.web.context import Context
 from dwdaemon.web.errors import ApiError
-from dwdaemon.web.filesend import json_body, send_file
 from dwdaemon.web.query import query_args
+from dwdaemon.web.responses import json_body
 
 API_VERSION = 22  # the Orthanc REST API level whose shapes we follow
 PLUGIN_VERSION = dwdaemon.__version__
@@ -145,8 +146,10 @@ def install(app: Any, ctx: Context) -> None:
         if row is None:
             raise ApiError(404, f"unknown instance {public_id}")
         path = store.file_path(row.file_uuid)
-        yield send_file(request, ctx.pools, path, "application/dicom", row.file_size,
-                        {"Content-Disposition": f'attachment; filename="{public_id}.dcm"'})
+        request.setHeader("Content-Type", "application/dicom")
+        request.setHeader("Content-Disposition", f'attachment; filename="{public_id}.dcm"')
+        yield producers.stream(request, [producers.FilePart(path, size=row.file_size)],
+                               ctx.pools.io, sized=True)
 
     @ctx.route("/instances/<public_id>/tags", methods=["GET"])
     @inlineCallbacks
