@@ -31,11 +31,7 @@ class IngestError(ValueError):
 
 
 # Failure reasons used by STOW-RS (PS3.18 Table I.2-3 / PS3.4 Annex B)
-REASON_PROCESSING_FAILURE = 0x0110
 REASON_CANNOT_UNDERSTAND = 0xC000
-REASON_SOP_CLASS_NOT_SUPPORTED = 0x0122
-REASON_OUT_OF_RESOURCES = 0xA700
-REASON_STUDY_MISMATCH = 0xC409  # vendor range: instance does not belong to the URL's study
 
 
 @dataclass
