@@ -43,6 +43,8 @@ __all__ = [
     "parse_server",
     "strip_comments",
     "DICOMWEB_KEYS",
+    "POSTGRESQL_KEYS",
+    "PostgresConfig",
     "SERVER_KEYS",
     "TOP_LEVEL_KEYS",
 ]
@@ -69,6 +71,18 @@ TOP_LEVEL_KEYS = (
     "LimitFindInstances",
     "MaximumRequestSize",
     "DicomWeb",
+    "PostgreSQL",
+)
+
+#: Keys of the ``PostgreSQL`` section understood (names of Orthanc's PostgreSQL plugin).
+POSTGRESQL_KEYS = (
+    "EnableIndex",
+    "Host",
+    "Port",
+    "Database",
+    "Username",
+    "Password",
+    "ConnectionUri",
 )
 
 #: Keys of the ``DicomWeb`` section understood.
@@ -175,6 +189,23 @@ class DicomWebConfig:
 
 
 @dataclass(frozen=True)
+class PostgresConfig:
+    """The ``PostgreSQL`` section: the shared index (names and defaults of Orthanc's plugin).
+
+    ``""`` for ``database``/``username`` and None for ``password`` leave them to libpq (its
+    ``PG*`` environment variables and defaults); ``connection_uri`` wins over the other fields.
+    """
+
+    enable_index: bool = False
+    host: str = "localhost"
+    port: int = 5432
+    database: str = ""
+    username: str = ""
+    password: str | None = dataclasses.field(default=None, repr=False)
+    connection_uri: str | None = dataclasses.field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration."""
 
@@ -197,6 +228,7 @@ class Config:
     limit_find_instances: int = 0
     maximum_request_size: int = 0  # MB, 0 = no limit
     dicomweb: DicomWebConfig = field(default_factory=DicomWebConfig)
+    postgresql: PostgresConfig = field(default_factory=PostgresConfig)
     source: str | None = None
 
     def __post_init__(self) -> None:
@@ -687,6 +719,32 @@ def _dicomweb(obj: object, base_dir: str, warnings: list[str]) -> DicomWebConfig
     return out
 
 
+def _connection_uri(path: str, value: object) -> str | None:
+    """A ``postgresql://`` (or ``postgres://``) URI; ``""``/``null`` mean "not set"."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or not re.match(r"^postgres(ql)?://\S*$", value):
+        raise _fail(path, 'a URI such as "postgresql://user:password@host:5432/database"',
+                    value, secret=True)
+    return value
+
+
+def _postgresql(obj: object, warnings: list[str]) -> PostgresConfig:
+    sec = _Section("PostgreSQL", _object("PostgreSQL", obj), warnings, POSTGRESQL_KEYS)
+    d = PostgresConfig()
+    out = PostgresConfig(
+        enable_index=sec.get("EnableIndex", _bool, d.enable_index),
+        host=sec.get("Host", _nonempty, d.host),
+        port=sec.get("Port", lambda p, v: _int(p, v, 1, 65535), d.port),
+        database=sec.get("Database", _str, d.database),
+        username=sec.get("Username", _str, d.username),
+        password=sec.get("Password", _secret, d.password),
+        connection_uri=sec.get("ConnectionUri", _connection_uri, d.connection_uri),
+    )
+    sec.warn_unknown()
+    return out
+
+
 def _loads(text: str) -> tuple[object, list[str]]:
     """JSON (comments and trailing commas allowed); duplicate keys are warnings."""
     duplicates: list[str] = []
@@ -754,6 +812,7 @@ def _parse_config(text: str, base_dir: str, source: str | None) -> tuple[Config,
     if ca is not None:
         ca = _existing_file("HttpsCACertificates", ca, base_dir)
     dicomweb = sec.get("DicomWeb", lambda p, v: _dicomweb(v, base_dir, warnings), DicomWebConfig())
+    postgresql = sec.get("PostgreSQL", lambda p, v: _postgresql(v, warnings), PostgresConfig())
 
     config = Config(
         name=sec.get("Name", _str, d.name),
@@ -775,6 +834,7 @@ def _parse_config(text: str, base_dir: str, source: str | None) -> tuple[Config,
         limit_find_instances=sec.get("LimitFindInstances", _int, d.limit_find_instances),
         maximum_request_size=sec.get("MaximumRequestSize", _int, d.maximum_request_size),
         dicomweb=dicomweb,
+        postgresql=postgresql,
         source=source,
     )
     sec.warn_unknown()

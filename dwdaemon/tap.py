@@ -69,15 +69,32 @@ class StoreService(service.Service):
         self.store.close()
 
 
+#: With a shared index, start-up clean-up leaves files younger than this (seconds) alone: they
+#: may be another daemon's uploads in progress.
+SHARED_ORPHAN_MIN_AGE = 3600.0
+
+
+def build_index(config: Config) -> tuple[Any, float]:
+    """The index back-end of the configuration, and the orphan-file age safe with it."""
+    pg = config.postgresql
+    if pg.enable_index:
+        from dwdaemon.store.index.postgres import PostgresIndex, conninfo
+
+        dsn = conninfo(pg.host, pg.port, pg.database, pg.username, pg.password,
+                       pg.connection_uri)
+        return PostgresIndex(dsn), SHARED_ORPHAN_MIN_AGE
+    return SqliteIndex(config.index_directory), 0.0
+
+
 def build_site(config: Config, reactor: Any = None, pools: ThreadPools | None = None
                ) -> tuple[Site, Store, ThreadPools, Any]:
     """The web site, store and pools of a daemon (used by makeService and by tests)."""
     pools = pools or ThreadPools(reactor)
     os.makedirs(config.storage_directory, exist_ok=True)
     os.makedirs(config.index_directory, exist_ok=True)
-    index = SqliteIndex(config.index_directory)
+    index, orphan_min_age = build_index(config)
     store = Store(StorageArea(config.storage_directory), index, pools,
-                  overwrite=config.overwrite_instances)
+                  overwrite=config.overwrite_instances, orphan_min_age=orphan_min_age)
     app, ctx = build_app(config, store, pools, reactor)
     site = Site(app.resource())
     site.requestFactory = limited_request_class(config.maximum_request_size * 1024 * 1024)

@@ -9,11 +9,13 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from dwdaemon.config import (
     DICOMWEB_KEYS,
+    POSTGRESQL_KEYS,
     SERVER_KEYS,
     TOP_LEVEL_KEYS,
     Config,
     ConfigError,
     DicomWebConfig,
+    PostgresConfig,
     RemoteServer,
     load_config,
     parse_config,
@@ -687,3 +689,63 @@ class SecretTests(SynchronousTestCase):
         )
         self.assertIn("DicomWeb.Servers.s.CertificateKeyPassword", str(e))
         self.assertNotIn("987654", str(e))
+
+
+class PostgresTests(SynchronousTestCase):
+    def test_defaults(self) -> None:
+        config = parse({})[0]
+        self.assertEqual(config.postgresql, PostgresConfig())
+        p = parse({"PostgreSQL": {}})[0].postgresql
+        self.assertFalse(p.enable_index)
+        self.assertEqual((p.host, p.port, p.database, p.username), ("localhost", 5432, "", ""))
+        self.assertIsNone(p.password)
+        self.assertIsNone(p.connection_uri)
+
+    def test_values_are_read(self) -> None:
+        config, warnings = parse({"PostgreSQL": {
+            "EnableIndex": True, "Host": "db.example.org", "Port": 5433, "Database": "pacs",
+            "Username": "dw", "Password": "secret",
+            "ConnectionUri": "postgresql://dw:secret@db/pacs?sslmode=require"}})
+        self.assertEqual(warnings, [])
+        self.assertEqual(config.postgresql, PostgresConfig(
+            enable_index=True, host="db.example.org", port=5433, database="pacs", username="dw",
+            password="secret", connection_uri="postgresql://dw:secret@db/pacs?sslmode=require"))
+        self.assertNotIn("secret", repr(config.postgresql))
+
+    def test_empty_uri_means_unset(self) -> None:
+        p = parse({"PostgreSQL": {"ConnectionUri": ""}})[0].postgresql
+        self.assertIsNone(p.connection_uri)
+
+    def test_errors_name_the_key(self) -> None:
+        for section, key in [({"EnableIndex": "yes"}, "PostgreSQL.EnableIndex"),
+                             ({"Port": 0}, "PostgreSQL.Port"),
+                             ({"Port": "5432"}, "PostgreSQL.Port"),
+                             ({"Host": ""}, "PostgreSQL.Host"),
+                             ({"Database": 1}, "PostgreSQL.Database"),
+                             ({"Username": None}, "PostgreSQL.Username"),
+                             ({"ConnectionUri": "mysql://x"}, "PostgreSQL.ConnectionUri")]:
+            with self.assertRaises(ConfigError) as cm:
+                parse({"PostgreSQL": section})
+            self.assertIn(key, str(cm.exception))
+        with self.assertRaises(ConfigError) as cm:
+            parse({"PostgreSQL": []})
+        self.assertIn("PostgreSQL", str(cm.exception))
+
+    def test_secrets_not_echoed(self) -> None:
+        for section in ({"Password": 12345678}, {"ConnectionUri": "http://u:hunter2@x"}):
+            with self.assertRaises(ConfigError) as cm:
+                parse({"PostgreSQL": section})
+            self.assertNotIn("12345678", str(cm.exception))
+            self.assertNotIn("hunter2", str(cm.exception))
+
+    def test_unknown_key_warned(self) -> None:
+        warnings = parse({"PostgreSQL": {"EnableIndx": True}})[1]
+        self.assertEqual(len(warnings), 1)
+        self.assertIn("PostgreSQL.EnableIndx", warnings[0])
+        self.assertIn("PostgreSQL.EnableIndex", warnings[0])
+
+    def test_example_file_shows_every_key(self) -> None:
+        with open(EXAMPLE, encoding="utf-8") as f:
+            active = strip_comments(f.read())
+        for key in POSTGRESQL_KEYS:
+            self.assertIn(f'"{key}"', active, key)

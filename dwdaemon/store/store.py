@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
@@ -72,7 +73,7 @@ class Store:
         """
         self.storage.open_area()
         self.index.open()
-        temps = self.storage.clean_temp()
+        temps = self._clean_temp()
         known = self.index.file_uuids()
         orphans = self.storage.remove_orphans(known, self.orphan_min_age)
         missing = 0
@@ -84,6 +85,24 @@ class Store:
                      "{missing} index rows without file", temps=temps, orphans=len(orphans),
                      missing=missing)
         return {"temporary": temps, "orphans": len(orphans), "missing": missing}
+
+    def _clean_temp(self) -> int:
+        """Remove interrupted writes; with ``orphan_min_age`` (a storage area shared by several
+        daemons) only those older than it, the others may be uploads in progress."""
+        if not self.orphan_min_age:
+            return self.storage.clean_temp()
+        count = 0
+        limit = time.time() - self.orphan_min_age
+        with os.scandir(self.storage.tmp) as entries:
+            for entry in entries:
+                try:
+                    old = entry.stat().st_mtime < limit
+                except FileNotFoundError:
+                    continue  # finished meanwhile
+                if old:
+                    discard(entry.path)
+                    count += 1
+        return count
 
     def _drop_rows_of_file(self, file_uuid: str) -> int:
         rows = self.index._query(  # type: ignore[attr-defined]

@@ -36,11 +36,16 @@ def ensure_tables(index: Any) -> None:
 
 
 def save(index: Any, row: tuple[Any, ...]) -> None:
-    """Insert or replace one job (``row`` in :data:`COLUMNS` order)."""
+    """Insert or replace one job (``row`` in :data:`COLUMNS` order).
+
+    One upsert statement (SQLite >= 3.24 and PostgreSQL spell it alike): atomic even when
+    several daemons share the index.
+    """
+    updates = ", ".join(f"{c} = excluded.{c}" for c in COLUMNS.split(", ")[1:])
     with index._write() as cur:
-        cur.execute(index._sql("DELETE FROM dw_jobs WHERE id = ?"), (row[0],))
         cur.execute(
-            index._sql(f"INSERT INTO dw_jobs ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
+            index._sql(f"INSERT INTO dw_jobs ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                       f" ON CONFLICT (id) DO UPDATE SET {updates}"),
             row,
         )
 

@@ -100,6 +100,46 @@ def like_word(word: str) -> str:
     return "% " + escaped.replace("*", "%").replace("?", "_") + "%"
 
 
+def like_escape(pattern: str) -> str:
+    """A DICOM wildcard pattern as a ``LIKE ... ESCAPE '\\'`` pattern."""
+    escaped = pattern.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return escaped.replace("*", "%").replace("?", "_")
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """How a back-end spells DICOM wildcard matching (case-sensitive, ``*`` and ``?``).
+
+    SQLite uses ``GLOB`` (its indexes serve prefixes of it); PostgreSQL uses ``LIKE`` on
+    ``"C"``-collated columns (its btree indexes serve prefixes of that).
+    """
+
+    name: str
+    operator: str
+
+    def match(self, expr: str) -> str:
+        """SQL matching ``expr`` against one pattern parameter."""
+        if self.operator == "GLOB":
+            return f"{expr} GLOB ?"
+        return f"{expr} LIKE ? ESCAPE '\\'"
+
+    def pattern(self, wildcard: str, prefix: str = "", suffix: str = "") -> str:
+        """The parameter for a DICOM wildcard, between literal ``prefix`` and ``suffix``
+        (``*`` in them means "anything")."""
+        if self.operator == "GLOB":
+            return prefix + glob_escape(wildcard) + suffix
+        return prefix.replace("*", "%") + like_escape(wildcard) + suffix.replace("*", "%")
+
+
+SQLITE = Dialect("SQLite", "GLOB")
+POSTGRESQL = Dialect("PostgreSQL", "LIKE")
+
+
+def dialect_of(index: Any) -> Dialect:
+    """The dialect of an index (``index.dialect``; SQLite when it has none)."""
+    return getattr(index, "dialect", SQLITE)
+
+
 @dataclass
 class Condition:
     sql: str
@@ -107,7 +147,8 @@ class Condition:
     exact: bool
 
 
-def _column_condition(crit: Criterion, col: Column) -> Condition | None:
+def _column_condition(crit: Criterion, col: Column,
+                      dialect: Dialect = SQLITE) -> Condition | None:
     """SQL for a criterion on a plain column, or None when SQL cannot decide it."""
     expr, vr = col.expr, col.vr
     if crit.folds_case and vr in TEXT_VRS:
@@ -135,11 +176,11 @@ def _column_condition(crit: Criterion, col: Column) -> Condition | None:
         marks = ", ".join("?" for _ in values)
         return Condition(f"{expr} IN ({marks})", list(values), True)
     if kind == "wildcard":
-        return Condition(f"{expr} GLOB ?", [glob_escape(values[0])], True)
+        return Condition(dialect.match(expr), [dialect.pattern(values[0])], True)
     return None
 
 
-def _patient_name_condition(crit: Criterion) -> Condition | None:
+def _patient_name_condition(crit: Criterion, dialect: Dialect = SQLITE) -> Condition | None:
     """Indexed pre-filter for PatientName (confirmed in Python)."""
     if crit.kind == "fuzzy":
         words = crit.values[0]
@@ -147,15 +188,15 @@ def _patient_name_condition(crit: Criterion) -> Condition | None:
         return Condition(f"({sql})", [like_word(w) for w in words], False)
     if crit.kind not in ("single", "wildcard"):
         return None
-    pattern = glob_escape(str(crit.values[0]).casefold())
+    folded = str(crit.values[0]).casefold()
     return Condition(
-        "st.pk IN (SELECT pk FROM studies WHERE patient_name_ci GLOB ?"
+        f"st.pk IN (SELECT pk FROM studies WHERE {dialect.match('patient_name_ci')}"
         " UNION ALL SELECT pk FROM studies WHERE patient_name_groups IS NOT NULL"
-        " AND patient_name_groups GLOB ?)",
-        [pattern, f"*={pattern}=*"], False)
+        f" AND {dialect.match('patient_name_groups')})",
+        [dialect.pattern(folded), dialect.pattern(folded, "*=", "=*")], False)
 
 
-def _modalities_condition(crit: Criterion) -> Condition | None:
+def _modalities_condition(crit: Criterion, dialect: Dialect = SQLITE) -> Condition | None:
     if crit.folds_case:
         return None
     if crit.kind in ("single", "list"):
@@ -163,8 +204,9 @@ def _modalities_condition(crit: Criterion) -> Condition | None:
         return Condition(f"st.pk IN (SELECT study_pk FROM series WHERE modality IN ({marks}))",
                          list(crit.values), True)
     if crit.kind == "wildcard":
-        return Condition("st.pk IN (SELECT study_pk FROM series WHERE modality GLOB ?)",
-                         [glob_escape(crit.values[0])], True)
+        return Condition(
+            f"st.pk IN (SELECT study_pk FROM series WHERE {dialect.match('modality')})",
+            [dialect.pattern(crit.values[0])], True)
     return None
 
 
@@ -182,7 +224,8 @@ def _relational(level: str, col: Column, cond: Condition) -> Condition:
     return Condition(sql, cond.params, cond.exact)
 
 
-def plan(level: str, query: Query) -> tuple[list[Condition], list[Criterion]]:
+def plan(level: str, query: Query, dialect: Dialect = SQLITE
+         ) -> tuple[list[Condition], list[Criterion]]:
     """Split the criteria into SQL conditions and criteria left for Python."""
     conditions: list[Condition] = []
     residual: list[Criterion] = []
@@ -193,12 +236,12 @@ def plan(level: str, query: Query) -> tuple[list[Condition], list[Criterion]]:
         if len(crit.path) == 1:
             tag = crit.tag
             if tag == PATIENT_NAME:
-                cond = _patient_name_condition(crit)
+                cond = _patient_name_condition(crit, dialect)
             elif tag == MODALITIES_IN_STUDY:
-                cond = _modalities_condition(crit)
+                cond = _modalities_condition(crit, dialect)
             elif tag in COLUMNS and crit.kind != "fuzzy":
                 col = COLUMNS[tag]
-                raw = _column_condition(crit, col)
+                raw = _column_condition(crit, col, dialect)
                 if raw is not None and (raw.exact or LEVEL_RANK[col.level] <= LEVEL_RANK[level]):
                     cond = _relational(level, col, raw)
         if cond is None:
@@ -228,11 +271,11 @@ _ORDER = {"studies": "st.pk", "series": "se.pk", "instances": "i.pk"}
 
 
 def build_sql(level: str, query: Query, *, study_uid: str | None = None,
-              series_uid: str | None = None, limit: int | None = None
-              ) -> tuple[str, list[Any], list[Criterion], bool]:
+              series_uid: str | None = None, limit: int | None = None,
+              dialect: Dialect = SQLITE) -> tuple[str, list[Any], list[Criterion], bool]:
     """The statement for a search, its parameters, the residual criteria, and whether paging
     was pushed into SQL."""
-    conditions, residual = plan(level, query)
+    conditions, residual = plan(level, query, dialect)
     where: list[str] = []
     params: list[Any] = []
     if study_uid is not None:
@@ -257,7 +300,7 @@ def build_sql(level: str, query: Query, *, study_uid: str | None = None,
             sql += " LIMIT ? OFFSET ?"
             params.extend([limit + 1, query.offset])
         elif query.offset:
-            sql += " LIMIT -1 OFFSET ?"
+            sql += " LIMIT -1 OFFSET ?" if dialect is SQLITE else " OFFSET ?"
             params.append(query.offset)
     return sql, params, residual, pushed
 
@@ -364,7 +407,8 @@ def search(index: Any, level: str, query: Query, *, base_url: str,
                                           series_given=series_uid is not None)
     include_levels = levels if query.include_all else ()
     sql, params, residual, pushed = build_sql(level, query, study_uid=study_uid,
-                                              series_uid=series_uid, limit=limit)
+                                              series_uid=series_uid, limit=limit,
+                                              dialect=dialect_of(index))
     need_study, need_series = _needs(level, levels, tags, residual)
     result = SearchResult()
     skip = 0 if pushed else query.offset
@@ -457,7 +501,10 @@ def _computed(level: str, base_url: str, st_uid: str, se_uid: str | None, sop_ui
 
 
 def explain(index: Any, level: str, query: Query, **kwargs: Any) -> list[str]:
-    """``EXPLAIN QUERY PLAN`` lines of the main statement of a search (SQLite)."""
-    sql, params, _residual, _pushed = build_sql(level, query, **kwargs)
-    rows = index._query("EXPLAIN QUERY PLAN " + sql, tuple(params))
+    """``EXPLAIN QUERY PLAN`` lines of the main statement of a search (SQLite), or
+    ``EXPLAIN`` lines (PostgreSQL)."""
+    dialect = dialect_of(index)
+    sql, params, _residual, _pushed = build_sql(level, query, dialect=dialect, **kwargs)
+    prefix = "EXPLAIN QUERY PLAN " if dialect is SQLITE else "EXPLAIN "
+    rows = index._query(prefix + sql, tuple(params))
     return [str(row[-1]) for row in rows]

@@ -32,10 +32,10 @@ def ensure_tables(index: Any) -> None:
 
 def put(index: Any, name: str, definition: str | None) -> None:
     """Store a definition (JSON text) or a tombstone (``None``)."""
-    with index._write() as cur:
-        cur.execute(index._sql("DELETE FROM dw_servers WHERE name = ?"), (name,))
+    with index._write() as cur:  # one upsert: atomic when several daemons share the index
         cur.execute(
-            index._sql("INSERT INTO dw_servers (name, definition) VALUES (?, ?)"),
+            index._sql("INSERT INTO dw_servers (name, definition) VALUES (?, ?)"
+                       " ON CONFLICT (name) DO UPDATE SET definition = excluded.definition"),
             (name, definition),
         )
 

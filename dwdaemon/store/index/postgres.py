@@ -1,0 +1,239 @@
+"""The shared index: PostgreSQL (psycopg 3), for several daemons serving one store.
+
+Every daemon sharing the database also shares the storage directory. The SQL is the one of
+:class:`~dwdaemon.store.index.sql.SqlIndex` (written for SQLite with ``?`` placeholders),
+translated once per statement by :meth:`PostgresIndex._sql`. Writes that race with another
+daemon (the same patient, study, series or instance indexed at once; a delete emptying a parent
+that another daemon is filling) fail with a unique, foreign-key, deadlock or serialization error
+and are retried as a whole transaction: the retry sees the other daemon's committed rows.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import lru_cache
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg import errors, sql
+from psycopg.conninfo import make_conninfo
+
+from dwdaemon.store.index import schema
+from dwdaemon.store.index.base import AddResult, InstanceRecord
+from dwdaemon.store.index.search import POSTGRESQL
+from dwdaemon.store.index.sql import SqlIndex
+
+T = TypeVar("T")
+
+#: Errors after which a write transaction is retried (another daemon won a race).
+RETRYABLE = (errors.UniqueViolation, errors.ForeignKeyViolation, errors.DeadlockDetected,
+             errors.SerializationFailure)
+
+#: Lenient integer/real conversions with SQLite's ``CAST`` semantics (leading number, else 0;
+#: PostgreSQL's own ``CAST`` raises on text such as ``""`` or ``"1.5"``).
+FUNCTIONS = (
+    r"""CREATE OR REPLACE FUNCTION dw_int(t text) RETURNS bigint LANGUAGE sql IMMUTABLE
+    PARALLEL SAFE AS $$ SELECT CASE WHEN t IS NULL THEN NULL ELSE
+    COALESCE(substring(t FROM '^\s*([-+]?[0-9]{1,18})')::bigint, 0) END $$""",
+    r"""CREATE OR REPLACE FUNCTION dw_real(t text) RETURNS double precision LANGUAGE sql
+    IMMUTABLE PARALLEL SAFE AS $$ SELECT CASE WHEN t IS NULL THEN NULL ELSE
+    COALESCE(substring(t FROM
+    '^\s*([-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]{1,3})?)')::double precision, 0) END $$""",
+)
+
+_CAST = re.compile(r"CAST\(([^()]+?) AS (INTEGER|REAL)\)")
+
+
+@lru_cache(maxsize=1024)
+def translate(statement: str) -> str:
+    """A statement written for SQLite in PostgreSQL's spelling.
+
+    ``?`` becomes ``%s`` (``%`` is doubled), ``CAST(x AS INTEGER|REAL)`` the lenient
+    ``dw_int``/``dw_real`` functions, and ``LIMIT -1`` (no limit) disappears.
+    """
+    out = statement.replace("%", "%%").replace("?", "%s")
+    out = _CAST.sub(lambda m: f"dw_{'int' if m.group(2) == 'INTEGER' else 'real'}"
+                              f"({m.group(1)})", out)
+    return _null_order(out.replace("LIMIT -1 OFFSET", "OFFSET"))
+
+
+def _null_order(statement: str) -> str:
+    """SQLite sorts NULL first (ascending): say so on the nullable ``dw_*`` sort keys."""
+    out, pos = [], 0
+    for m in re.finditer(r"ORDER BY ", statement):
+        if m.start() < pos:
+            continue
+        start = end = m.end()
+        depth = 0
+        while end < len(statement):
+            c = statement[end]
+            if c == "(":
+                depth += 1
+            elif c == ")":
+                if depth == 0:
+                    break
+                depth -= 1
+            elif depth == 0 and statement.startswith((" LIMIT", " OFFSET"), end):
+                break
+            end += 1
+        terms, depth, last = [], 0, start
+        for i in range(start, end):
+            c = statement[i]
+            depth += c == "("
+            depth -= c == ")"
+            if c == "," and depth == 0:
+                terms.append(statement[last:i])
+                last = i + 1
+        terms.append(statement[last:end])
+        for n, term in enumerate(terms):
+            if term.strip().startswith("dw_"):
+                desc = term.rstrip().upper().endswith(" DESC")
+                terms[n] = term.rstrip() + (" NULLS LAST" if desc else " NULLS FIRST")
+        out.append(statement[pos:start] + ",".join(terms))
+        pos = end
+    out.append(statement[pos:])
+    return "".join(out)
+
+
+def conninfo(host: str = "", port: int = 5432, database: str = "", username: str = "",
+             password: str | None = None, uri: str | None = None) -> str:
+    """A libpq connection string from Orthanc-style settings (``uri`` wins when given)."""
+    if uri:
+        return uri
+    parts: dict[str, Any] = {"port": port}
+    if host:
+        parts["host"] = host
+    if database:
+        parts["dbname"] = database
+    if username:
+        parts["user"] = username
+    if password:
+        parts["password"] = password
+    return make_conninfo(**parts)
+
+
+class PostgresIndex(SqlIndex):
+    """PostgreSQL back-end: one autocommit connection per thread, explicit write transactions.
+
+    Parameters
+    ----------
+    dsn : str
+        libpq connection string or ``postgresql://`` URI.
+    schema_name : str or None
+        A schema to create (if needed) and work in (``search_path``); None uses the
+        connection's default (``public`` normally).
+    retries : int
+        Attempts of a write transaction that lost a race with another daemon.
+    """
+
+    backend_name = "PostgreSQL"
+    dialect = POSTGRESQL
+
+    def __init__(self, dsn: str, schema_name: str | None = None, retries: int = 20) -> None:
+        self.dsn = dsn
+        self.schema_name = schema_name
+        self.retries = retries
+        self._local = threading.local()
+        self._all: list[psycopg.Connection] = []
+        self._lock = threading.Lock()
+
+    # -- connections -------------------------------------------------------------------------
+    def _connect(self) -> psycopg.Connection:
+        conn = psycopg.connect(self.dsn, autocommit=True, connect_timeout=10)
+        if self.schema_name:
+            conn.execute(sql.SQL("SET search_path TO {}").format(
+                sql.Identifier(self.schema_name)))
+        return conn
+
+    def _conn(self) -> psycopg.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None or conn.closed or conn.broken:
+            conn = self._connect()
+            self._local.conn = conn
+            with self._lock:
+                self._all = [c for c in self._all if not c.closed]
+                self._all.append(conn)
+        return conn
+
+    def open(self) -> None:
+        """Create the schema if needed (serialised between daemons by an advisory lock)."""
+        if self.schema_name:
+            with psycopg.connect(self.dsn, autocommit=True) as conn:
+                conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
+                    sql.Identifier(self.schema_name)))
+        conn = self._conn()
+        with conn.transaction(), conn.cursor() as cur:
+            cur.execute("SELECT pg_advisory_xact_lock(4242, hashtext(current_schema()))")
+            for statement in FUNCTIONS:
+                cur.execute(statement)
+            for statement in schema.ddl(dialect="postgresql"):
+                cur.execute(statement)
+            cur.execute("INSERT INTO properties (name, value) VALUES (%s, %s)"
+                        " ON CONFLICT (name) DO NOTHING",
+                        ("schema_version", str(schema.SCHEMA_VERSION)))
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._all:
+                try:
+                    conn.close()
+                except psycopg.Error:  # pragma: no cover - already gone
+                    pass
+            self._all.clear()
+        self._local = threading.local()
+
+    # -- SQL dialect -------------------------------------------------------------------------
+    def _sql(self, statement: str) -> str:
+        return translate(statement)
+
+    def _insert_returning_pk(self, cur: Any, statement: str, params: tuple[Any, ...]) -> int:
+        cur.execute(self._sql(statement + " RETURNING pk"), params)
+        return int(cur.fetchone()[0])
+
+    def _query(self, statement: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        try:
+            return super()._query(statement, params)
+        except psycopg.OperationalError:
+            if not self._conn_lost():
+                raise
+            return super()._query(statement, params)  # once more, on a new connection
+
+    def _conn_lost(self) -> bool:
+        conn = getattr(self._local, "conn", None)
+        return conn is None or conn.closed or conn.broken
+
+    @contextmanager
+    def _write(self) -> Iterator[Any]:
+        """A cursor inside one transaction (a savepoint when one is already open)."""
+        conn = self._conn()
+        with conn.transaction(), conn.cursor() as cur:
+            yield cur
+
+    def _retrying(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a write, again when it lost a race with another daemon."""
+        for attempt in range(self.retries):
+            try:
+                return fn(*args)
+            except RETRYABLE:
+                if attempt + 1 >= self.retries:
+                    raise
+            except psycopg.OperationalError:
+                if attempt + 1 >= self.retries or not self._conn_lost():
+                    raise
+            time.sleep(random.uniform(0, 0.002 * (attempt + 1)))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # -- writes (retried) --------------------------------------------------------------------
+    def add_instance(self, record: InstanceRecord, overwrite: bool) -> AddResult:
+        return self._retrying(super().add_instance, record, overwrite)
+
+    def delete(self, level: str, public_id: str) -> list[str] | None:
+        return self._retrying(super().delete, level, public_id)
+
+    def set_property(self, name: str, value: str | None) -> None:
+        self._retrying(super().set_property, name, value)
