@@ -11,7 +11,9 @@ from typing import Any
 from twisted.internet.defer import gatherResults, inlineCallbacks
 from twisted.trial.unittest import TestCase
 
+from dwdaemon.dicom.matching import parse_query
 from dwdaemon.store.index.postgres import PostgresIndex, translate
+from dwdaemon.store.index.search import search
 from dwdaemon.store.index.sqlite import SqliteIndex
 from dwdaemon.store.storage import StorageArea
 from dwdaemon.store.store import Store
@@ -163,6 +165,17 @@ class WriteTests(PostgresStoreCase):
         yield self.store.delete("instances", other)
         self.assertEqual(self.store.index.statistics(),
                          {"patients": 0, "studies": 0, "series": 0, "instances": 0, "size": 0})
+
+    @inlineCallbacks
+    def test_nul_in_text_values(self) -> Any:
+        # PostgreSQL text cannot hold NUL: stored and searched as U+FFFF, alike on both sides.
+        result = yield self.store.ingest_bytes(
+            instance("1.2.4.1", "1.2.4", "1.2.4.9", PatientID="P\x00Q", AccessionNumber="A"))
+        self.assertEqual(result.status, "Success")
+        for value, count in (("P\x00Q", 1), ("P\x00*", 1), ("\x00", 0), ("PQ", 0)):
+            found = search(self.store.index, "studies", parse_query([("PatientID", value)]),
+                           base_url="http://h")
+            self.assertEqual(len(found.datasets), count, repr(value))
 
     def test_properties(self) -> None:
         index = self.store.index

@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg import errors, sql
 from psycopg.conninfo import make_conninfo
+from psycopg.types.string import StrDumperUnknown
 
 from dwdaemon.store.index import schema
 from dwdaemon.store.index.base import AddResult, InstanceRecord
@@ -45,6 +46,17 @@ FUNCTIONS = (
     COALESCE(substring(t FROM
     '^\s*([-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]{1,3})?)')::double precision, 0) END $$""",
 )
+
+#: PostgreSQL text cannot hold NUL: it is stored (and searched) as this noncharacter instead.
+NUL_STANDIN = "\uffff"
+
+
+class NulSafeStrDumper(StrDumperUnknown):
+    """Python ``str`` parameters with NUL replaced by :data:`NUL_STANDIN`."""
+
+    def dump(self, obj: str) -> Any:
+        return super().dump(obj.replace("\x00", NUL_STANDIN) if "\x00" in obj else obj)
+
 
 _CAST = re.compile(r"CAST\(([^()]+?) AS (INTEGER|REAL)\)")
 
@@ -145,6 +157,7 @@ class PostgresIndex(SqlIndex):
     # -- connections -------------------------------------------------------------------------
     def _connect(self) -> psycopg.Connection:
         conn = psycopg.connect(self.dsn, autocommit=True, connect_timeout=10)
+        conn.adapters.register_dumper(str, NulSafeStrDumper)
         if self.schema_name:
             conn.execute(sql.SQL("SET search_path TO {}").format(
                 sql.Identifier(self.schema_name)))
