@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import threading
 import time
 import warnings
 from typing import Any
@@ -12,9 +13,11 @@ from twisted.internet.defer import gatherResults, inlineCallbacks
 from twisted.trial.unittest import TestCase
 
 from dwdaemon.dicom.matching import parse_query
+from dwdaemon.store.index.base import InstanceRecord
 from dwdaemon.store.index.postgres import PostgresIndex, translate
 from dwdaemon.store.index.search import search
 from dwdaemon.store.index.sqlite import SqliteIndex
+from dwdaemon.store.ingest import analyse, record_fields
 from dwdaemon.store.storage import StorageArea
 from dwdaemon.store.store import Store
 from dwdaemon.tap import SHARED_ORPHAN_MIN_AGE, build_index
@@ -176,6 +179,29 @@ class WriteTests(PostgresStoreCase):
             found = search(self.store.index, "studies", parse_query([("PatientID", value)]),
                            base_url="http://h")
             self.assertEqual(len(found.datasets), count, repr(value))
+
+    def test_lost_race_is_retried(self) -> None:
+        # Daemon "a" has indexed an instance (patient, study, series...) but not committed yet;
+        # daemon "b" indexes the same one: it waits on the unique keys, fails once a commits,
+        # and its retry sees a's rows: AlreadyStored, nothing duplicated.
+        a, b = open_index(self, self.schema), open_index(self, self.schema)
+        fields = record_fields(analyse(testdata("CT_small.dcm")))
+        record = InstanceRecord(file_uuid="f-a", file_size=1, file_md5="m", **fields)
+        other = dataclasses.replace(record, file_uuid="f-b")
+        results: list[Any] = []
+        conn = a._conn()
+        with conn.transaction():
+            self.assertEqual(a.add_instance(record, False).status, "Success")
+            thread = threading.Thread(target=lambda: results.append(b.add_instance(other, False)))
+            thread.start()
+            time.sleep(0.3)
+            self.assertEqual(results, [])  # b is waiting for a
+        thread.join(10)
+        self.assertEqual([(r.status, r.obsolete_file) for r in results],
+                         [("AlreadyStored", "f-b")])
+        self.assertEqual(b.races_lost, 1)
+        self.assertEqual(b.statistics(), {"patients": 1, "studies": 1, "series": 1,
+                                          "instances": 1, "size": 1})
 
     def test_properties(self) -> None:
         index = self.store.index

@@ -150,6 +150,8 @@ class PostgresIndex(SqlIndex):
         self.dsn = dsn
         self.schema_name = schema_name
         self.retries = retries
+        #: Write transactions retried after losing a race with another daemon (for tests/logs).
+        self.races_lost = 0
         self._local = threading.local()
         self._all: list[psycopg.Connection] = []
         self._lock = threading.Lock()
@@ -233,6 +235,7 @@ class PostgresIndex(SqlIndex):
             try:
                 return fn(*args)
             except RETRYABLE:
+                self.races_lost += 1
                 if attempt + 1 >= self.retries:
                     raise
             except psycopg.OperationalError:
