@@ -1,8 +1,8 @@
 """PostgreSQL test helpers: find a server, give each test its own schema.
 
-The server is 127.0.0.1:5432, database ``test`` (``DWD_TEST_PGDATABASE`` overrides it); the user
-is ``PGUSER`` when set, else the current user, else ``postgres``. When none of them can connect,
-the tests skip with the reason.
+The server is 127.0.0.1:5432 (``DWD_TEST_PGPORT`` overrides the port), database ``test``
+(``DWD_TEST_PGDATABASE`` overrides it); the user is ``PGUSER`` when set, else the current user,
+else ``postgres``. When none of them can connect, the tests skip with the reason.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from dwdaemon.store.index.postgres import PostgresIndex
 from tests.support import Daemon, make_config
 
 HOST = "127.0.0.1"
-PORT = 5432
+PORT = int(os.environ.get("DWD_TEST_PGPORT", "5432"))
 _found: list[tuple[str | None, str]] = []
 
 

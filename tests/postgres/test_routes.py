@@ -45,7 +45,7 @@ SeriesAndInstanceTests = on_postgres(qido, qido.SeriesAndInstanceTests)
 ServerLimitTests = on_postgres(qido, qido.ServerLimitTests)
 CaseInsensitiveTests = on_postgres(qido, qido.CaseInsensitiveTests)
 CharsetTests = on_postgres(qido, qido.CharsetTests)
-QidoClientTests = on_postgres(qido, qido.DicomwebClientTests)
+DicomwebClientTests = on_postgres(qido, qido.DicomwebClientTests)
 
 MetadataTests = on_postgres(wado, wado.MetadataTests)
 RetrieveTests = on_postgres(wado, wado.RetrieveTests)
