@@ -19,85 +19,14 @@ temporary configurations and storage).
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
-import os
-import shutil
-import subprocess
-import sys
-import tempfile
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-sys.path.insert(0, HERE)
-
-from stow_bench import CTFactory  # noqa: E402  (same generated data as the STOW bench)
+from benchlib import Client, CTFactory, Orthanc, Ours, Server, request
+from pydicom.uid import generate_uid
 
 B_PORT, A_PORT, ORTHANC_PORT = 8341, 8342, 8343
-ORTHANC_PLUGIN = "/usr/share/orthanc/plugins/libOrthancDicomWeb.so"
-
-
-def request(port: int, method: str, path: str, body: bytes | None = None,
-            timeout: float = 3600) -> tuple[int, bytes]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    conn.request(method, path, body=body)
-    response = conn.getresponse()
-    data = response.read()
-    conn.close()
-    return response.status, data
-
-
-def wait_up(port: int, path: str = "/system") -> None:
-    for _ in range(200):
-        try:
-            if request(port, "GET", path, timeout=2)[0] == 200:
-                return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"nothing answers on port {port}")
-
-
-def start_dwdaemon(directory: str, port: int, extra: dict) -> subprocess.Popen:
-    os.makedirs(directory, exist_ok=True)
-    config = {"HttpPort": port, "StorageDirectory": os.path.join(directory, "storage"),
-              "HttpTimeout": 600, **extra}
-    path = os.path.join(directory, "config.json")
-    with open(path, "w") as f:
-        json.dump(config, f)
-    log = open(os.path.join(directory, "log"), "w")
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "twisted", "dicomweb", "--config", path],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    wait_up(port)
-    return proc
-
-
-def start_orthanc(directory: str) -> subprocess.Popen:
-    os.makedirs(directory, exist_ok=True)
-    config = {"Name": "bench", "HttpPort": ORTHANC_PORT, "DicomServerEnabled": False,
-              "StorageDirectory": os.path.join(directory, "db"),
-              "IndexDirectory": os.path.join(directory, "db"), "HttpTimeout": 600,
-              "Plugins": [ORTHANC_PLUGIN],
-              "DicomWeb": {"Enable": True,
-                           "Servers": {"b": [f"http://127.0.0.1:{B_PORT}/dicom-web/"]}}}
-    path = os.path.join(directory, "orthanc.json")
-    with open(path, "w") as f:
-        json.dump(config, f)
-    log = open(os.path.join(directory, "log"), "w")
-    proc = subprocess.Popen(["/usr/sbin/Orthanc", path], stdout=log, stderr=subprocess.STDOUT)
-    wait_up(ORTHANC_PORT)
-    return proc
-
-
-def peak_rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
+B_SERVER = {"b": [f"http://127.0.0.1:{B_PORT}/dicom-web/"]}
 
 
 def timed(port: int, path: str, doc: dict) -> tuple[float, dict]:
@@ -113,35 +42,33 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--instances", type=int, default=200)
     args = parser.parse_args()
-    tmp = tempfile.mkdtemp(prefix="dwd-client-bench-")
-    procs: list[subprocess.Popen] = []
+    timeout = {"HttpTimeout": 600}
+    b = Ours(B_PORT, config=timeout)
+    a = Ours(A_PORT, config={**timeout, "DicomWeb": {"Servers": B_SERVER}})
+    orthanc = Orthanc(ORTHANC_PORT, config={**timeout, "DicomWeb": {"Servers": B_SERVER}})
+    servers: list[Server] = []
     try:
-        b = start_dwdaemon(os.path.join(tmp, "b"), B_PORT, {})
-        procs.append(b)
-        a = start_dwdaemon(os.path.join(tmp, "a"), A_PORT, {
-            "DicomWeb": {"Servers": {"b": [f"http://127.0.0.1:{B_PORT}/dicom-web/"]}}})
-        procs.append(a)
-        orthanc = start_orthanc(os.path.join(tmp, "orthanc"))
-        procs.append(orthanc)
+        for server in (b, a, orthanc):
+            servers.append(server)
+            server.start()
 
         factory = CTFactory()
-        from pydicom.uid import generate_uid
-
         study, series = generate_uid(), generate_uid()
         total = 0
+        client = Client(B_PORT)
         for _ in range(args.instances):
             data = factory.make(study, series)
             total += len(data)
-            status, body = request(B_PORT, "POST", "/instances", data)
-            assert status == 200, body
+            client.store(data)
+        client.close()
         mb = total / 1e6
         print(f"study: {args.instances} instances, {mb:.1f} MB on B")
 
         retrieve = {"Resources": [{"Study": study}]}
-        rss_before = peak_rss_mb(a.pid)
+        rss_before = a.status("VmHWM") / 1024
         t_ours, answer = timed(A_PORT, "/dicom-web/servers/b/retrieve", retrieve)
         assert len(answer["Instances"]) == args.instances, answer
-        rss_after = peak_rss_mb(a.pid)
+        rss_after = a.status("VmHWM") / 1024
         t_orthanc, _ = timed(ORTHANC_PORT, "/dicom-web/servers/b/retrieve", retrieve)
         status, body = request(ORTHANC_PORT, "GET", "/instances")
         assert len(json.loads(body)) == args.instances
@@ -162,14 +89,8 @@ def main() -> None:
               f"{answer['Requests']} requests)   "
               f"Orthanc {t_orthanc:6.2f} s ({mb / t_orthanc:6.1f} MB/s)")
     finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        shutil.rmtree(tmp, ignore_errors=True)
+        for server in servers:
+            server.stop()
 
 
 if __name__ == "__main__":

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import http.client
 import io
 import json
 import multiprocessing
@@ -33,21 +32,20 @@ import os
 import random
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-sys.path.insert(0, ROOT)
+from benchlib import DICOM_JSON, ROOT, Client, Orthanc, Ours, request, upload
+
+sys.path.insert(0, ROOT)  # dwdaemon is loaded in-process (ingest analysis, index)
 
 OURS_PORT = 8243
 ORTHANC_PORT = 8242
-ORTHANC_PLUGIN = "/usr/share/orthanc/plugins/libOrthancDicomWeb.so"
 CACHE = os.path.join(tempfile.gettempdir(), "qido-bench-cache")
 STUDIES = 10_000
 SERIES_PER_STUDY = 2
@@ -231,114 +229,35 @@ def load_ours(files: list[str], directory: str) -> None:
 
 def load_orthanc(files: list[str], port: int, workers: int = 4) -> None:
     """Upload every file with parallel ``POST /instances`` (skipped if already there)."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
-    conn.request("GET", "/statistics")
-    have = json.loads(conn.getresponse().read())["CountInstances"]
-    conn.close()
+    have = json.loads(request(port, "GET", "/statistics")[1])["CountInstances"]
     if have >= len(files):
         return
     started = time.time()
     chunks = [files[i::workers] for i in range(workers)]
 
-    def upload(paths: list[str]) -> int:
-        c = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+    def read(paths: list[str]) -> Iterator[bytes]:
         for path in paths:
             with open(path, "rb") as f:
-                c.request("POST", "/instances", body=f.read(),
-                          headers={"Content-Type": "application/dicom"})
-            response = c.getresponse()
-            response.read()
-            if response.status != 200:
-                raise RuntimeError(f"Orthanc answered {response.status} for {path}")
-        c.close()
-        return len(paths)
+                yield f.read()
 
     with ThreadPoolExecutor(workers) as pool:
-        total = sum(pool.map(upload, chunks))
+        total = sum(pool.map(lambda paths: upload(port, read(paths)), chunks))
     print(f"orthanc: loaded {total} instances in {time.time() - started:.0f} s", flush=True)
-
-
-# -- servers ------------------------------------------------------------------------------------
-
-def wait_port(port: int, path: str, timeout: float = 300) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-            c.request("GET", path)
-            c.getresponse().read()
-            c.close()
-            return
-        except OSError:
-            time.sleep(0.3)
-    raise RuntimeError(f"nothing answers on port {port}")
-
-
-def start_ours(directory: str) -> subprocess.Popen:
-    cfg = {"Name": "qido-bench", "HttpPort": OURS_PORT,
-           "StorageDirectory": os.path.join(directory, "storage"),
-           "IndexDirectory": os.path.join(directory, "index"),
-           "RemoteAccessAllowed": False, "AuthenticationEnabled": False,
-           "DicomWeb": {"Enable": True, "Root": "/dicom-web/"}}
-    path = os.path.join(directory, "config.json")
-    with open(path, "w") as f:
-        json.dump(cfg, f)
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    log = open(os.path.join(directory, "server.log"), "ab")  # noqa: SIM115
-    proc = subprocess.Popen([sys.executable, "-m", "twisted", "dicomweb", "--config", path],
-                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    wait_port(OURS_PORT, "/dicom-web/studies?limit=1")
-    return proc
-
-
-def start_orthanc(directory: str) -> subprocess.Popen:
-    os.makedirs(directory, exist_ok=True)
-    cfg = {"Name": "qido-bench-orthanc", "HttpPort": ORTHANC_PORT,
-           "DicomServerEnabled": False,
-           "StorageDirectory": os.path.join(directory, "storage"),
-           "IndexDirectory": os.path.join(directory, "index"),
-           "RemoteAccessAllowed": False, "AuthenticationEnabled": False,
-           "Plugins": [ORTHANC_PLUGIN],
-           "DicomWeb": {"Enable": True, "Root": "/dicom-web/"}}
-    path = os.path.join(directory, "orthanc.json")
-    with open(path, "w") as f:
-        json.dump(cfg, f)
-    log = open(os.path.join(directory, "orthanc.log"), "ab")  # noqa: SIM115
-    proc = subprocess.Popen(["/usr/sbin/Orthanc", path], cwd=directory, stdout=log,
-                            stderr=subprocess.STDOUT)
-    wait_port(ORTHANC_PORT, "/system")
-    return proc
-
-
-def stop(proc: subprocess.Popen | None) -> None:
-    if proc is None or proc.poll() is not None:
-        return
-    proc.terminate()
-    try:
-        proc.wait(60)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 # -- measuring ----------------------------------------------------------------------------------
 
 def measure(port: int, paths: list[str], warmup: int = 2) -> tuple[list[float], int, int]:
     """Latencies (ms) of GETs of ``paths`` (cycled), the last status and answer count."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+    client = Client(port)
     times = []
     status, count = 0, 0
     for n, path in enumerate(paths[:warmup] + paths):
-        started = time.perf_counter()
-        conn.request("GET", "/dicom-web/" + path, headers={"Accept": "application/dicom+json"})
-        response = conn.getresponse()
-        body = response.read()
-        elapsed = (time.perf_counter() - started) * 1000
-        status = response.status
+        status, body, elapsed = client.get("/dicom-web/" + path, DICOM_JSON)
         count = len(json.loads(body)) if body else 0
         if n >= warmup:
-            times.append(elapsed)
-    conn.close()
+            times.append(elapsed * 1000)
+    client.close()
     return times, status, count
 
 
@@ -398,20 +317,14 @@ def main() -> None:
             paths[key] = [template] * args.repeat
 
     results: dict[str, dict[str, tuple[list[float], int, int]]] = {}
-    proc = None
-    try:
-        proc = start_ours(ours_dir)
+    with Ours(OURS_PORT, ours_dir, {"Name": "qido-bench"},
+              ready_path="/dicom-web/studies?limit=1", ready_timeout=300):
         results["dwdaemon"] = {k: measure(OURS_PORT, p) for k, p in paths.items()}
-    finally:
-        stop(proc)
     if not args.skip_orthanc:
-        proc = None
-        try:
-            proc = start_orthanc(os.path.join(CACHE, "orthanc"))
+        with Orthanc(ORTHANC_PORT, os.path.join(CACHE, "orthanc"), {"Name": "qido-bench-orthanc"},
+                     ready_timeout=300):
             load_orthanc(files, ORTHANC_PORT)
             results["orthanc"] = {k: measure(ORTHANC_PORT, p) for k, p in paths.items()}
-        finally:
-            stop(proc)
 
     print(f"\nQIDO-RS latency, ms ({args.repeat} runs each after 2 warm-ups; "
           "answers = number of datasets returned)")

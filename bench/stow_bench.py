@@ -19,214 +19,39 @@ temporary configurations and storage).
 from __future__ import annotations
 
 import argparse
-import http.client
-import io
 import json
 import os
-import shutil
-import subprocess
-import sys
 import tempfile
 import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
-import numpy as np
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+from benchlib import DICOM_JSON, Client, CTFactory, Orthanc, Ours, Server, file_chunks
+from pydicom.uid import generate_uid
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
 OURS_PORT = 8141
 ORTHANC_PORT = 8142
-ORTHANC_PLUGIN = "/usr/share/orthanc/plugins/libOrthancDicomWeb.so"
 BOUNDARY = b"stow-bench-boundary-6b1f0c"
+CONTENT_TYPE = 'multipart/related; type="application/dicom"; boundary=' + BOUNDARY.decode()
 
 
-# -- data -------------------------------------------------------------------------------------
-
-class CTFactory:
-    """Makes 512x512 16-bit CT instances, explicit VR LE, unique UIDs, quickly."""
-
-    def __init__(self) -> None:
-        rng = np.random.default_rng(1)
-        self.pixels = rng.integers(0, 4096, (512, 512), dtype=np.uint16).tobytes()
-        self.count = 0
-
-    def make(self, study: str, series: str) -> bytes:
-        """One encoded DICOM file."""
-        self.count += 1
-        ds = Dataset()
-        ds.SOPClassUID = CTImageStorage
-        ds.SOPInstanceUID = generate_uid()
-        ds.StudyInstanceUID = study
-        ds.SeriesInstanceUID = series
-        ds.PatientName = "BENCH^STOW"
-        ds.PatientID = "BENCH-" + study[-8:]
-        ds.StudyDate = "20240101"
-        ds.Modality = "CT"
-        ds.InstanceNumber = self.count
-        ds.ImagePositionPatient = [0, 0, self.count]
-        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
-        ds.PixelSpacing = [0.7, 0.7]
-        ds.SliceThickness = 1
-        ds.Rows = 512
-        ds.Columns = 512
-        ds.SamplesPerPixel = 1
-        ds.PhotometricInterpretation = "MONOCHROME2"
-        ds.BitsAllocated = 16
-        ds.BitsStored = 12
-        ds.HighBit = 11
-        ds.PixelRepresentation = 0
-        ds.RescaleIntercept = -1024
-        ds.RescaleSlope = 1
-        ds.PixelData = self.pixels
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = ds.SOPClassUID
-        meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds.file_meta = meta
-        buf = io.BytesIO()
-        ds.save_as(buf, enforce_file_format=True)
-        return buf.getvalue()
+def part(data: bytes) -> bytes:
+    """One part of a multipart/related STOW body (without the closing delimiter)."""
+    return b"--" + BOUNDARY + b"\r\nContent-Type: application/dicom\r\n\r\n" + data + b"\r\n"
 
 
 def multipart(parts: list[bytes]) -> bytes:
     """A multipart/related STOW body."""
-    out = []
-    for p in parts:
-        out.append(b"--" + BOUNDARY + b"\r\nContent-Type: application/dicom\r\n\r\n")
-        out.append(p)
-        out.append(b"\r\n")
-    out.append(b"--" + BOUNDARY + b"--\r\n")
-    return b"".join(out)
-
-
-CONTENT_TYPE = 'multipart/related; type="application/dicom"; boundary=' + BOUNDARY.decode()
-
-
-# -- servers ----------------------------------------------------------------------------------
-
-def wait_port(port: int, path: str, timeout: float = 60) -> None:
-    """Wait until an HTTP GET answers."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            c.request("GET", path)
-            c.getresponse().read()
-            c.close()
-            return
-        except OSError:
-            time.sleep(0.2)
-    raise RuntimeError(f"nothing answers on port {port}")
-
-
-class Server:
-    """A server process started with a temp directory, stopped by ``stop()``."""
-
-    name = ""
-    port = 0
-    root = "/dicom-web/"
-
-    def __init__(self) -> None:
-        self.tmp = tempfile.mkdtemp(prefix=f"stowbench-{self.name}-")
-        self.proc: subprocess.Popen | None = None
-        self.log = open(os.path.join(self.tmp, "server.log"), "wb")
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
-        shutil.rmtree(self.tmp, True)
-
-    def cpu_seconds(self) -> float:
-        """User + system CPU time used by the server process so far."""
-        assert self.proc is not None
-        with open(f"/proc/{self.proc.pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    def status(self, key: str) -> int:
-        """A /proc/<pid>/status value in kB."""
-        assert self.proc is not None
-        with open(f"/proc/{self.proc.pid}/status") as f:
-            for line in f:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1])
-        return 0
-
-
-class Ours(Server):
-    name = "dwdaemon"
-    port = OURS_PORT
-
-    def start(self) -> None:
-        cfg = {
-            "Name": "bench",
-            "HttpPort": self.port,
-            "StorageDirectory": os.path.join(self.tmp, "storage"),
-            "IndexDirectory": os.path.join(self.tmp, "index"),
-            "RemoteAccessAllowed": False,
-            "AuthenticationEnabled": False,
-            "DicomWeb": {"Enable": True, "Root": self.root},
-        }
-        path = os.path.join(self.tmp, "config.json")
-        with open(path, "w") as f:
-            json.dump(cfg, f)
-        env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "twisted", "dicomweb", "--config", path],
-            cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
-        wait_port(self.port, self.root + "studies")
-
-
-class Orthanc(Server):
-    name = "orthanc"
-    port = ORTHANC_PORT
-
-    def start(self) -> None:
-        cfg = {
-            "Name": "bench-orthanc",
-            "HttpPort": self.port,
-            "DicomServerEnabled": False,
-            "StorageDirectory": os.path.join(self.tmp, "storage"),
-            "IndexDirectory": os.path.join(self.tmp, "index"),
-            "RemoteAccessAllowed": False,
-            "AuthenticationEnabled": False,
-            "Plugins": [ORTHANC_PLUGIN],
-            "DicomWeb": {"Enable": True, "Root": self.root},
-        }
-        path = os.path.join(self.tmp, "orthanc.json")
-        with open(path, "w") as f:
-            json.dump(cfg, f)
-        self.proc = subprocess.Popen(["/usr/sbin/Orthanc", path], cwd=self.tmp,
-                                     stdout=self.log, stderr=subprocess.STDOUT)
-        wait_port(self.port, "/system")
+    return b"".join([part(p) for p in parts] + [b"--" + BOUNDARY + b"--\r\n"])
 
 
 # -- clients ----------------------------------------------------------------------------------
 
-def post(port: int, path: str, body: bytes | Iterator[bytes], chunked: bool = False,
-         conn: http.client.HTTPConnection | None = None) -> tuple[int, bytes]:
-    """POST a STOW body; return (status, response body)."""
-    c = conn or http.client.HTTPConnection("127.0.0.1", port, timeout=3600)
-    headers = {"Content-Type": CONTENT_TYPE, "Accept": "application/dicom+json"}
-    if chunked:
-        c.request("POST", path, body=body, headers=headers, encode_chunked=True)
-    else:
-        c.request("POST", path, body=body, headers=headers)
-    r = c.getresponse()
-    data = r.read()
-    if conn is None:
-        c.close()
-    return r.status, data
+def stow(client: Client, server: Server, body: bytes | Iterator[bytes],
+         chunked: bool = False) -> tuple[int, bytes]:
+    """POST a STOW body to the server's ``studies``; return (status, response body)."""
+    return client.post(server.root + "studies", body, CONTENT_TYPE, DICOM_JSON, chunked)
 
 
 def run_throughput(server: Server, bodies: list[tuple[bytes, int]], clients: int) -> dict:
@@ -236,16 +61,16 @@ def run_throughput(server: Server, bodies: list[tuple[bytes, int]], clients: int
     errors: list[str] = []
 
     def worker() -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=600)
+        client = Client(server.port)
         while True:
             with lock:
                 if not queue:
                     break
                 body, _n = queue.pop()
-            status, data = post(server.port, server.root + "studies", body, conn=conn)
+            status, data = stow(client, server, body)
             if status != 200:
                 errors.append(f"{status} {data[:200]!r}")
-        conn.close()
+        client.close()
 
     cpu0 = server.cpu_seconds()
     t0 = time.perf_counter()
@@ -307,27 +132,17 @@ def memory(args: argparse.Namespace, server: Server) -> None:
     with open(path, "wb") as f:
         size = 0
         while size < target:
-            part = factory.make(study, series)
-            chunk = (b"--" + BOUNDARY + b"\r\nContent-Type: application/dicom\r\n\r\n"
-                     + part + b"\r\n")
+            chunk = part(factory.make(study, series))
             f.write(chunk)
             size += len(chunk)
             n += 1
         f.write(b"--" + BOUNDARY + b"--\r\n")
     size = os.path.getsize(path)
 
-    def chunks() -> Iterator[bytes]:
-        with open(path, "rb") as f:
-            while True:
-                b = f.read(1 << 20)
-                if not b:
-                    return
-                yield b
-
     rss0 = server.status("VmRSS")
     hwm0 = server.status("VmHWM")
     t0 = time.perf_counter()
-    status, data = post(server.port, server.root + "studies", chunks(), chunked=True)
+    status, data = stow(Client(server.port, timeout=3600), server, file_chunks(path), chunked=True)
     elapsed = time.perf_counter() - t0
     hwm1 = server.status("VmHWM")
     os.unlink(path)
@@ -353,22 +168,22 @@ def main(argv: list[str] | None = None) -> None:
 
     servers: list[Server] = []
     try:
-        ours = Ours()
-        ours.start()
+        ours = Ours(OURS_PORT)
         servers.append(ours)
+        ours.start()
         if not args.only_memory:
             if not args.skip_orthanc:
-                orthanc = Orthanc()
-                orthanc.start()
+                orthanc = Orthanc(ORTHANC_PORT)
                 servers.append(orthanc)
+                orthanc.start()
             throughput(args, servers)
         if not args.skip_memory:
             # A fresh daemon for the memory test, so the figure is the STOW's alone.
             ours.stop()
             servers.remove(ours)
-            ours = Ours()
-            ours.start()
+            ours = Ours(OURS_PORT)
             servers.append(ours)
+            ours.start()
             memory(args, ours)
     finally:
         for s in servers:

@@ -25,228 +25,18 @@ temporary configurations and storage).
 from __future__ import annotations
 
 import argparse
-import http.client
 import io
-import json
 import os
-import shutil
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
 
-import numpy as np
 import pydicom
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+from benchlib import Client, CTFactory, Orthanc, Ours, Server, upload
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
 OURS_PORT = 8341
 ORTHANC_PORT = 8342
-ORTHANC_PLUGIN = "/usr/share/orthanc/plugins/libOrthancDicomWeb.so"
 TEST_FILES = os.path.join(os.path.dirname(pydicom.__file__), "data", "test_files")
 EXTRA_FILES = ["examples_ybr_color.dcm", "SC_rgb_rle_2frame.dcm", "JPEG2000.dcm", "rtdose.dcm"]
-
-
-# -- data -------------------------------------------------------------------------------------
-
-def make_ct_series(count: int) -> tuple[str, str, list[tuple[str, bytes]]]:
-    """``count`` CT instances of one series: (study, series, [(sop uid, file bytes)])."""
-    rng = np.random.default_rng(1)
-    study, series = generate_uid(), generate_uid()
-    pixels = rng.integers(0, 4096, (512, 512), dtype=np.uint16).tobytes()
-    out = []
-    for i in range(count):
-        ds = Dataset()
-        ds.SOPClassUID = CTImageStorage
-        ds.SOPInstanceUID = generate_uid()
-        ds.StudyInstanceUID = study
-        ds.SeriesInstanceUID = series
-        ds.PatientName = "BENCH^WADO"
-        ds.PatientID = "BENCH-WADO"
-        ds.StudyDate = "20240101"
-        ds.StudyTime = "120000"
-        ds.Modality = "CT"
-        ds.SeriesNumber = 1
-        ds.InstanceNumber = i + 1
-        ds.ImagePositionPatient = [0, 0, i]
-        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
-        ds.PixelSpacing = [0.7, 0.7]
-        ds.SliceThickness = 1
-        ds.SliceLocation = i
-        ds.Rows = 512
-        ds.Columns = 512
-        ds.SamplesPerPixel = 1
-        ds.PhotometricInterpretation = "MONOCHROME2"
-        ds.BitsAllocated = 16
-        ds.BitsStored = 12
-        ds.HighBit = 11
-        ds.PixelRepresentation = 0
-        ds.RescaleIntercept = -1024
-        ds.RescaleSlope = 1
-        ds.WindowCenter = 40
-        ds.WindowWidth = 400
-        ds.PixelData = pixels
-        ds["PixelData"].VR = "OW"
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = CTImageStorage
-        meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds.file_meta = meta
-        buf = io.BytesIO()
-        ds.save_as(buf, enforce_file_format=True)
-        out.append((ds.SOPInstanceUID, buf.getvalue()))
-    return study, series, out
-
-
-# -- servers ----------------------------------------------------------------------------------
-
-def wait_port(port: int, path: str, timeout: float = 60) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            c.request("GET", path)
-            c.getresponse().read()
-            c.close()
-            return
-        except OSError:
-            time.sleep(0.2)
-    raise RuntimeError(f"nothing answers on port {port}")
-
-
-class Server:
-    """A server process with a temp directory; ``restart()`` keeps the storage."""
-
-    name = ""
-    port = 0
-    root = "/dicom-web/"
-
-    def __init__(self) -> None:
-        self.tmp = tempfile.mkdtemp(prefix=f"wadobench-{self.name}-")
-        self.proc: subprocess.Popen | None = None
-        self.log = open(os.path.join(self.tmp, "server.log"), "ab")  # noqa: SIM115
-
-    def command(self) -> list[str]:
-        raise NotImplementedError
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(self.command(), cwd=self.tmp, env=self.env(),
-                                     stdout=self.log, stderr=subprocess.STDOUT)
-        wait_port(self.port, self.ready_path)
-
-    def env(self) -> dict[str, str]:
-        return dict(os.environ)
-
-    def halt(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
-
-    def restart(self) -> None:
-        self.halt()
-        self.start()
-
-    def stop(self) -> None:
-        self.halt()
-        self.log.close()
-        shutil.rmtree(self.tmp, True)
-
-    def status(self, key: str) -> int:
-        assert self.proc is not None
-        with open(f"/proc/{self.proc.pid}/status") as f:
-            for line in f:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1])
-        return 0
-
-
-class Ours(Server):
-    name = "dwdaemon"
-    port = OURS_PORT
-    ready_path = "/system"
-
-    def command(self) -> list[str]:
-        cfg = {
-            "Name": "bench", "HttpPort": self.port,
-            "StorageDirectory": os.path.join(self.tmp, "storage"),
-            "IndexDirectory": os.path.join(self.tmp, "index"),
-            "RemoteAccessAllowed": False, "AuthenticationEnabled": False,
-            "DicomWeb": {"Enable": True, "Root": self.root},
-        }
-        path = os.path.join(self.tmp, "config.json")
-        with open(path, "w") as f:
-            json.dump(cfg, f)
-        return [sys.executable, "-m", "twisted", "dicomweb", "--config", path]
-
-    def env(self) -> dict[str, str]:
-        return dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-
-
-class Orthanc(Server):
-    name = "orthanc"
-    port = ORTHANC_PORT
-    ready_path = "/system"
-
-    def command(self) -> list[str]:
-        cfg = {
-            "Name": "bench-orthanc", "HttpPort": self.port, "DicomServerEnabled": False,
-            "StorageDirectory": os.path.join(self.tmp, "storage"),
-            "IndexDirectory": os.path.join(self.tmp, "index"),
-            "RemoteAccessAllowed": False, "AuthenticationEnabled": False,
-            "Plugins": [ORTHANC_PLUGIN],
-            "DicomWeb": {"Enable": True, "Root": self.root},
-        }
-        path = os.path.join(self.tmp, "orthanc.json")
-        with open(path, "w") as f:
-            json.dump(cfg, f)
-        return ["/usr/sbin/Orthanc", path]
-
-
-# -- client -----------------------------------------------------------------------------------
-
-class Client:
-    """A keep-alive HTTP/1.1 connection."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
-
-    def get(self, path: str, accept: str | None = None) -> tuple[int, bytes, float]:
-        headers = {"Accept": accept} if accept else {}
-        start = time.perf_counter()
-        try:
-            self.conn.request("GET", path, headers=headers)
-            r = self.conn.getresponse()
-        except (http.client.HTTPException, OSError):
-            self.conn.close()
-            self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=600)
-            self.conn.request("GET", path, headers=headers)
-            r = self.conn.getresponse()
-        body = r.read()
-        return r.status, body, time.perf_counter() - start
-
-    def post(self, path: str, body: bytes) -> int:
-        self.conn.request("POST", path, body=body,
-                          headers={"Content-Type": "application/dicom"})
-        r = self.conn.getresponse()
-        r.read()
-        return r.status
-
-
-def upload(server: Server, files: list[bytes]) -> None:
-    client = Client(server.port)
-    for data in files:
-        status = client.post("/instances", data)
-        if status != 200:
-            raise RuntimeError(f"{server.name}: upload failed with {status}")
 
 
 def median_ms(values: list[float]) -> float:
@@ -325,7 +115,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     print(f"generating {args.instances} CT instances ...", flush=True)
-    study, series, ct = make_ct_series(args.instances)
+    study, series, ct = CTFactory("WADO").series(args.instances)
     extras_bytes = []
     extras = []
     for name in EXTRA_FILES:
@@ -337,13 +127,13 @@ def main(argv: list[str] | None = None) -> None:
         extras.append(ds)
     files = [data for _, data in ct] + extras_bytes
     sops = [sop for sop, _ in ct]
-    servers: list[Server] = [Ours(), Orthanc()]
+    servers: list[Server] = [Ours(OURS_PORT), Orthanc(ORTHANC_PORT)]
     results: dict[str, dict[str, float]] = {}
     try:
         for server in servers:
             server.start()
             print(f"uploading to {server.name} ...", flush=True)
-            upload(server, files)
+            upload(server.port, files)
         print("measuring (requests alternate between the servers) ...", flush=True)
         results = measure(servers, study, series, sops, extras, args.repeat)
         for server in servers:
