@@ -54,6 +54,8 @@ class Job:
     created: str = field(default_factory=now_text)
     completed: str | None = None
     seq: int = 0
+    #: The daemon running the job (several daemons may share one index).
+    owner: str = ""
     started_at: float | None = None
     finished_at: float | None = None
 
@@ -75,6 +77,7 @@ class Job:
             "CompletionTime": self.completed,
             "EffectiveRuntime": round(runtime, 3),
             "Priority": 0,
+            "Owner": self.owner,
             "Timestamp": now_text(),
         }
 
@@ -82,7 +85,7 @@ class Job:
         return (
             self.id, self.type, self.state, self.progress, self.error,
             json.dumps(self.content), json.dumps(self.result), self.created,
-            self.completed, self.seq,
+            self.completed, self.seq, self.owner,
         )
 
     @classmethod
@@ -90,7 +93,7 @@ class Job:
         return cls(
             id=row[0], type=row[1], state=row[2], progress=int(row[3]), error=row[4],
             content=json.loads(row[5]), result=json.loads(row[6]), created=row[7],
-            completed=row[8], seq=int(row[9]),
+            completed=row[8], seq=int(row[9]), owner=row[10] or "",
         )
 
 
@@ -121,7 +124,7 @@ class JobEngine:
     """Runs, tracks and persists jobs."""
 
     def __init__(self, index: Any, pools: Any, reactor: Any = None,
-                 concurrency: int = CONCURRENT_JOBS) -> None:
+                 concurrency: int = CONCURRENT_JOBS, owner: str = "") -> None:
         if reactor is None:
             from twisted.internet import reactor as default_reactor
 
@@ -130,6 +133,7 @@ class JobEngine:
         self.pools = pools
         self.reactor = reactor
         self.concurrency = concurrency
+        self.owner = owner
         self.jobs: dict[str, Job] = {}
         self._queue: list[tuple[Job, Runner]] = []
         self._running: dict[str, Deferred] = {}
@@ -143,13 +147,14 @@ class JobEngine:
     # -- life cycle -----------------------------------------------------------------------
 
     def load(self) -> Deferred:
-        """Create the table, load known jobs, fail those a stop interrupted."""
+        """Create the table, load known jobs, fail those a stop of this daemon interrupted
+        (jobs of other daemons sharing the index are left to them)."""
 
         def blocking() -> list[Job]:
             jobs_sql.ensure_tables(self.index)
             jobs = [Job.from_row(r) for r in jobs_sql.load_all(self.index)]
             for job in jobs:
-                if job.state in (PENDING, RUNNING):
+                if job.state in (PENDING, RUNNING) and job.owner == self.owner:
                     job.state = FAILURE
                     job.error = INTERRUPTED
                     job.completed = now_text()
@@ -185,7 +190,8 @@ class JobEngine:
 
     def submit(self, job_type: str, content: dict[str, Any], runner: Runner) -> Job:
         """Queue a job; ``runner(handle)`` returns a Deferred firing with the result dict."""
-        job = Job(id=str(uuid.uuid4()), type=job_type, content=content, seq=next(self._seq))
+        job = Job(id=str(uuid.uuid4()), type=job_type, content=content, seq=next(self._seq),
+                  owner=self.owner)
         self.jobs[job.id] = job
         self._save(job)
         self._queue.append((job, runner))
@@ -206,10 +212,41 @@ class JobEngine:
     def list(self) -> list[Job]:
         return sorted(self.jobs.values(), key=lambda j: j.seq)
 
-    def cancel(self, job_id: str) -> bool:
-        """Cancel a pending or running job; False if unknown or finished."""
+    def lookup(self, job_id: str) -> Deferred:
+        """A job as it is now: this daemon's from memory, another daemon's from the index."""
         job = self.jobs.get(job_id)
-        if job is None or job.state in (SUCCESS, FAILURE):
+        if job is not None and job.owner == self.owner:
+            return succeed(job)
+
+        def fetch() -> Job | None:
+            row = jobs_sql.load_one(self.index, job_id)
+            return Job.from_row(row) if row is not None else None
+
+        def got(found: Job | None) -> Job | None:
+            if found is not None:
+                self.jobs[found.id] = found
+            return found
+
+        return self.pools.db_read(fetch).addCallback(got)
+
+    def refresh_all(self) -> Deferred:
+        """Every job, the other daemons' ones re-read from the index."""
+
+        def fetch() -> list[Job]:
+            return [Job.from_row(r) for r in jobs_sql.load_all(self.index)]
+
+        def got(rows: list[Job]) -> list[Job]:
+            for found in rows:
+                if found.owner != self.owner or found.id not in self.jobs:
+                    self.jobs[found.id] = found
+            return self.list()
+
+        return self.pools.db_read(fetch).addCallback(got)
+
+    def cancel(self, job_id: str) -> bool:
+        """Cancel a pending or running job of this daemon; False if unknown or finished."""
+        job = self.jobs.get(job_id)
+        if job is None or job.state in (SUCCESS, FAILURE) or job.owner != self.owner:
             return False
         for i, (queued, _) in enumerate(self._queue):
             if queued.id == job_id:

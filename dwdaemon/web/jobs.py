@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -34,7 +35,9 @@ class ReadyEngine:
     """The job engine of a daemon, loaded from the index on first use."""
 
     def __init__(self, ctx: Context) -> None:
-        self.engine = JobEngine(ctx.store.index, ctx.pools, ctx.reactor)
+        config = ctx.config
+        owner = f"{socket.gethostname()}:{config.name}:{config.http_port}"
+        self.engine = JobEngine(ctx.store.index, ctx.pools, ctx.reactor, owner=owner)
         self._loaded: Deferred | None = None
         self._done = False
 
@@ -85,7 +88,7 @@ def install(app: Any, ctx: Context) -> None:
     @inlineCallbacks
     def list_jobs(request: IRequest) -> Any:
         engine = yield ready.ready()
-        jobs = engine.list()
+        jobs = yield engine.refresh_all()
         if flag(request, "expand"):
             return json_body(request, [job.to_json() for job in jobs])
         return json_body(request, [job.id for job in jobs])
@@ -94,7 +97,7 @@ def install(app: Any, ctx: Context) -> None:
     @inlineCallbacks
     def get_job(request: IRequest, job_id: str) -> Any:
         engine = yield ready.ready()
-        job = engine.get(job_id)
+        job = yield engine.lookup(job_id)
         if job is None:
             raise ApiError(404, f"unknown job {job_id!r}")
         return json_body(request, job.to_json())
@@ -103,9 +106,11 @@ def install(app: Any, ctx: Context) -> None:
     @inlineCallbacks
     def cancel_job(request: IRequest, job_id: str) -> Any:
         engine = yield ready.ready()
-        job = engine.get(job_id)
+        job = yield engine.lookup(job_id)
         if job is None:
             raise ApiError(404, f"unknown job {job_id!r}")
+        if job.owner != engine.owner and job.state not in ("Success", "Failure"):
+            raise ApiError(409, f"job {job_id} runs on another daemon ({job.owner})")
         if not engine.cancel(job_id):
             raise ApiError(400, f"job {job_id} is already finished ({job.state})")
         return json_body(request, {})

@@ -20,12 +20,48 @@ class JobEngineTests(unittest.TestCase):
         self.dir = tempfile.mkdtemp(prefix="dwd-jobs-")
         self.pools = ThreadPools(reactor, synchronous=True)
 
-    def engine(self) -> JobEngine:
+    def engine(self, owner: str = "") -> JobEngine:
         index = SqliteIndex(self.dir)
         index.open()
         self.addCleanup(index.close)
-        engine = JobEngine(index, self.pools, reactor)
+        engine = JobEngine(index, self.pools, reactor, owner=owner)
         return engine
+
+    @inlineCallbacks
+    def test_daemons_sharing_an_index_keep_their_own_jobs(self):
+        """A daemon starting never fails the running jobs of another daemon of the index."""
+        a = self.engine("host:a:8042")
+        yield a.load()
+        gate: Deferred = Deferred()
+        job = a.submit("DicomWebRetrieveClient", {"Server": "x"}, lambda handle: gate)
+        yield deferLater(reactor, 0.05, lambda: None)  # let the save reach the index
+        b = self.engine("host:b:8043")
+        yield b.load()
+        seen = yield b.lookup(job.id)
+        self.assertEqual((seen.state, seen.owner), ("Running", "host:a:8042"))
+        self.assertFalse(b.cancel(job.id))  # not B's to cancel
+        listed = yield b.refresh_all()
+        self.assertIn(job.id, [j.id for j in listed])
+        gate.callback({"Instances": []})
+        yield deferLater(reactor, 0.05, lambda: None)
+        seen = yield b.lookup(job.id)
+        self.assertEqual(seen.state, "Success")
+        yield a.stop()
+        yield b.stop()
+
+    @inlineCallbacks
+    def test_restart_fails_only_own_interrupted_jobs(self):
+        a = self.engine("host:a:8042")
+        yield a.load()
+        job = a.submit("DicomWebRetrieveClient", {}, lambda handle: Deferred())
+        yield a.stop()
+        b = self.engine("host:b:8043")
+        yield b.load()
+        self.assertEqual(b.get(job.id).state, "Running")
+        a_again = self.engine("host:a:8042")
+        yield a_again.load()
+        self.assertEqual((a_again.get(job.id).state, a_again.get(job.id).error),
+                         ("Failure", INTERRUPTED))
 
     @inlineCallbacks
     def test_success_and_progress(self):

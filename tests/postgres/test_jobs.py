@@ -17,8 +17,8 @@ class JobEngineTests(jobs_tests.JobEngineTests):
         super().setUp()
         self.schema = new_schema(self)
 
-    def engine(self) -> JobEngine:
-        return JobEngine(open_index(self, self.schema), self.pools, reactor)
+    def engine(self, owner: str = "") -> JobEngine:
+        return JobEngine(open_index(self, self.schema), self.pools, reactor, owner=owner)
 
     def test_servers_table(self) -> None:
         index = open_index(self, self.schema)
@@ -34,8 +34,9 @@ class JobEngineTests(jobs_tests.JobEngineTests):
         index = open_index(self, self.schema)
         jobs_sql.ensure_tables(index)
         for seq in range(1, 6):
-            jobs_sql.save(index, (f"j{seq}", "t", "Success", 100, None, "{}", "{}", "c", "d", seq))
-        jobs_sql.save(index, ("j5", "t", "Running", 50, None, "{}", "{}", "c", None, 5))
+            jobs_sql.save(index, (f"j{seq}", "t", "Success", 100, None, "{}", "{}", "c", "d", seq,
+                                  ""))
+        jobs_sql.save(index, ("j5", "t", "Running", 50, None, "{}", "{}", "c", None, 5, ""))
         jobs_sql.delete_older(index, 2)
         rows = jobs_sql.load_all(index)
         self.assertEqual([(r[0], r[2]) for r in rows], [("j4", "Success"), ("j5", "Running")])

@@ -18,12 +18,14 @@ JOBS_DDL = (
         result TEXT NOT NULL,
         created TEXT NOT NULL,
         completed TEXT,
-        seq INTEGER NOT NULL
+        seq INTEGER NOT NULL,
+        owner TEXT NOT NULL DEFAULT ''
     )""",
     "CREATE INDEX IF NOT EXISTS dw_jobs_seq ON dw_jobs(seq)",
 )
 
-COLUMNS = "id, type, state, progress, error, content, result, created, completed, seq"
+COLUMNS = ("id, type, state, progress, error, content, result, created, completed, seq,"
+           " owner")
 
 schema.register_ddl(*JOBS_DDL)
 
@@ -44,7 +46,7 @@ def save(index: Any, row: tuple[Any, ...]) -> None:
     updates = ", ".join(f"{c} = excluded.{c}" for c in COLUMNS.split(", ")[1:])
     with index._write() as cur:
         cur.execute(
-            index._sql(f"INSERT INTO dw_jobs ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            index._sql(f"INSERT INTO dw_jobs ({COLUMNS}) VALUES ({', '.join('?' * 11)})"
                        f" ON CONFLICT (id) DO UPDATE SET {updates}"),
             row,
         )
@@ -53,6 +55,12 @@ def save(index: Any, row: tuple[Any, ...]) -> None:
 def load_all(index: Any) -> list[tuple[Any, ...]]:
     """Every job, oldest first."""
     return index._query(f"SELECT {COLUMNS} FROM dw_jobs ORDER BY seq")
+
+
+def load_one(index: Any, job_id: str) -> tuple[Any, ...] | None:
+    """One job's row (whichever daemon owns it), or None."""
+    rows = index._query(f"SELECT {COLUMNS} FROM dw_jobs WHERE id = ?", (job_id,))
+    return rows[0] if rows else None
 
 
 def delete_older(index: Any, keep: int) -> None:
