@@ -5,7 +5,7 @@ from setuptools import find_packages, setup
 setup(
     name="dwdaemon",
     version="0.1.0",
-    description="DICOMweb daemon (STOW-RS, QIDO-RS, WADO-RS, WADO-URI) with an Orthanc-style core API",
+    description="DICOMweb daemon (STOW-RS, QIDO-RS, WADO-RS, WADO-URI), Orthanc-style core API",
     python_requires=">=3.11",
     packages=find_packages(include=["dwdaemon", "dwdaemon.*"]) + ["twisted.plugins"],
     package_data={"twisted.plugins": ["dicomweb.py"]},
