@@ -39,7 +39,11 @@ class StorageArea:
     def new_temp(self) -> tuple[str, BinaryIO]:
         """A new temporary file, open for writing."""
         path = self.temp_path()
-        return path, open(path, "xb")  # noqa: SIM115 - the caller closes it
+        try:
+            return path, open(path, "xb")  # noqa: SIM115 - the caller closes it
+        except FileNotFoundError:  # the temporary folder was removed under us: recreate it
+            os.makedirs(self.tmp, exist_ok=True)
+            return path, open(path, "xb")  # noqa: SIM115
 
     def commit_temp(self, temp_path: str, sync_dir: bool = True) -> tuple[str, int, str]:
         """Fsync a finished temporary file and move it to its final name.
