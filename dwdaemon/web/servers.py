@@ -200,10 +200,16 @@ def servers_for(ctx: Context) -> RemoteServers:
 # request bodies
 
 
+MAX_JSON_BODY = 1 << 20
+
+
 def _json(request: IRequest) -> Any:
     content = request.content
     if content is None:
         return {}
+    content.seek(0, 2)
+    if content.tell() > MAX_JSON_BODY:  # JSON bodies are small: never read a big one here
+        raise ApiError(413, f"the JSON body is larger than {MAX_JSON_BODY} bytes")
     content.seek(0)
     raw = content.read()
     if not raw.strip():
