@@ -271,6 +271,20 @@ def _blank(text: str) -> str:
     return "".join(c if c in "\r\n" else " " for c in text)
 
 
+def _string_end(text: str, i: int) -> int:
+    """Index of the quote closing the JSON string opened at ``text[i]`` (or where it breaks:
+    an unterminated string is left for the JSON parser to report)."""
+    i += 1
+    n = len(text)
+    while i < n and text[i] != '"':
+        if text[i] == "\\":
+            i += 1
+        elif text[i] == "\n":
+            break
+        i += 1
+    return i
+
+
 def strip_comments(text: str) -> str:
     """Remove ``//`` and ``/* */`` comments outside JSON strings.
 
@@ -283,14 +297,7 @@ def strip_comments(text: str) -> str:
     while i < n:
         c = text[i]
         if c == '"':
-            i += 1
-            while i < n and text[i] != '"':
-                if text[i] == "\\":
-                    i += 1
-                elif text[i] == "\n":
-                    break  # unterminated string: let the JSON parser report it
-                i += 1
-            i += 1
+            i = _string_end(text, i) + 1
         elif c == "/" and i + 1 < n and text[i + 1] == "/":
             out.append(text[start:i])
             end = i + 2
@@ -320,13 +327,7 @@ def _strip_trailing_commas(text: str) -> str:
     while i < n:
         c = text[i]
         if c == '"':
-            i += 1
-            while i < n and text[i] != '"':
-                if text[i] == "\\":
-                    i += 1
-                elif text[i] == "\n":
-                    break
-                i += 1
+            i = _string_end(text, i)
         elif c == ",":
             j = i + 1
             while j < n and text[j] in " \t\r\n":
