@@ -36,10 +36,16 @@ def _split_unquoted(value: str, sep: str) -> list[str]:
 
 
 def _unquote(value: str) -> str:
+    """Strip surrounding quotes; a backslash escapes the next character inside them."""
     value = value.strip()
     if len(value) >= 2 and value[0] == value[-1] == '"':
-        inner = value[1:-1]
-        return inner.replace('\\"', '"').replace("\\\\", "\\")
+        out = []
+        chars = iter(value[1:-1])
+        for ch in chars:
+            if ch == "\\":
+                ch = next(chars, "")
+            out.append(ch)
+        return "".join(out)
     return value
 
 

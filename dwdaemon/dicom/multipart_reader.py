@@ -23,13 +23,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import IO, Any, Protocol, TypeVar
 
+from dwdaemon.dicom.mediatypes import parse_media_type
+
 __all__ = [
     "MultipartError",
     "MultipartParser",
     "PartSink",
     "iter_file_parts",
     "parse_content_type",
-    "parse_header_params",
 ]
 
 #: Largest header section accepted for one part (bytes).
@@ -63,74 +64,11 @@ class _Discard:
         pass
 
 
-def _unquote(value: str) -> str:
-    value = value.strip()
-    if len(value) >= 2 and value[0] == value[-1] == '"':
-        out = []
-        it = iter(value[1:-1])
-        for ch in it:
-            if ch == "\\":
-                ch = next(it, "")
-            out.append(ch)
-        return "".join(out)
-    return value
-
-
-def _split_params(value: str) -> list[str]:
-    """Split on ``;`` outside double quotes."""
-    items: list[str] = []
-    current: list[str] = []
-    quoted = False
-    escaped = False
-    for ch in value:
-        if escaped:
-            current.append(ch)
-            escaped = False
-        elif ch == "\\" and quoted:
-            current.append(ch)
-            escaped = True
-        elif ch == '"':
-            current.append(ch)
-            quoted = not quoted
-        elif ch == ";" and not quoted:
-            items.append("".join(current))
-            current = []
-        else:
-            current.append(ch)
-    items.append("".join(current))
-    return items
-
-
-def parse_header_params(value: str) -> tuple[str, dict[str, str]]:
-    """Split a header value like ``a/b; k1=v1; k2="v 2"`` into ``("a/b", {...})``.
-
-    Parameter names are lower-cased; values are unquoted (backslash escapes honoured) and
-    keep their case.  Parameters without ``=`` are ignored.
-    """
-    items = _split_params(value)
-    head = items[0].strip()
-    params: dict[str, str] = {}
-    for item in items[1:]:
-        name, sep, val = item.partition("=")
-        name = name.strip().lower()
-        if not sep or not name:
-            continue
-        params[name] = _unquote(val)
-    return head, params
-
-
 def parse_content_type(value: str | bytes | None) -> tuple[str, dict[str, str]]:
-    """Parse a Content-Type value into ``(media_type, params)``.
-
-    The media type is lower-cased and stripped; parameters may be quoted or not and appear in
-    any order.  An empty/missing value gives ``("", {})``.
-    """
-    if value is None:
-        return "", {}
-    if isinstance(value, bytes):
-        value = value.decode("latin-1")
-    head, params = parse_header_params(value)
-    return head.lower(), params
+    """Parse a Content-Type value into ``(media_type, params)`` (see
+    :func:`dwdaemon.dicom.mediatypes.parse_media_type`: lower-cased type, parameters quoted or
+    not, in any order; a missing value gives ``("", {})``)."""
+    return parse_media_type(value)
 
 
 def _parse_headers(block: bytes) -> dict[str, str]:
