@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from pydicom import dcmread
@@ -12,10 +12,11 @@ from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID
 
 from dwdaemon.dicom.frames import FrameLayout, encapsulated_layout, native_layout
-from dwdaemon.dicom.ids import ResourceIds, resource_ids
+from dwdaemon.dicom.ids import resource_ids
 from dwdaemon.dicom.jsonmodel import UNDEFINED_LENGTH, dataset_to_json, dumps
 from dwdaemon.dicom.maintags import element_text, main_tags
 from dwdaemon.dicom.matching import patient_name_columns
+from dwdaemon.store.index.base import InstanceKeys
 
 DEFER_SIZE = 1024
 DEFLATED = "1.2.840.10008.1.2.1.99"
@@ -35,20 +36,9 @@ REASON_CANNOT_UNDERSTAND = 0xC000
 
 
 @dataclass
-class Analysis:
+class Analysis(InstanceKeys):
     """Everything ingest learns from one file."""
 
-    ids: ResourceIds
-    patient_id: str
-    study_uid: str
-    series_uid: str
-    sop_uid: str
-    sop_class_uid: str
-    transfer_syntax: str
-    number_of_frames: int
-    rows: int | None
-    columns: int | None
-    instance_number: str | None
     metadata: dict[str, Any]
     bulk: dict[str, list[Any]]
     frames: FrameLayout
@@ -230,17 +220,7 @@ def _frame_layout(path: str, ds: Any, transfer_syntax: str, frames: int,
 def record_fields(analysis: Analysis) -> dict[str, Any]:
     """The index record fields derived from an analysis (file fields are added by the store)."""
     return {
-        "ids": analysis.ids,
-        "patient_id": analysis.patient_id,
-        "study_uid": analysis.study_uid,
-        "series_uid": analysis.series_uid,
-        "sop_uid": analysis.sop_uid,
-        "sop_class_uid": analysis.sop_class_uid,
-        "transfer_syntax": analysis.transfer_syntax,
-        "number_of_frames": analysis.number_of_frames,
-        "rows": analysis.rows,
-        "columns": analysis.columns,
-        "instance_number": analysis.instance_number,
+        **{f.name: getattr(analysis, f.name) for f in fields(InstanceKeys)},
         "metadata": dumps(analysis.metadata),
         "bulk": json.dumps(analysis.bulk),
         "frames": json.dumps(analysis.frames.to_json()),

@@ -15,8 +15,8 @@ PARENT_LEVEL = {"studies": "patients", "series": "studies", "instances": "series
 
 
 @dataclass
-class InstanceRecord:
-    """Everything ingest computed for one instance, ready to be indexed in one transaction."""
+class InstanceKeys:
+    """The identifying and typed attributes of an instance (shared by ingest and the index)."""
 
     ids: ResourceIds
     patient_id: str
@@ -29,6 +29,12 @@ class InstanceRecord:
     rows: int | None
     columns: int | None
     instance_number: str | None
+
+
+@dataclass
+class InstanceRecord(InstanceKeys):
+    """Everything ingest computed for one instance, ready to be indexed in one transaction."""
+
     file_uuid: str
     file_size: int
     file_md5: str
