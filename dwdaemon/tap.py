@@ -17,6 +17,7 @@ from dwdaemon.store.store import Store
 from dwdaemon.threads import ThreadPools
 from dwdaemon.web.app import build_app
 from dwdaemon.web.bodies import limited_request_class
+from dwdaemon.web.channel import HTTPChannel
 
 log = Logger()
 
@@ -99,6 +100,7 @@ def build_site(config: Config, reactor: Any = None, pools: ThreadPools | None = 
     site = Site(app.resource())
     site.requestFactory = limited_request_class(config.maximum_request_size * 1024 * 1024)
     site.displayTracebacks = False
+    site.protocol = HTTPChannel
     return site, store, pools, ctx
 
 
