@@ -9,7 +9,7 @@ import shutil
 import time
 import uuid
 from collections.abc import Iterable
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 CHUNK = 1 << 20
 
@@ -18,12 +18,60 @@ class StorageFull(OSError):
     """The disk is full (or over quota): nothing was kept."""
 
 
+class TempFile:
+    """A temporary file being filled: counts and hashes (MD5) what is written.
+
+    Commit it with ``commit_temp(path, digest=temp.digest())`` so the file is not read back
+    to hash it. ``hashlib`` releases the GIL while hashing large chunks. A writer that seeks
+    (pydicom patching a length) makes the running hash void: :meth:`digest` is then ``None``.
+    """
+
+    def __init__(self, fp: BinaryIO) -> None:
+        self.fp = fp
+        self.size = 0
+        self._md5: Any = hashlib.md5(usedforsecurity=False)
+
+    def write(self, data: bytes | memoryview) -> int:
+        written = self.fp.write(data)
+        if self._md5 is not None:
+            self._md5.update(data)
+            self.size += len(data)
+        return written
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        self._md5 = None
+        return self.fp.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self.fp.tell()
+
+    def flush(self) -> None:
+        self.fp.flush()
+
+    def close(self) -> None:
+        self.fp.close()
+
+    def digest(self) -> tuple[int, str] | None:
+        """``(size, md5 hex)`` of what was written, or ``None`` after a seek."""
+        if self._md5 is None:
+            return None
+        return self.size, self._md5.hexdigest()
+
+    def __enter__(self) -> TempFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 class StorageArea:
     """Files under ``root/ab/cd/<uuid>``; temporary files under ``root/.tmp``."""
 
     def __init__(self, root: str) -> None:
         self.root = os.path.abspath(root)
         self.tmp = os.path.join(self.root, ".tmp")
+        #: Directories known to exist (saves a mkdir per stored file).
+        self._dirs: set[str] = set()
 
     def open_area(self) -> None:
         os.makedirs(self.tmp, exist_ok=True)
@@ -36,36 +84,48 @@ class StorageArea:
         """A fresh temporary path inside the storage area (same filesystem: rename is atomic)."""
         return os.path.join(self.tmp, uuid.uuid4().hex)
 
-    def new_temp(self) -> tuple[str, BinaryIO]:
-        """A new temporary file, open for writing."""
+    def new_temp(self) -> tuple[str, TempFile]:
+        """A new temporary file, open for writing (it hashes what is written)."""
         path = self.temp_path()
         try:
-            return path, open(path, "xb")  # noqa: SIM115 - the caller closes it
+            fp = open(path, "xb")  # noqa: SIM115 - the caller closes it
         except FileNotFoundError:  # the temporary folder was removed under us: recreate it
             os.makedirs(self.tmp, exist_ok=True)
-            return path, open(path, "xb")  # noqa: SIM115
+            fp = open(path, "xb")  # noqa: SIM115
+        return path, TempFile(fp)
 
-    def commit_temp(self, temp_path: str, sync_dir: bool = True) -> tuple[str, int, str]:
+    def commit_temp(self, temp_path: str, sync_dir: bool = True,
+                    digest: tuple[int, str] | None = None) -> tuple[str, int, str]:
         """Fsync a finished temporary file and move it to its final name.
 
-        Returns ``(file_uuid, size, md5)``.  On ENOSPC/EDQUOT the temporary file is removed and
-        :class:`StorageFull` is raised.  With ``sync_dir=False`` the caller must call
-        :meth:`sync_dirs` before relying on the rename (group commit).
+        Returns ``(file_uuid, size, md5)``.  ``digest`` is the ``(size, md5)`` a
+        :class:`TempFile` computed while the file was written (it is read back to hash it
+        otherwise, or when the size on disk differs).  On ENOSPC/EDQUOT the temporary file is
+        removed and :class:`StorageFull` is raised.  With ``sync_dir=False`` the caller must
+        call :meth:`sync_dirs` before relying on the rename (group commit).
         """
-        digest = hashlib.md5(usedforsecurity=False)
-        size = 0
         try:
-            with open(temp_path, "rb+") as fp:
-                while chunk := fp.read(CHUNK):
-                    digest.update(chunk)
-                    size += len(chunk)
-                fp.flush()
+            with open(temp_path, "rb") as fp:
+                if digest is not None and os.fstat(fp.fileno()).st_size == digest[0]:
+                    size, md5 = digest
+                else:
+                    size, md5 = _hash(fp)
                 os.fsync(fp.fileno())
             file_uuid = str(uuid.uuid4())
             final = self.path(file_uuid)
             directory = os.path.dirname(final)
-            os.makedirs(directory, exist_ok=True)
-            os.rename(temp_path, final)
+            if directory not in self._dirs:
+                os.makedirs(directory, exist_ok=True)
+                self._dirs.add(directory)
+            try:
+                os.rename(temp_path, final)
+            except FileNotFoundError:
+                if not os.path.exists(temp_path):
+                    raise
+                # The directory was removed under us (emptied by a delete): create it again.
+                self._dirs.discard(directory)
+                os.makedirs(directory, exist_ok=True)
+                os.rename(temp_path, final)
             if sync_dir:
                 _fsync_dir(directory)
         except OSError as exc:
@@ -73,7 +133,7 @@ class StorageArea:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise StorageFull(exc.errno, "storage area is full") from exc
             raise
-        return file_uuid, size, digest.hexdigest()
+        return file_uuid, size, md5
 
     def write(self, data: bytes | Iterable[bytes]) -> tuple[str, int, str]:
         """Store ``data`` atomically; returns ``(file_uuid, size, md5)``."""
@@ -90,7 +150,7 @@ class StorageArea:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise StorageFull(exc.errno, "storage area is full") from exc
             raise
-        return self.commit_temp(path)
+        return self.commit_temp(path, digest=fp.digest())
 
     def sync_dirs(self, file_uuids: Iterable[str]) -> None:
         """Fsync the directories holding these files (makes their renames durable)."""
@@ -140,6 +200,16 @@ class StorageArea:
 
     def free_space(self) -> int:
         return shutil.disk_usage(self.root).free
+
+
+def _hash(fp: BinaryIO) -> tuple[int, str]:
+    """``(size, md5 hex)`` of a file read from its current position."""
+    digest = hashlib.md5(usedforsecurity=False)
+    size = 0
+    while chunk := fp.read(CHUNK):
+        digest.update(chunk)
+        size += len(chunk)
+    return size, digest.hexdigest()
 
 
 def discard(path: str) -> None:

@@ -6,7 +6,7 @@ import os
 import shutil
 import time
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO
+from typing import Any
 
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.logger import Logger
@@ -15,7 +15,7 @@ from twisted.python.failure import Failure
 from dwdaemon.dicom.ids import ResourceIds
 from dwdaemon.store.index.base import AddResult, Index, InstanceRecord, InstanceRow
 from dwdaemon.store.ingest import Analysis, IngestError, analyse, record_fields
-from dwdaemon.store.storage import StorageArea, discard
+from dwdaemon.store.storage import StorageArea, TempFile, discard
 from dwdaemon.threads import ThreadPools
 
 log = Logger()
@@ -115,19 +115,20 @@ class Store:
         self.index.close()
 
     # -- ingest ------------------------------------------------------------------------------
-    def new_temp(self) -> tuple[str, BinaryIO]:
+    def new_temp(self) -> tuple[str, TempFile]:
         """A temporary file in the storage area for a caller to fill, then :meth:`ingest_path`."""
         return self.storage.new_temp()
 
     @inlineCallbacks
-    def ingest_path(self, temp_path: str) -> Any:
+    def ingest_path(self, temp_path: str, digest: tuple[int, str] | None = None) -> Any:
         """Store the DICOM file at ``temp_path`` (taken over: moved or removed).
 
         The file is parsed once, validated, fsynced and renamed into the storage area in a worker
-        thread; then indexed in one transaction. Fires with an :class:`IngestResult`; fails with
-        :class:`IngestError` (nothing kept) for bad input.
+        thread; then indexed in one transaction. ``digest`` is the ``(size, md5)`` of a
+        :class:`TempFile` (saves reading the file back). Fires with an :class:`IngestResult`;
+        fails with :class:`IngestError` (nothing kept) for bad input.
         """
-        analysis, record = yield self.pools.parse(self._analyse_commit_record, temp_path)
+        analysis, record = yield self.pools.parse(self._analyse_commit_record, temp_path, digest)
         file_uuid = record.file_uuid
         try:
             added: AddResult = yield self._add_grouped(record)
@@ -190,10 +191,11 @@ class Store:
         except Exception as exc:
             return exc
 
-    def _analyse_commit_record(self, temp_path: str) -> tuple[Analysis, InstanceRecord]:
+    def _analyse_commit_record(self, temp_path: str, digest: tuple[int, str] | None = None
+                               ) -> tuple[Analysis, InstanceRecord]:
         """Worker thread: parse, commit the file and build the index record (JSON encoding
         included, kept off the reactor thread)."""
-        analysis, (file_uuid, size, md5) = self._analyse_and_commit(temp_path)
+        analysis, (file_uuid, size, md5) = self._analyse_and_commit(temp_path, digest)
         try:
             record = InstanceRecord(file_uuid=file_uuid, file_size=size, file_md5=md5,
                                     **record_fields(analysis))
@@ -202,29 +204,30 @@ class Store:
             raise
         return analysis, record
 
-    def _analyse_and_commit(self, temp_path: str) -> tuple[Analysis, tuple[str, int, str]]:
+    def _analyse_and_commit(self, temp_path: str, digest: tuple[int, str] | None = None
+                            ) -> tuple[Analysis, tuple[str, int, str]]:
         if not temp_path.startswith(self.storage.tmp + os.sep):
             own = self.storage.temp_path()
             shutil.copyfile(temp_path, own)
-            temp_path = own
+            temp_path, digest = own, None
         try:
             analysis = analyse(temp_path)
         except BaseException:
             discard(temp_path)
             raise
-        return analysis, self.storage.commit_temp(temp_path, sync_dir=False)
+        return analysis, self.storage.commit_temp(temp_path, sync_dir=False, digest=digest)
 
     def ingest_bytes(self, data: bytes) -> Deferred[IngestResult]:
         """Store a DICOM file given in memory (small bodies)."""
         d = self.pools.io(self._write_temp, data)
-        d.addCallback(self.ingest_path)
+        d.addCallback(lambda written: self.ingest_path(*written))
         return d
 
-    def _write_temp(self, data: bytes) -> str:
+    def _write_temp(self, data: bytes) -> tuple[str, tuple[int, str] | None]:
         path, fp = self.storage.new_temp()
         with fp:
             fp.write(data)
-        return path
+        return path, fp.digest()
 
     # -- reads -------------------------------------------------------------------------------
     def resource(self, level: str, public_id: str) -> Deferred[dict[str, Any] | None]:

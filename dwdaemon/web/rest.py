@@ -64,8 +64,8 @@ def install(app: Any, ctx: Context) -> None:
         body.seek(0, os.SEEK_END)
         if body.tell() == 0:
             raise ApiError(400, "empty body: POST /instances expects a DICOM file")
-        temp = yield ctx.pools.io(_spool_body, store, body)
-        result = yield store.ingest_path(temp)
+        temp, digest = yield ctx.pools.io(_spool_body, store, body)
+        result = yield store.ingest_path(temp, digest)
         return json_body(request, result.orthanc_json())
 
     @ctx.route("/<any(patients,studies,series,instances):level>", methods=["GET"])
@@ -242,14 +242,15 @@ def install(app: Any, ctx: Context) -> None:
         })
 
 
-def _spool_body(store: Any, body: Any) -> str:
-    """Copy a request body into a storage-area temporary file (io thread)."""
+def _spool_body(store: Any, body: Any) -> tuple[str, tuple[int, str] | None]:
+    """Copy a request body into a storage-area temporary file (io thread); returns its path
+    and ``(size, md5)``."""
     path, fp = store.new_temp()
     with fp:
         body.seek(0)
         while chunk := body.read(1 << 20):
             fp.write(chunk)
-    return path
+    return path, fp.digest()
 
 
 @inlineCallbacks

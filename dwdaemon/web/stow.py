@@ -34,7 +34,7 @@ from dwdaemon.dicom.multipart_reader import (
     parse_content_type,
 )
 from dwdaemon.store.ingest import IngestError
-from dwdaemon.store.storage import StorageFull, discard
+from dwdaemon.store.storage import StorageFull, TempFile, discard
 from dwdaemon.web.context import Context
 from dwdaemon.web.errors import ApiError
 
@@ -66,7 +66,7 @@ _BODY_TYPES = (sm.DICOM, sm.DICOM_JSON, sm.DICOM_XML)
 class DicomPartSink:
     """Writes a DICOM part into a temporary file of the storage area (ingest takes it over)."""
 
-    def __init__(self, path: str, fp: IO[bytes]) -> None:
+    def __init__(self, path: str, fp: TempFile) -> None:
         self.path = path
         self.fp = fp
         self.head = bytearray()
@@ -367,12 +367,13 @@ class StowTransaction:
                 self.fail(order, sop_class, sop_uid, sm.DATASET_MISMATCH,
                           f"instance belongs to study {study}, not {expected}")
                 return
-        yield self.ingest_path(order, sink.path, sink.head)
+        yield self.ingest_path(order, sink.path, sink.head, sink.fp.digest())
 
     @inlineCallbacks
-    def ingest_path(self, order: int, path: str, head: bytes | None) -> Any:
+    def ingest_path(self, order: int, path: str, head: bytes | None,
+                    digest: tuple[int, str] | None = None) -> Any:
         try:
-            result = yield self.store.ingest_path(path)
+            result = yield self.store.ingest_path(path, digest)
         except IngestError as exc:
             sop_class, sop_uid = "", ""
             if head:
@@ -418,7 +419,7 @@ class StowTransaction:
                 continue
             for ds_json in datasets:
                 try:
-                    path = yield self.ctx.pools.parse(self.assemble, ds_json)
+                    path, digest = yield self.ctx.pools.parse(self.assemble, ds_json)
                 except sm.StowError as exc:
                     self.fail(order, exc.sop_class_uid, exc.sop_instance_uid, exc.reason,
                               str(exc))
@@ -432,9 +433,9 @@ class StowTransaction:
                     self.fail(order, sop_class, sop_uid, sm.DATASET_MISMATCH,
                               f"instance belongs to study {study}, not {expected}")
                     continue
-                yield self.ingest_path(order, path, None)
+                yield self.ingest_path(order, path, None, digest)
 
-    def assemble(self, ds_json: dict[str, Any]) -> str:
+    def assemble(self, ds_json: dict[str, Any]) -> tuple[str, tuple[int, str] | None]:
         path, fp = self.store.new_temp()
         try:
             with fp:
@@ -442,7 +443,7 @@ class StowTransaction:
         except BaseException:
             discard(path)
             raise
-        return path
+        return path, fp.digest()
 
     def answer(self) -> bytes:
         stored = [s for _, s in sorted(self.stored, key=lambda p: p[0])]
