@@ -124,11 +124,28 @@ class Store:
         """Store the DICOM file at ``temp_path`` (taken over: moved or removed).
 
         The file is parsed once, validated, fsynced and renamed into the storage area in a worker
-        thread; then indexed in one transaction. ``digest`` is the ``(size, md5)`` of a
-        :class:`TempFile` (saves reading the file back). Fires with an :class:`IngestResult`;
-        fails with :class:`IngestError` (nothing kept) for bad input.
+        thread (:meth:`prepare`); then indexed in one transaction (:meth:`index_prepared`).
+        ``digest`` is the ``(size, md5)`` of a :class:`TempFile` (saves reading the file back).
+        Fires with an :class:`IngestResult`; fails with :class:`IngestError` (nothing kept) for
+        bad input.
         """
-        analysis, record = yield self.pools.parse(self._analyse_commit_record, temp_path, digest)
+        prepared = yield self.pools.parse(self.prepare, temp_path, digest)
+        result = yield self.index_prepared(prepared)
+        return result
+
+    def prepare(self, temp_path: str, digest: tuple[int, str] | None = None
+                ) -> tuple[Analysis, InstanceRecord]:
+        """Blocking (worker thread): parse, fsync and rename the file, build its index record.
+
+        Callers already in a worker thread (STOW-RS parses its parts in one) use this directly,
+        then :meth:`index_prepared` on the reactor.
+        """
+        return self._analyse_commit_record(temp_path, digest)
+
+    @inlineCallbacks
+    def index_prepared(self, prepared: tuple[Analysis, InstanceRecord]) -> Any:
+        """Index a :meth:`prepare`-d file (group commit); fires with an :class:`IngestResult`."""
+        analysis, record = prepared
         file_uuid = record.file_uuid
         try:
             added: AddResult = yield self._add_grouped(record)
