@@ -95,14 +95,20 @@ class StorageArea:
         return path, TempFile(fp)
 
     def commit_temp(self, temp_path: str, sync_dir: bool = True,
-                    digest: tuple[int, str] | None = None) -> tuple[str, int, str]:
-        """Fsync a finished temporary file and move it to its final name.
+                    digest: tuple[int, str] | None = None, sync: bool = True
+                    ) -> tuple[str, int, str]:
+        """Move a finished temporary file to its final name and make it durable.
 
         Returns ``(file_uuid, size, md5)``.  ``digest`` is the ``(size, md5)`` a
         :class:`TempFile` computed while the file was written (it is read back to hash it
         otherwise, or when the size on disk differs).  On ENOSPC/EDQUOT the temporary file is
-        removed and :class:`StorageFull` is raised.  With ``sync_dir=False`` the caller must
-        call :meth:`sync_dirs` before relying on the rename (group commit).
+        removed and :class:`StorageFull` is raised.
+
+        The file is renamed first, then fsynced (on ext4, XFS and btrfs that one sync also
+        commits the rename).  With ``sync=False`` / ``sync_dir=False`` the caller must call
+        :meth:`sync_file` / :meth:`sync_dirs` before relying on the file (group commit: a
+        batch is synced at once, then indexed).  A crash before that leaves an unindexed file,
+        which start-up recovery removes.
         """
         try:
             with open(temp_path, "rb") as fp:
@@ -110,22 +116,10 @@ class StorageArea:
                     size, md5 = digest
                 else:
                     size, md5 = _hash(fp)
-                os.fsync(fp.fileno())
-            file_uuid = str(uuid.uuid4())
-            final = self.path(file_uuid)
-            directory = os.path.dirname(final)
-            if directory not in self._dirs:
-                os.makedirs(directory, exist_ok=True)
-                self._dirs.add(directory)
-            try:
-                os.rename(temp_path, final)
-            except FileNotFoundError:
-                if not os.path.exists(temp_path):
-                    raise
-                # The directory was removed under us (emptied by a delete): create it again.
-                self._dirs.discard(directory)
-                os.makedirs(directory, exist_ok=True)
-                os.rename(temp_path, final)
+                file_uuid = str(uuid.uuid4())
+                directory = self._rename(temp_path, file_uuid)
+                if sync:
+                    os.fsync(fp.fileno())
             if sync_dir:
                 _fsync_dir(directory)
         except OSError as exc:
@@ -134,6 +128,24 @@ class StorageArea:
                 raise StorageFull(exc.errno, "storage area is full") from exc
             raise
         return file_uuid, size, md5
+
+    def _rename(self, temp_path: str, file_uuid: str) -> str:
+        """Move ``temp_path`` to the final name of ``file_uuid``; returns its directory."""
+        final = self.path(file_uuid)
+        directory = os.path.dirname(final)
+        if directory not in self._dirs:
+            os.makedirs(directory, exist_ok=True)
+            self._dirs.add(directory)
+        try:
+            os.rename(temp_path, final)
+        except FileNotFoundError:
+            if not os.path.exists(temp_path):
+                raise
+            # The directory was removed under us: create it again.
+            self._dirs.discard(directory)
+            os.makedirs(directory, exist_ok=True)
+            os.rename(temp_path, final)
+        return directory
 
     def write(self, data: bytes | Iterable[bytes]) -> tuple[str, int, str]:
         """Store ``data`` atomically; returns ``(file_uuid, size, md5)``."""
@@ -151,6 +163,20 @@ class StorageArea:
                 raise StorageFull(exc.errno, "storage area is full") from exc
             raise
         return self.commit_temp(path, digest=fp.digest())
+
+    def sync_file(self, file_uuid: str) -> None:
+        """Fsync a stored file (committed with ``sync=False``); :class:`StorageFull` when the
+        disk filled up before its data reached it."""
+        try:
+            fd = os.open(self.path(file_uuid), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise StorageFull(exc.errno, "storage area is full") from exc
+            raise
 
     def sync_dirs(self, file_uuids: Iterable[str]) -> None:
         """Fsync the directories holding these files (makes their renames durable)."""

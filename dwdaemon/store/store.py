@@ -195,12 +195,27 @@ class Store:
             self._flushing = False
 
     def _add_batch(self, records: list[InstanceRecord]) -> list[AddResult | Exception]:
-        self.storage.sync_dirs(r.file_uuid for r in records)
+        """Sync the batch's files and their directories, then index them in one transaction.
+        A record whose file cannot be synced fails alone (and is not indexed)."""
+        results: list[AddResult | Exception | None] = [None] * len(records)
+        synced = []
+        for i, record in enumerate(records):
+            try:
+                self.storage.sync_file(record.file_uuid)
+            except OSError as exc:
+                results[i] = exc
+            else:
+                synced.append(i)
+        self.storage.sync_dirs(records[i].file_uuid for i in synced)
         batch = getattr(self.index, "batch", None)
-        if batch is None or len(records) == 1:
-            return [self._add_one(r) for r in records]
-        with batch():
-            return [self._add_one(r) for r in records]
+        if batch is None or len(synced) <= 1:
+            for i in synced:
+                results[i] = self._add_one(records[i])
+        else:
+            with batch():
+                for i in synced:
+                    results[i] = self._add_one(records[i])
+        return results  # type: ignore[return-value]
 
     def _add_one(self, record: InstanceRecord) -> AddResult | Exception:
         try:
@@ -232,7 +247,8 @@ class Store:
         except BaseException:
             discard(temp_path)
             raise
-        return analysis, self.storage.commit_temp(temp_path, sync_dir=False, digest=digest)
+        return analysis, self.storage.commit_temp(temp_path, sync_dir=False, digest=digest,
+                                                  sync=False)
 
     def ingest_bytes(self, data: bytes) -> Deferred[IngestResult]:
         """Store a DICOM file given in memory (small bodies)."""

@@ -132,6 +132,35 @@ class StoreTests(TestCase):
         self.assertEqual(os.listdir(self.store.storage.tmp), [])
         self.assertEqual(list(self.store.storage.iter_files()), [])
 
+    def test_a_file_that_cannot_be_synced_fails_alone_in_its_batch(self) -> None:
+        from pydicom import dcmread
+        from pydicom.uid import generate_uid
+
+        datas = []
+        for _ in range(3):
+            ds = dcmread(testdata("CT_small.dcm"))
+            ds.SOPInstanceUID = generate_uid()
+            path, fp = self.store.new_temp()
+            with fp:
+                ds.save_as(fp, enforce_file_format=True)
+            datas.append(self.store.prepare(path))
+        bad = datas[1][1].file_uuid
+        real = self.store.storage.sync_file
+
+        def sync_file(file_uuid: str) -> None:
+            if file_uuid == bad:
+                raise OSError(errno.EIO, "Input/output error")
+            real(file_uuid)
+
+        self.patch(self.store.storage, "sync_file", sync_file)
+        # The three records are written in one group-commit batch.
+        results = self.store._add_batch([record for _, record in datas])
+        self.assertIsInstance(results[1], OSError)
+        self.assertEqual([r.status for i, r in enumerate(results) if i != 1],
+                         ["Success", "Success"])
+        indexed = {r[0] for r in self.store.index._query("SELECT file_uuid FROM instances")}
+        self.assertEqual(indexed, {datas[0][1].file_uuid, datas[2][1].file_uuid})
+
     @inlineCallbacks
     def test_delete_removes_rows_and_files_below(self) -> None:
         for name in ("CT_small.dcm", "MR_small.dcm"):
