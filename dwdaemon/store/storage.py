@@ -95,39 +95,52 @@ class StorageArea:
         return path, TempFile(fp)
 
     def commit_temp(self, temp_path: str, sync_dir: bool = True,
-                    digest: tuple[int, str] | None = None, sync: bool = True
-                    ) -> tuple[str, int, str]:
-        """Move a finished temporary file to its final name and make it durable.
+                    digest: tuple[int, str] | None = None) -> tuple[str, int, str]:
+        """Fsync a finished temporary file and move it to its final name.
 
         Returns ``(file_uuid, size, md5)``.  ``digest`` is the ``(size, md5)`` a
-        :class:`TempFile` computed while the file was written (it is read back to hash it
-        otherwise, or when the size on disk differs).  On ENOSPC/EDQUOT the temporary file is
-        removed and :class:`StorageFull` is raised.
-
-        The file is renamed first, then fsynced (on ext4, XFS and btrfs that one sync also
-        commits the rename).  With ``sync=False`` / ``sync_dir=False`` the caller must call
-        :meth:`sync_file` / :meth:`sync_dirs` before relying on the file (group commit: a
-        batch is synced at once, then indexed).  A crash before that leaves an unindexed file,
-        which start-up recovery removes.
+        :class:`TempFile` computed while the file was written (see :meth:`measure_temp`).  On
+        ENOSPC/EDQUOT the temporary file is removed and :class:`StorageFull` is raised.  With
+        ``sync_dir=False`` the caller must call :meth:`sync_dir` before relying on the rename.
         """
+        size, md5 = self.measure_temp(temp_path, digest)
+        file_uuid = str(uuid.uuid4())
+        directory = self.install_temp(temp_path, file_uuid)
+        if sync_dir:
+            _fsync_dir(directory)
+        return file_uuid, size, md5
+
+    def measure_temp(self, temp_path: str, digest: tuple[int, str] | None = None
+                     ) -> tuple[int, str]:
+        """``(size, md5)`` of a temporary file: ``digest`` (from its :class:`TempFile`) when
+        the size on disk agrees, else read back and hashed."""
         try:
             with open(temp_path, "rb") as fp:
                 if digest is not None and os.fstat(fp.fileno()).st_size == digest[0]:
-                    size, md5 = digest
-                else:
-                    size, md5 = _hash(fp)
-                file_uuid = str(uuid.uuid4())
-                directory = self._rename(temp_path, file_uuid)
-                if sync:
-                    os.fsync(fp.fileno())
-            if sync_dir:
-                _fsync_dir(directory)
+                    return digest
+                return _hash(fp)
+        except OSError:
+            discard(temp_path)
+            raise
+
+    def install_temp(self, temp_path: str, file_uuid: str) -> str:
+        """Fsync a temporary file, then rename it to the final name of ``file_uuid``.
+
+        Returns the directory to sync (:meth:`sync_dir`) before the rename is durable.  On
+        failure the temporary file is removed (:class:`StorageFull` for ENOSPC/EDQUOT).
+        """
+        try:
+            fd = os.open(temp_path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            return self._rename(temp_path, file_uuid)
         except OSError as exc:
             discard(temp_path)
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise StorageFull(exc.errno, "storage area is full") from exc
             raise
-        return file_uuid, size, md5
 
     def _rename(self, temp_path: str, file_uuid: str) -> str:
         """Move ``temp_path`` to the final name of ``file_uuid``; returns its directory."""
@@ -164,24 +177,9 @@ class StorageArea:
             raise
         return self.commit_temp(path, digest=fp.digest())
 
-    def sync_file(self, file_uuid: str) -> None:
-        """Fsync a stored file (committed with ``sync=False``); :class:`StorageFull` when the
-        disk filled up before its data reached it."""
-        try:
-            fd = os.open(self.path(file_uuid), os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        except OSError as exc:
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise StorageFull(exc.errno, "storage area is full") from exc
-            raise
-
-    def sync_dirs(self, file_uuids: Iterable[str]) -> None:
-        """Fsync the directories holding these files (makes their renames durable)."""
-        for directory in {os.path.dirname(self.path(f)) for f in file_uuids}:
-            _fsync_dir(directory)
+    def sync_dir(self, directory: str) -> None:
+        """Fsync one directory of the area (makes the renames into it durable)."""
+        _fsync_dir(directory)
 
     def remove(self, file_uuid: str) -> None:
         """Remove a stored file (missing files are fine)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +23,15 @@ log = Logger()
 
 #: Most instances indexed in one group-commit transaction.
 GROUP_COMMIT_MAX = 64
+
+
+@dataclass
+class Prepared:
+    """A parsed, validated temporary file and its index record, waiting for its commit."""
+
+    analysis: Analysis
+    record: InstanceRecord
+    temp_path: str
 
 
 @dataclass
@@ -60,7 +70,7 @@ class Store:
         self.pools = pools
         self.overwrite = overwrite
         self.orphan_min_age = orphan_min_age
-        self._pending: list[tuple[InstanceRecord, Deferred[AddResult]]] = []
+        self._pending: list[tuple[Prepared, Deferred[AddResult]]] = []
         self._flushing = False
 
     # -- life cycle --------------------------------------------------------------------------
@@ -123,34 +133,47 @@ class Store:
     def ingest_path(self, temp_path: str, digest: tuple[int, str] | None = None) -> Any:
         """Store the DICOM file at ``temp_path`` (taken over: moved or removed).
 
-        The file is parsed once, validated, fsynced and renamed into the storage area in a worker
-        thread (:meth:`prepare`); then indexed in one transaction (:meth:`index_prepared`).
-        ``digest`` is the ``(size, md5)`` of a :class:`TempFile` (saves reading the file back).
-        Fires with an :class:`IngestResult`; fails with :class:`IngestError` (nothing kept) for
-        bad input.
+        The file is parsed once and validated in a worker thread (:meth:`prepare`), then
+        fsynced, renamed into the storage area and indexed with group commit
+        (:meth:`index_prepared`). ``digest`` is the ``(size, md5)`` of a :class:`TempFile`
+        (saves reading the file back). Fires with an :class:`IngestResult`; fails with
+        :class:`IngestError` (nothing kept) for bad input.
         """
         prepared = yield self.pools.parse(self.prepare, temp_path, digest)
         result = yield self.index_prepared(prepared)
         return result
 
-    def prepare(self, temp_path: str, digest: tuple[int, str] | None = None
-                ) -> tuple[Analysis, InstanceRecord]:
-        """Blocking (worker thread): parse, fsync and rename the file, build its index record.
+    def prepare(self, temp_path: str, digest: tuple[int, str] | None = None) -> Prepared:
+        """Blocking (worker thread): parse and validate a temporary file, build its index
+        record (JSON encoding included, kept off the reactor thread).
 
         Callers already in a worker thread (STOW-RS parses its parts in one) use this directly,
-        then :meth:`index_prepared` on the reactor.
+        then :meth:`index_prepared` on the reactor. The file stays a temporary file until its
+        batch is committed; on failure it is removed.
         """
-        return self._analyse_commit_record(temp_path, digest)
+        if not temp_path.startswith(self.storage.tmp + os.sep):
+            own = self.storage.temp_path()
+            shutil.copyfile(temp_path, own)
+            temp_path, digest = own, None
+        try:
+            analysis = analyse(temp_path)
+            size, md5 = self.storage.measure_temp(temp_path, digest)
+            record = InstanceRecord(file_uuid=str(uuid.uuid4()), file_size=size, file_md5=md5,
+                                    **record_fields(analysis))
+        except BaseException:
+            discard(temp_path)
+            raise
+        return Prepared(analysis, record, temp_path)
 
     @inlineCallbacks
-    def index_prepared(self, prepared: tuple[Analysis, InstanceRecord]) -> Any:
-        """Index a :meth:`prepare`-d file (group commit); fires with an :class:`IngestResult`."""
-        analysis, record = prepared
-        file_uuid = record.file_uuid
+    def index_prepared(self, prepared: Prepared) -> Any:
+        """Commit a :meth:`prepare`-d file: fsync, rename and index it with the other files
+        of its group-commit batch. Fires with an :class:`IngestResult`."""
+        analysis = prepared.analysis
         try:
-            added: AddResult = yield self._add_grouped(record)
+            added: AddResult = yield self._add_grouped(prepared)
         except Exception:
-            yield self.pools.io(self.storage.remove, file_uuid)
+            yield self.pools.io(self._drop, prepared)
             raise
         if added.obsolete_file:
             yield self.pools.io(self.storage.remove, added.obsolete_file)
@@ -160,16 +183,21 @@ class Store:
             series_uid=analysis.series_uid, transfer_syntax=analysis.transfer_syntax,
             overwritten=added.overwritten, warnings=analysis.warnings)
 
-    def _add_grouped(self, record: InstanceRecord) -> Deferred[AddResult]:
-        """Index ``record`` with group commit.
+    def _drop(self, prepared: Prepared) -> None:
+        """Remove what a failed commit left: the temporary or the renamed file."""
+        discard(prepared.temp_path)
+        self.storage.remove(prepared.record.file_uuid)
 
-        Records arriving while a batch is being written wait for the next batch; a batch syncs
-        its files' directories (the renames) and then indexes every record in one transaction
-        (one sync of the index instead of one per instance). Each record still succeeds or
-        fails alone.
+    def _add_grouped(self, prepared: Prepared) -> Deferred[AddResult]:
+        """Commit ``prepared`` with group commit.
+
+        Files arriving while a batch is being written wait for the next batch; a batch fsyncs
+        and renames its files, syncs their directories, and then indexes every record in one
+        transaction (one sync of the index instead of one per instance). Each file still
+        succeeds or fails alone.
         """
         d: Deferred[AddResult] = Deferred()
-        self._pending.append((record, d))
+        self._pending.append((prepared, d))
         if not self._flushing:
             self._flush_pending()
         return d
@@ -183,7 +211,7 @@ class Store:
                 del self._pending[:GROUP_COMMIT_MAX]
                 try:
                     results = yield self.pools.db_write(self._add_batch,
-                                                        [r for r, _ in batch])
+                                                        [p for p, _ in batch])
                 except Exception as exc:
                     results = [exc] * len(batch)
                 for (_, d), result in zip(batch, results, strict=True):
@@ -194,27 +222,30 @@ class Store:
         finally:
             self._flushing = False
 
-    def _add_batch(self, records: list[InstanceRecord]) -> list[AddResult | Exception]:
-        """Sync the batch's files and their directories, then index them in one transaction.
-        A record whose file cannot be synced fails alone (and is not indexed)."""
-        results: list[AddResult | Exception | None] = [None] * len(records)
-        synced = []
-        for i, record in enumerate(records):
+    def _add_batch(self, batch: list[Prepared]) -> list[AddResult | Exception]:
+        """Fsync and rename the batch's files, sync their directories, then index them in
+        one transaction. A file that cannot be synced or renamed fails alone (not indexed)."""
+        results: list[AddResult | Exception | None] = [None] * len(batch)
+        installed: list[int] = []
+        directories = set()
+        for i, prepared in enumerate(batch):
             try:
-                self.storage.sync_file(record.file_uuid)
+                directories.add(self.storage.install_temp(prepared.temp_path,
+                                                          prepared.record.file_uuid))
             except OSError as exc:
                 results[i] = exc
             else:
-                synced.append(i)
-        self.storage.sync_dirs(records[i].file_uuid for i in synced)
-        batch = getattr(self.index, "batch", None)
-        if batch is None or len(synced) <= 1:
-            for i in synced:
-                results[i] = self._add_one(records[i])
+                installed.append(i)
+        for directory in directories:
+            self.storage.sync_dir(directory)
+        index_batch = getattr(self.index, "batch", None)
+        if index_batch is None or len(installed) <= 1:
+            for i in installed:
+                results[i] = self._add_one(batch[i].record)
         else:
-            with batch():
-                for i in synced:
-                    results[i] = self._add_one(records[i])
+            with index_batch():
+                for i in installed:
+                    results[i] = self._add_one(batch[i].record)
         return results  # type: ignore[return-value]
 
     def _add_one(self, record: InstanceRecord) -> AddResult | Exception:
@@ -222,33 +253,6 @@ class Store:
             return self.index.add_instance(record, self.overwrite)
         except Exception as exc:
             return exc
-
-    def _analyse_commit_record(self, temp_path: str, digest: tuple[int, str] | None = None
-                               ) -> tuple[Analysis, InstanceRecord]:
-        """Worker thread: parse, commit the file and build the index record (JSON encoding
-        included, kept off the reactor thread)."""
-        analysis, (file_uuid, size, md5) = self._analyse_and_commit(temp_path, digest)
-        try:
-            record = InstanceRecord(file_uuid=file_uuid, file_size=size, file_md5=md5,
-                                    **record_fields(analysis))
-        except BaseException:
-            self.storage.remove(file_uuid)
-            raise
-        return analysis, record
-
-    def _analyse_and_commit(self, temp_path: str, digest: tuple[int, str] | None = None
-                            ) -> tuple[Analysis, tuple[str, int, str]]:
-        if not temp_path.startswith(self.storage.tmp + os.sep):
-            own = self.storage.temp_path()
-            shutil.copyfile(temp_path, own)
-            temp_path, digest = own, None
-        try:
-            analysis = analyse(temp_path)
-        except BaseException:
-            discard(temp_path)
-            raise
-        return analysis, self.storage.commit_temp(temp_path, sync_dir=False, digest=digest,
-                                                  sync=False)
 
     def ingest_bytes(self, data: bytes) -> Deferred[IngestResult]:
         """Store a DICOM file given in memory (small bodies)."""

@@ -136,30 +136,35 @@ class StoreTests(TestCase):
         from pydicom import dcmread
         from pydicom.uid import generate_uid
 
-        datas = []
+        prepared = []
         for _ in range(3):
             ds = dcmread(testdata("CT_small.dcm"))
             ds.SOPInstanceUID = generate_uid()
             path, fp = self.store.new_temp()
             with fp:
                 ds.save_as(fp, enforce_file_format=True)
-            datas.append(self.store.prepare(path))
-        bad = datas[1][1].file_uuid
-        real = self.store.storage.sync_file
+            prepared.append(self.store.prepare(path))
+        # Prepared files stay temporary until their batch commits.
+        self.assertEqual(list(self.store.storage.iter_files()), [])
+        real = storage_module.os.fsync
+        bad = os.stat(prepared[1].temp_path).st_ino
 
-        def sync_file(file_uuid: str) -> None:
-            if file_uuid == bad:
+        def fsync(fd: int) -> None:
+            if os.fstat(fd).st_ino == bad:
                 raise OSError(errno.EIO, "Input/output error")
-            real(file_uuid)
+            real(fd)
 
-        self.patch(self.store.storage, "sync_file", sync_file)
-        # The three records are written in one group-commit batch.
-        results = self.store._add_batch([record for _, record in datas])
+        self.patch(storage_module.os, "fsync", fsync)
+        # The three files are committed in one group-commit batch.
+        results = self.store._add_batch(prepared)
         self.assertIsInstance(results[1], OSError)
         self.assertEqual([r.status for i, r in enumerate(results) if i != 1],
                          ["Success", "Success"])
+        good = {prepared[0].record.file_uuid, prepared[2].record.file_uuid}
         indexed = {r[0] for r in self.store.index._query("SELECT file_uuid FROM instances")}
-        self.assertEqual(indexed, {datas[0][1].file_uuid, datas[2][1].file_uuid})
+        self.assertEqual(indexed, good)
+        self.assertEqual({name for name, _ in self.store.storage.iter_files()}, good)
+        self.assertEqual(os.listdir(self.store.storage.tmp), [])
 
     @inlineCallbacks
     def test_delete_removes_rows_and_files_below(self) -> None:
