@@ -6,6 +6,7 @@ import os
 import shutil
 import time
 import uuid
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -239,13 +240,10 @@ class Store:
         for directory in directories:
             self.storage.sync_dir(directory)
         index_batch = getattr(self.index, "batch", None)
-        if index_batch is None or len(installed) <= 1:
+        one_transaction = index_batch() if index_batch and len(installed) > 1 else nullcontext()
+        with one_transaction:
             for i in installed:
                 results[i] = self._add_one(batch[i].record)
-        else:
-            with index_batch():
-                for i in installed:
-                    results[i] = self._add_one(batch[i].record)
         return results  # type: ignore[return-value]
 
     def _add_one(self, record: InstanceRecord) -> AddResult | Exception:

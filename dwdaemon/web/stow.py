@@ -22,6 +22,7 @@ from typing import IO, Any
 
 from klein import Klein
 from pydicom import dcmread
+from twisted.internet import defer
 from twisted.internet.defer import DeferredSemaphore, gatherResults, inlineCallbacks
 from twisted.logger import Logger
 from twisted.web.iweb import IRequest
@@ -70,17 +71,17 @@ class DicomPartSink:
         self.path = path
         self.fp = fp
         self.head = bytearray()
-        self.size = 0
         #: (SOPClassUID, SOPInstanceUID, StudyInstanceUID) read from the head when needed.
         self.uids: tuple[str, str, str] | None = None
         #: What :meth:`Store.prepare` gave (or raised) in the parsing thread.
         self.prepared: Any = None
         self.error: BaseException | None = None
+        #: The part belongs to another study than the URL's (removed, named by ``uids``).
+        self.other_study = False
 
     def write(self, data: bytes) -> None:
         if len(self.head) < HEAD_BYTES:
             self.head += data[: HEAD_BYTES - len(self.head)]
-        self.size += len(data)
         self.fp.write(data)
 
     def close(self) -> None:
@@ -219,7 +220,7 @@ class PartPump:
     """
 
     def __init__(self, body: IO[bytes], boundary: str, sink_factory: Any,
-                 expected_study: str | None, prepare: Any = None) -> None:
+                 expected_study: str | None, prepare: Any) -> None:
         self.body = body
         self.boundary = boundary
         self.expected_study = expected_study
@@ -258,16 +259,27 @@ class PartPump:
         return out, self.finished, error
 
     def _prepare(self, sink: DicomPartSink) -> None:
-        if self.expected_study:
+        """Prepare a complete part for its commit, unless it belongs to another study than
+        the URL's (then it is removed and ``sink.uids`` names it; refused on the reactor)."""
+        expected = self.expected_study
+        if expected:
             sink.uids = _uids_from_head(sink.head)
-            study = sink.uids[2]
-            if study and study != self.expected_study:
-                return  # refused on the reactor, not stored
-        if self.prepare is not None:
-            try:
-                sink.prepared = self.prepare(sink.path, sink.fp.digest())
-            except Exception as exc:  # reported per instance on the reactor
-                sink.error = exc
+            if sink.uids[2] and sink.uids[2] != expected:
+                discard(sink.path)
+                sink.other_study = True
+                return
+        try:
+            sink.prepared = self.prepare(sink.path, sink.fp.digest())
+        except Exception as exc:  # reported per instance on the reactor
+            sink.error = exc
+            return
+        analysis = sink.prepared.analysis
+        if expected and analysis.study_uid != expected:
+            # The head did not name the study (a long header): the full parse did.
+            discard(sink.prepared.temp_path)
+            sink.uids = (analysis.sop_class_uid, analysis.sop_uid, analysis.study_uid)
+            sink.prepared = None
+            sink.other_study = True
 
     def abort(self) -> None:
         """Drop a part left open (the request failed midway)."""
@@ -373,30 +385,22 @@ class StowTransaction:
             raise ApiError(400, "the multipart body holds no DICOM instance")
         return self.answer()
 
-    @inlineCallbacks
     def ingest_part(self, order: int, sink: DicomPartSink) -> Any:
-        """Ingest one spooled DICOM part; record success or failure."""
-        expected = self.req.expected_study
-        if expected and sink.uids is not None:
-            sop_class, sop_uid, study = sink.uids
-            if study and study != expected:
-                discard(sink.path)
-                self.fail(order, sop_class, sop_uid, sm.DATASET_MISMATCH,
-                          f"instance belongs to study {study}, not {expected}")
-                return
-        yield self.ingest_path(order, sink.path, sink.head, sink.fp.digest(), sink)
+        """Commit one prepared DICOM part; record success or failure."""
+        if sink.other_study:
+            sop_class, sop_uid, study = sink.uids or ("", "", "")
+            self.fail(order, sop_class, sop_uid, sm.DATASET_MISMATCH,
+                      f"instance belongs to study {study}, not {self.req.expected_study}")
+            return defer.succeed(None)
+        if sink.error is not None:
+            return self.record(order, defer.fail(sink.error), sink.head)
+        return self.record(order, self.store.index_prepared(sink.prepared), sink.head)
 
     @inlineCallbacks
-    def ingest_path(self, order: int, path: str, head: bytes | None,
-                    digest: tuple[int, str] | None = None,
-                    sink: DicomPartSink | None = None) -> Any:
+    def record(self, order: int, pending: Any, head: bytes | None) -> Any:
+        """Record the outcome of an ingest (a Deferred of an :class:`IngestResult`)."""
         try:
-            if sink is not None and sink.error is not None:
-                raise sink.error
-            if sink is not None and sink.prepared is not None:
-                result = yield self.store.index_prepared(sink.prepared)
-            else:
-                result = yield self.store.ingest_path(path, digest)
+            result = yield pending
         except IngestError as exc:
             sop_class, sop_uid = "", ""
             if head:
@@ -410,14 +414,6 @@ class StowTransaction:
         except Exception as exc:
             log.failure("STOW ingest failed")
             self.fail(order, "", "", sm.PROCESSING_FAILURE, str(exc))
-            return
-        expected = self.req.expected_study
-        if expected and result.study_uid != expected:
-            # Only reached when the UIDs were not readable from the part's first bytes.
-            if result.status != "AlreadyStored":
-                yield self.store.delete("instances", result.ids.instance)
-            self.fail(order, result.sop_class_uid, result.sop_uid, sm.DATASET_MISMATCH,
-                      f"instance belongs to study {result.study_uid}, not {expected}")
             return
         url = (f"{self.base_url}/studies/{result.study_uid}/series/{result.series_uid}"
                f"/instances/{result.sop_uid}")
@@ -456,7 +452,7 @@ class StowTransaction:
                     self.fail(order, sop_class, sop_uid, sm.DATASET_MISMATCH,
                               f"instance belongs to study {study}, not {expected}")
                     continue
-                yield self.ingest_path(order, path, None, digest)
+                yield self.record(order, self.store.ingest_path(path, digest), None)
 
     def assemble(self, ds_json: dict[str, Any]) -> tuple[str, tuple[int, str] | None]:
         path, fp = self.store.new_temp()

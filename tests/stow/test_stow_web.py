@@ -461,6 +461,20 @@ class BadBodyTests(StowServerMixin, TestCase):
         self.assertEqual(ids, [instance_id(ct)])
 
     @inlineCallbacks
+    def test_study_mismatch_beyond_the_first_bytes(self) -> Any:
+        """The StudyInstanceUID comes after 100 KB of other data: the full parse refuses it."""
+        ct_study = pydicom.dcmread(io.BytesIO(testdata(CT))).StudyInstanceUID
+        ds = pydicom.dcmread(io.BytesIO(testdata(MR)))
+        ds.add_new(0x00190010, "LO", "DWTEST")
+        ds.add_new(0x00191000, "OB", os.urandom(100_000))
+        buf = io.BytesIO()
+        ds.save_as(buf, enforce_file_format=True)
+        _, content = yield self.expect(409, multipart([buf.getvalue()]),
+                                       path=f"studies/{ct_study}")
+        self.assertEqual(failures(json.loads(content)), [(ds.SOPInstanceUID, 0xA900)])
+        yield self.assert_nothing_stored()
+
+    @inlineCallbacks
     def test_truncated_dicom_part(self) -> Any:
         ct = testdata(CT)
         _, content = yield self.expect(409, multipart([ct[: len(ct) - 1000]]))
