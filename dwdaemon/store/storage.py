@@ -115,9 +115,9 @@ class StorageArea:
         """``(size, md5)`` of a temporary file: ``digest`` (from its :class:`TempFile`) when
         the size on disk agrees, else read back and hashed."""
         try:
+            if digest is not None and os.stat(temp_path).st_size == digest[0]:
+                return digest
             with open(temp_path, "rb") as fp:
-                if digest is not None and os.fstat(fp.fileno()).st_size == digest[0]:
-                    return digest
                 return _hash(fp)
         except OSError:
             discard(temp_path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import hmac
 import ipaddress
 from collections.abc import Mapping
@@ -12,8 +13,10 @@ from twisted.web.iweb import IRequest
 REALM = "dwdaemon"
 
 
+@functools.lru_cache(maxsize=1024)
 def is_loopback(host: str) -> bool:
-    """Whether an address is loopback (127.0.0.0/8, ::1, or IPv4-mapped loopback)."""
+    """Whether an address is loopback (127.0.0.0/8, ::1, or IPv4-mapped loopback); cached,
+    as it is asked on every request."""
     try:
         address = ipaddress.ip_address(host.split("%", 1)[0])
     except ValueError:

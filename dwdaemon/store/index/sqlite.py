@@ -52,6 +52,9 @@ class SqliteIndex(SqlIndex):
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA foreign_keys=ON")
             conn.execute("PRAGMA busy_timeout=30000")
+            # Statement journals (savepoints of a group commit) in memory, not a new file in
+            # /var/tmp for every batch.
+            conn.execute("PRAGMA temp_store=MEMORY")
             self._local.conn = conn
             with self._lock:
                 self._all.append(conn)
