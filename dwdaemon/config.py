@@ -185,6 +185,7 @@ class DicomWebConfig:
     stow_max_instances: int = 10  # 0 = no limit
     stow_max_size: int = 10  # MB, 0 = no limit
     qido_case_sensitive: bool = True
+    qido_empty_no_content: bool = False  # True: an empty QIDO answer is 204 (PS3.18 text)
     servers: Mapping[str, RemoteServer] = field(default_factory=dict)
 
 
@@ -714,6 +715,7 @@ def _dicomweb(obj: object, base_dir: str, warnings: list[str]) -> DicomWebConfig
         stow_max_instances=sec.get("StowMaxInstances", _int, d.stow_max_instances),
         stow_max_size=sec.get("StowMaxSize", _int, d.stow_max_size),
         qido_case_sensitive=sec.get("QidoCaseSensitive", _bool, d.qido_case_sensitive),
+        qido_empty_no_content=sec.get("QidoEmptyNoContent", _bool, d.qido_empty_no_content),
         servers=servers,
     )
     sec.warn_unknown()

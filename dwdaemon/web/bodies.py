@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from typing import IO
 
 from twisted.web import server
@@ -141,7 +142,18 @@ class LimitedRequest(server.Request):
             self._parsePOSTFormSubmission = False
         super().requestReceived(command, path, version)
 
+    def process(self) -> None:
+        """Route ``/dicom-web//studies`` like ``/dicom-web/studies`` (as Orthanc does).
 
+        Clients join a base URL ending in ``/`` with a path starting with ``/``; werkzeug would
+        answer such paths with a 308 redirect, which breaks every POST.
+        """
+        if b"//" in self.path:
+            self.path = _SLASHES.sub(b"/", self.path)
+        super().process()
+
+
+_SLASHES = re.compile(rb"/{2,}")
 _FORM_TYPES = (b"application/x-www-form-urlencoded", b"multipart/form-data")
 
 

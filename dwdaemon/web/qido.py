@@ -77,7 +77,7 @@ def dumps_json(value: Any) -> bytes:
 
 
 def render(result: SearchResult, media_type: str) -> tuple[bytes, str]:
-    """The body and content type of a non-empty answer."""
+    """The body and content type of an answer (``[]`` or an empty multipart when empty)."""
     if media_type == JSON:
         return dumps_json(result.datasets), JSON
     boundary = multipart.new_boundary()
@@ -109,7 +109,7 @@ def install(app: Klein, ctx: Context) -> None:
         def run() -> tuple[bytes, str, SearchResult]:
             result = search(index, level, query, base_url=base, study_uid=study,
                             series_uid=series, max_results=maximum)
-            body, ctype = render(result, media_type) if result.datasets else (b"", "")
+            body, ctype = render(result, media_type)
             return body, ctype, result
 
         body, ctype, result = yield ctx.pools.db_read(run)
@@ -125,7 +125,7 @@ def install(app: Klein, ctx: Context) -> None:
         if warnings:
             request.responseHeaders.setRawHeaders(b"warning",
                                                   [w.encode("utf-8") for w in warnings])
-        if not result.datasets:
+        if not result.datasets and ctx.config.dicomweb.qido_empty_no_content:
             request.setResponseCode(204)
             return b""
         request.setHeader(b"content-type", ctype.encode("ascii"))

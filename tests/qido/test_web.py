@@ -236,10 +236,34 @@ class StudyTests(QidoCase):
 
     @inlineCallbacks
     def test_empty_result(self) -> Any:
-        response, _, body = yield self.get("/studies?PatientID=nobody")
-        self.assertEqual(response.code, 204)
-        self.assertEqual(body, b"")
+        """An empty answer is 200 with [] (Orthanc, CP-2473), not 204."""
+        response, answers, body = yield self.get("/studies?PatientID=nobody")
+        self.assertEqual(response.code, 200)
+        self.assertEqual(answers, [])
+        self.assertEqual(response.headers.getRawHeaders("content-type"),
+                         ["application/dicom+json"])
         self.assertIsNone(response.headers.getRawHeaders("warning"))
+
+    @inlineCallbacks
+    def test_empty_result_xml(self) -> Any:
+        """Asked as multipart XML, an empty answer is an empty multipart (no part)."""
+        response, _, body = yield self.get("/series?Modality=XX",
+                                           accept='multipart/related; type="application/dicom+xml"')
+        self.assertEqual(response.code, 200)
+        ctype = response.headers.getRawHeaders("content-type")[0]
+        self.assertTrue(ctype.startswith("multipart/related"), ctype)
+        boundary = ctype.split("boundary=")[1].split(";")[0].strip('"')
+        self.assertNotIn(b"Content-Type: application/dicom+xml", body)
+        self.assertIn(b"--" + boundary.encode() + b"--", body)
+
+    @inlineCallbacks
+    def test_doubled_slashes_are_routed(self) -> Any:
+        """``/dicom-web//studies`` is served like ``/dicom-web/studies`` (no 308 redirect)."""
+        root = self.daemon.config.dicomweb.root
+        response, body = yield self.daemon.request("GET", "/" + root + "/studies")
+        self.assertEqual(response.code, 200)
+        self.assertEqual(len(json.loads(body)), 3)
+
 
     @inlineCallbacks
     def test_paging_with_warning(self) -> Any:
@@ -253,10 +277,10 @@ class StudyTests(QidoCase):
         self.assertIsNone(response.headers.getRawHeaders("warning"))
         response, answers, _ = yield self.get("/studies?offset=1")
         self.assertEqual(uids(answers), [STUDY_B, STUDY_C])
-        response, _, _ = yield self.get("/studies?offset=3")
-        self.assertEqual(response.code, 204)
-        response, _, _ = yield self.get("/studies?offset=" + "9" * 40 + "&limit=" + "9" * 40)
-        self.assertEqual(response.code, 204)
+        response, answers, _ = yield self.get("/studies?offset=3")
+        self.assertEqual((response.code, answers), (200, []))
+        response, answers, _ = yield self.get("/studies?offset=" + "9" * 40 + "&limit=" + "9" * 40)
+        self.assertEqual((response.code, answers), (200, []))
         # paging with a criterion evaluated in Python (residual)
         response, answers, _ = yield self.get("/studies?NumberOfStudyRelatedSeries=1&limit=1")
         self.assertEqual(uids(answers), [STUDY_B])
@@ -459,3 +483,13 @@ class DicomwebClientTests(QidoCase):
         self.assertEqual(none, [])
         ds = pydicom.Dataset.from_json(studies[0])
         self.assertEqual(str(ds.PatientName), "Müller^José")
+
+
+class StrictEmptyTests(QidoCase):
+    dicomweb_overrides = {"qido_empty_no_content": True}
+
+    @inlineCallbacks
+    def test_empty_result_is_204(self) -> Any:
+        response, _, body = yield self.get("/studies?PatientID=nobody")
+        self.assertEqual(response.code, 204)
+        self.assertEqual(body, b"")
