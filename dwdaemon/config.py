@@ -96,6 +96,7 @@ DICOMWEB_KEYS = (
     "StowMaxInstances",
     "StowMaxSize",
     "QidoCaseSensitive",
+    "QidoEmptyNoContent",
     "Servers",
 )
 

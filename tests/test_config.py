@@ -112,6 +112,7 @@ class DefaultsTests(SynchronousTestCase):
                     "StowMaxInstances": 0,
                     "StowMaxSize": 0,
                     "QidoCaseSensitive": False,
+                    "QidoEmptyNoContent": True,
                 },
             }
         )
@@ -142,6 +143,7 @@ class DefaultsTests(SynchronousTestCase):
                 stow_max_instances=0,
                 stow_max_size=0,
                 qido_case_sensitive=False,
+                qido_empty_no_content=True,
             ),
         )
 
@@ -254,7 +256,7 @@ class TypeErrorTests(SynchronousTestCase):
         ):
             for bad in ("true", 1, None):
                 self.assertRefused({key: bad}, key, "expected a boolean")
-        for key in ("Enable", "EnableWado", "Ssl", "QidoCaseSensitive"):
+        for key in ("Enable", "EnableWado", "Ssl", "QidoCaseSensitive", "QidoEmptyNoContent"):
             self.assertRefused({"DicomWeb": {key: "yes"}}, "DicomWeb." + key, "a boolean")
 
     def test_integers(self) -> None:
