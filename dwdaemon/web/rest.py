@@ -20,7 +20,10 @@ from dwdaemon.web.query import query_args
 from dwdaemon.web.responses import json_body
 
 API_VERSION = 22  # the Orthanc REST API level whose shapes we follow
-PLUGIN_VERSION = dwdaemon.__version__
+#: The version of Orthanc's DICOMweb plugin whose behaviour the built-in DICOMweb part follows
+#: (clients such as Orthanc's test suite pick expectations by it: 1.19 is the first to leave
+#: an empty FailedSOPSequence out of STOW-RS answers, as PS3.18 does).
+PLUGIN_VERSION = "1.19.0"
 
 
 def _arg(request: IRequest, name: str) -> str | None:
