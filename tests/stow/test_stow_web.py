@@ -6,6 +6,7 @@ import io
 import json
 import os
 import random
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -209,6 +210,20 @@ class RequestShapeTests(StowServerMixin, TestCase):
              f"{ct.SeriesInstanceUID}/instances/{ct.SOPInstanceUID}"])
         # Two studies: no study-level RetrieveURL.
         self.assertNotIn("00081190", doc)
+
+    @inlineCallbacks
+    def test_retrieve_url_serves_the_stored_file(self) -> Any:
+        """The study RetrieveURL answers the instance as stored, its part with a
+        Content-Length (as Orthanc, whose suite counts them)."""
+        files = [testdata(CT)]
+        doc = yield self.check_ok(multipart(files), ctype(), files)
+        url = doc["00081190"]["Value"][0]
+        resp = yield treq.get(url, pool=self.pool, headers={
+            "Accept": "multipart/related; type=application/dicom; transfer-syntax=*"})
+        content = yield treq.content(resp)
+        self.assertEqual(resp.code, 200)
+        lengths = re.findall(rb"(?im)^Content-Length:\s*(\d+)", content)
+        self.assertEqual([int(n) for n in lengths], [len(files[0])])
 
     @inlineCallbacks
     def test_content_type_variants(self) -> Any:
