@@ -131,20 +131,23 @@ class Store:
         return self.storage.new_temp()
 
     @inlineCallbacks
-    def ingest_path(self, temp_path: str, digest: tuple[int, str] | None = None) -> Any:
+    def ingest_path(self, temp_path: str, digest: tuple[int, str] | None = None,
+                    uids_from_meta: bool = False) -> Any:
         """Store the DICOM file at ``temp_path`` (taken over: moved or removed).
 
         The file is parsed once and validated in a worker thread (:meth:`prepare`), then
         fsynced, renamed into the storage area and indexed with group commit
         (:meth:`index_prepared`). ``digest`` is the ``(size, md5)`` of a :class:`TempFile`
         (saves reading the file back). Fires with an :class:`IngestResult`; fails with
-        :class:`IngestError` (nothing kept) for bad input.
+        :class:`IngestError` (nothing kept) for bad input. ``uids_from_meta``: see
+        :func:`~dwdaemon.store.ingest.analyse` (Orthanc's ``POST /instances``).
         """
-        prepared = yield self.pools.parse(self.prepare, temp_path, digest)
+        prepared = yield self.pools.parse(self.prepare, temp_path, digest, uids_from_meta)
         result = yield self.index_prepared(prepared)
         return result
 
-    def prepare(self, temp_path: str, digest: tuple[int, str] | None = None) -> Prepared:
+    def prepare(self, temp_path: str, digest: tuple[int, str] | None = None,
+                uids_from_meta: bool = False) -> Prepared:
         """Blocking (worker thread): parse and validate a temporary file, build its index
         record (JSON encoding included, kept off the reactor thread).
 
@@ -157,7 +160,7 @@ class Store:
             shutil.copyfile(temp_path, own)
             temp_path, digest = own, None
         try:
-            analysis = analyse(temp_path)
+            analysis = analyse(temp_path, uids_from_meta)
             size, md5 = self.storage.measure_temp(temp_path, digest)
             record = InstanceRecord(file_uuid=str(uuid.uuid4()), file_size=size, file_md5=md5,
                                     **record_fields(analysis))

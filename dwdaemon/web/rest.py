@@ -68,7 +68,7 @@ def install(app: Any, ctx: Context) -> None:
         if body.tell() == 0:
             raise ApiError(400, "empty body: POST /instances expects a DICOM file")
         temp, digest = yield ctx.pools.io(_spool_body, store, body)
-        result = yield store.ingest_path(temp, digest)
+        result = yield store.ingest_path(temp, digest, uids_from_meta=True)
         return json_body(request, result.orthanc_json())
 
     @ctx.route("/<any(patients,studies,series,instances):level>", methods=["GET"])
