@@ -26,13 +26,16 @@ IMPLICIT_LE = "1.2.840.10008.1.2"
 class IngestError(ValueError):
     """The input cannot be stored; ``reason`` is the DICOM failure reason (PS3.4 / PS3.18)."""
 
-    def __init__(self, message: str, reason: int = 0xC000) -> None:
+    def __init__(self, message: str, reason: int = 0xC000, http_status: int = 400) -> None:
         super().__init__(message)
         self.reason = reason
+        self.http_status = http_status
 
 
 # Failure reasons used by STOW-RS (PS3.18 Table I.2-3 / PS3.4 Annex B)
 REASON_CANNOT_UNDERSTAND = 0xC000
+#: Duplicate SOP Instance (PS3.7 C.4.2: another instance already has this SOP Instance UID).
+REASON_DUPLICATE_SOP_INSTANCE = 0x0111
 
 
 @dataclass

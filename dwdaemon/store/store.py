@@ -6,6 +6,7 @@ import os
 import shutil
 import time
 import uuid
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,8 +16,20 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from dwdaemon.dicom.ids import ResourceIds
-from dwdaemon.store.index.base import AddResult, Index, InstanceRecord, InstanceRow
-from dwdaemon.store.ingest import Analysis, IngestError, analyse, record_fields
+from dwdaemon.store.index.base import (
+    AddResult,
+    DuplicateInstance,
+    Index,
+    InstanceRecord,
+    InstanceRow,
+)
+from dwdaemon.store.ingest import (
+    REASON_DUPLICATE_SOP_INSTANCE,
+    Analysis,
+    IngestError,
+    analyse,
+    record_fields,
+)
 from dwdaemon.store.storage import StorageArea, TempFile, discard
 from dwdaemon.threads import ThreadPools
 
@@ -176,6 +189,9 @@ class Store:
         analysis = prepared.analysis
         try:
             added: AddResult = yield self._add_grouped(prepared)
+        except DuplicateInstance as exc:
+            yield self.pools.io(self._drop, prepared)
+            raise IngestError(str(exc), REASON_DUPLICATE_SOP_INSTANCE, http_status=409) from exc
         except Exception:
             yield self.pools.io(self._drop, prepared)
             raise
@@ -287,6 +303,27 @@ class Store:
 
     def instances_of(self, level: str, public_id: str) -> Deferred[list[InstanceRow]]:
         return self.pools.db_read(self.index.instances_of, level, public_id)
+
+    def find_ids(self, level: str, predicate: Callable[[dict[str, str]], bool],
+                 since: int = 0, limit: int = 0) -> Deferred[list[str]]:
+        """Identifiers of the resources of ``level`` whose main tags (their ancestors' merged
+        in) satisfy ``predicate``, in arrival order, after skipping ``since`` matches and at
+        most ``limit`` of them (0 = all). Matching runs in the database thread."""
+        def find() -> list[str]:
+            found = [public_id for public_id, tags in self.index.main_tags_of_level(level)
+                     if predicate(tags)]
+            return found[since:since + limit] if limit else found[since:]
+        return self.pools.db_read(find)
+
+    def lookup(self, identifier: str) -> Deferred[list[dict[str, str]]]:
+        return self.pools.db_read(self.index.lookup, identifier)
+
+    def changes(self, since: int = 0, limit: int = 100, last: bool = False
+                ) -> Deferred[dict[str, Any]]:
+        return self.pools.db_read(self.index.changes, since, limit, last)
+
+    def clear_changes(self) -> Deferred[None]:
+        return self.pools.db_write(self.index.clear_changes)
 
     def statistics(self) -> Deferred[dict[str, int]]:
         return self.pools.db_read(self.index.statistics)

@@ -72,7 +72,9 @@ def failure_to_response(request: IRequest, failure: Failure) -> bytes:
         return write_error(request, exc.status, exc.message, headers=exc.headers, body=exc.body,
                            content_type=exc.content_type, details=exc.details)
     if isinstance(exc, IngestError):
-        return write_error(request, 400, str(exc))
+        status = getattr(exc, "http_status", 400)
+        return write_error(request, status, str(exc),
+                           details={"FailureReason": exc.reason} if status == 409 else None)
     if isinstance(exc, StorageFull):
         log.error("storage full while handling {uri}", uri=request.uri)
         return write_error(request, 507, "insufficient storage: the storage area is full")
