@@ -17,6 +17,7 @@ from typing import Any
 
 from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 
+from dwdaemon.dicom.maintags import LEVEL_TAGS, element_text
 from dwdaemon.dicom.matching import fold, wildcard_regex
 
 #: Level names of the request (Orthanc accepts these, any case) -> our level names.
@@ -38,6 +39,7 @@ class Constraint:
 
     keyword: str
     test: Callable[[str | None], bool]
+    main: bool = True  # a main tag of the level or a parent (else read from an instance)
 
 
 @dataclass
@@ -53,8 +55,21 @@ class FindRequest:
     since: int = 0
 
     def matches(self, tags: Mapping[str, str]) -> bool:
-        """Whether main tags (the resource's and its ancestors', by keyword) match."""
-        return all(c.test(tags.get(c.keyword)) for c in self.constraints)
+        """Whether main tags (the resource's and its ancestors', by keyword) match the
+        constraints on main tags."""
+        return all(c.test(tags.get(c.keyword)) for c in self.constraints if c.main)
+
+    @property
+    def needs_dataset(self) -> bool:
+        """Whether some constraint is on another attribute (matched on an instance's data
+        set, as Orthanc reads one of the resource's instances)."""
+        return any(not c.main for c in self.constraints)
+
+    def matches_dataset(self, dataset: Mapping[str, Any]) -> bool:
+        """Whether an instance's DICOM JSON matches the constraints on other attributes."""
+        data = dict(dataset)
+        return all(c.test(element_text(data, f"{tag_for_keyword(c.keyword):08X}"))
+                   for c in self.constraints if not c.main)
 
 
 def keyword_of(name: str) -> str:
@@ -137,12 +152,16 @@ def parse_find(body: Any, case_sensitive_pn: bool = False) -> FindRequest:
     request = FindRequest(level=LEVELS[level.lower()], expand=_bool(body, "Expand", False),
                           full=_bool(body, "Full", False), short=_bool(body, "Short", False),
                           limit=_count(body, "Limit"), since=_count(body, "Since"))
+    # A main tag of any level is looked for in the main tags only (a series tag never matches
+    # at the study level, as in Orthanc); other attributes are read from an instance.
+    main = {kw for tags in LEVEL_TAGS.values() for kw in tags}
     for name, pattern in query.items():
         if not isinstance(pattern, str):
             raise FindError(f"Query: the value of {name!r} must be a string")
         keyword = keyword_of(name)
         request.constraints.append(Constraint(keyword, make_test(keyword, pattern,
-                                                                 case_sensitive)))
+                                                                 case_sensitive),
+                                              main=keyword in main))
     return request
 
 

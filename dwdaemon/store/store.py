@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -305,14 +306,29 @@ class Store:
         return self.pools.db_read(self.index.instances_of, level, public_id)
 
     def find_ids(self, level: str, predicate: Callable[[dict[str, str]], bool],
-                 since: int = 0, limit: int = 0) -> Deferred[list[str]]:
+                 since: int = 0, limit: int = 0,
+                 dataset_predicate: Callable[[dict[str, Any]], bool] | None = None,
+                 ) -> Deferred[list[str]]:
         """Identifiers of the resources of ``level`` whose main tags (their ancestors' merged
-        in) satisfy ``predicate``, in arrival order, after skipping ``since`` matches and at
+        in) satisfy ``predicate`` and, with ``dataset_predicate``, whose first instance's
+        DICOM JSON satisfies it; in arrival order, after skipping ``since`` matches and at
         most ``limit`` of them (0 = all). Matching runs in the database thread."""
+        def wanted(public_id: str, tags: dict[str, str]) -> bool:
+            if not predicate(tags):
+                return False
+            if dataset_predicate is None:
+                return True
+            metadata = self.index.first_instance_metadata(level, public_id)
+            return metadata is not None and dataset_predicate(json.loads(metadata))
+
         def find() -> list[str]:
-            found = [public_id for public_id, tags in self.index.main_tags_of_level(level)
-                     if predicate(tags)]
-            return found[since:since + limit] if limit else found[since:]
+            found = []
+            for public_id, tags in self.index.main_tags_of_level(level):
+                if wanted(public_id, tags):
+                    found.append(public_id)
+                    if limit and len(found) >= since + limit:
+                        break
+            return found[since:]
         return self.pools.db_read(find)
 
     def lookup(self, identifier: str) -> Deferred[list[dict[str, str]]]:

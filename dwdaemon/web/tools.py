@@ -54,7 +54,9 @@ def install(app: Any, ctx: Context) -> None:
                                 getattr(ctx.config, "case_sensitive_pn", False))
         except FindError as exc:
             raise ApiError(400, str(exc)) from exc
-        ids = yield store.find_ids(wanted.level, wanted.matches, wanted.since, wanted.limit)
+        ids = yield store.find_ids(
+            wanted.level, wanted.matches, wanted.since, wanted.limit,
+            wanted.matches_dataset if wanted.needs_dataset else None)
         if not wanted.expand:
             return json_body(request, ids)
         out = []

@@ -76,6 +76,13 @@ class FindLookupTests(OrthancCoreMixin, TestCase):
         self.assertEqual(got, [mr["ParentSeries"]])
         got = yield find({"Level": "Instance", "Query": {"Modality": "CT\\MR"}})
         self.assertEqual(got, [ct["ID"], mr["ID"]])  # arrival order, parents' tags matched
+        # other attributes: matched on an instance of the resource (Orthanc reads one too)
+        got = yield find({"Level": "Study", "Query": {"Rows": "64"}})
+        self.assertEqual(got, [mr["ParentStudy"]])
+        got = yield find({"Level": "Instance", "Query": {"Rows": "128", "PatientName": "*"}})
+        self.assertEqual(got, [ct["ID"]])
+        got = yield find({"Level": "Study", "Query": {"Modality": "MR"}})
+        self.assertEqual(got, [])  # a series tag is not looked for at the study level
         got = yield find({"Level": "Instance", "Query": {}, "Since": 1, "Limit": 1})
         self.assertEqual(got, [mr["ID"]])
         got = yield find({"Level": "Study", "Query": {"PatientName": "*"}, "Limit": 1,

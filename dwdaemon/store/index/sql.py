@@ -282,6 +282,13 @@ class SqlIndex:
             out.append((row[0], tags))
         return out
 
+    def first_instance_metadata(self, level: str, public_id: str) -> str | None:
+        """The stored DICOM JSON of the first instance of a resource."""
+        column = {"patients": "p", "studies": "st", "series": "se", "instances": "i"}[level]
+        rows = self._query(f"SELECT i.metadata FROM {INSTANCE_JOIN}"
+                           f" WHERE {column}.public_id = ? ORDER BY i.pk LIMIT 1", (public_id,))
+        return rows[0][0] if rows else None
+
     def lookup(self, identifier: str) -> list[dict[str, str]]:
         """Orthanc's ``/tools/lookup``: resources whose PatientID, StudyInstanceUID,
         SeriesInstanceUID or SOPInstanceUID is ``identifier``."""
