@@ -25,6 +25,8 @@ LEVELS = {"patient": "patients", "study": "studies", "series": "series",
           "instance": "instances", "patients": "patients", "studies": "studies",
           "instances": "instances"}
 RANGE_VRS = ("DA", "DT", "TM")
+#: Main tags with an index column (exact matches on them select candidates in SQL).
+IDENTIFIERS = ("PatientID", "StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")
 _TAG_FORMS = (re.compile(r"([0-9A-Fa-f]{4}),([0-9A-Fa-f]{4})"), re.compile(r"([0-9A-Fa-f]{4})"
                                                                         r"([0-9A-Fa-f]{4})"))
 
@@ -40,6 +42,7 @@ class Constraint:
     keyword: str
     test: Callable[[str | None], bool]
     main: bool = True  # a main tag of the level or a parent (else read from an instance)
+    exact: str | None = None  # the value, when the test is a plain exact match
 
 
 @dataclass
@@ -53,6 +56,12 @@ class FindRequest:
     short: bool = False
     limit: int = 0
     since: int = 0
+
+    def exact_identifiers(self) -> dict[str, str]:
+        """Identifier keywords (PatientID and the UIDs) asked with one exact value: the index
+        finds their candidates by its columns instead of reading every resource."""
+        return {c.keyword: c.exact for c in self.constraints
+                if c.exact is not None and c.keyword in IDENTIFIERS}
 
     def matches(self, tags: Mapping[str, str]) -> bool:
         """Whether main tags (the resource's and its ancestors', by keyword) match the
@@ -159,9 +168,11 @@ def parse_find(body: Any, case_sensitive_pn: bool = False) -> FindRequest:
         if not isinstance(pattern, str):
             raise FindError(f"Query: the value of {name!r} must be a string")
         keyword = keyword_of(name)
+        plain = pattern.strip()
+        exact = plain if plain and not any(c in plain for c in "*?\\-") else None
         request.constraints.append(Constraint(keyword, make_test(keyword, pattern,
                                                                  case_sensitive),
-                                              main=keyword in main))
+                                              main=keyword in main, exact=exact))
     return request
 
 

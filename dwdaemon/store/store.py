@@ -308,11 +308,12 @@ class Store:
     def find_ids(self, level: str, predicate: Callable[[dict[str, str]], bool],
                  since: int = 0, limit: int = 0,
                  dataset_predicate: Callable[[dict[str, Any]], bool] | None = None,
-                 ) -> Deferred[list[str]]:
+                 exact: dict[str, str] | None = None) -> Deferred[list[str]]:
         """Identifiers of the resources of ``level`` whose main tags (their ancestors' merged
         in) satisfy ``predicate`` and, with ``dataset_predicate``, whose first instance's
         DICOM JSON satisfies it; in arrival order, after skipping ``since`` matches and at
-        most ``limit`` of them (0 = all). Matching runs in the database thread."""
+        most ``limit`` of them (0 = all). ``exact`` identifiers narrow the candidates by index
+        columns (the predicates still decide). Matching runs in the database thread."""
         def wanted(public_id: str, tags: dict[str, str]) -> bool:
             if not predicate(tags):
                 return False
@@ -323,7 +324,7 @@ class Store:
 
         def find() -> list[str]:
             found = []
-            for public_id, tags in self.index.main_tags_of_level(level):
+            for public_id, tags in self.index.main_tags_of_level(level, exact):
                 if wanted(public_id, tags):
                     found.append(public_id)
                     if limit and len(found) >= since + limit:

@@ -56,7 +56,8 @@ def install(app: Any, ctx: Context) -> None:
             raise ApiError(400, str(exc)) from exc
         ids = yield store.find_ids(
             wanted.level, wanted.matches, wanted.since, wanted.limit,
-            wanted.matches_dataset if wanted.needs_dataset else None)
+            wanted.matches_dataset if wanted.needs_dataset else None,
+            wanted.exact_identifiers())
         if not wanted.expand:
             return json_body(request, ids)
         out = []

@@ -83,6 +83,16 @@ class FindLookupTests(OrthancCoreMixin, TestCase):
         self.assertEqual(got, [ct["ID"]])
         got = yield find({"Level": "Study", "Query": {"Modality": "MR"}})
         self.assertEqual(got, [])  # a series tag is not looked for at the study level
+        # identifiers asked exactly (selected by index columns)
+        ct_ds = pydicom.dcmread(testdata(CT))
+        got = yield find({"Level": "Instance", "Query": {"SOPInstanceUID": ct_ds.SOPInstanceUID}})
+        self.assertEqual(got, [ct["ID"]])
+        got = yield find({"Level": "Series", "Query": {"StudyInstanceUID":
+                                                       ct_ds.StudyInstanceUID,
+                                                       "PatientID": ct_ds.PatientID}})
+        self.assertEqual(got, [ct["ParentSeries"]])
+        got = yield find({"Level": "Study", "Query": {"PatientID": ct_ds.PatientID.lower()}})
+        self.assertEqual(got, [])  # LO: case-sensitive
         got = yield find({"Level": "Instance", "Query": {}, "Since": 1, "Limit": 1})
         self.assertEqual(got, [mr["ID"]])
         got = yield find({"Level": "Study", "Query": {"PatientName": "*"}, "Limit": 1,

@@ -58,6 +58,17 @@ def warn_duplicate_sops(rows: list[tuple[Any, ...]]) -> None:
              "start", uids=", ".join(f"{uid} x{count}" for uid, count in rows))
 
 
+#: Index columns of the identifiers, per level of ``main_tags_of_level``'s query.
+FIND_COLUMNS: dict[str, dict[str, str]] = {
+    "patients": {"PatientID": "p.patient_id"},
+    "studies": {"PatientID": "st.patient_id", "StudyInstanceUID": "st.study_uid"},
+    "series": {"PatientID": "st.patient_id", "StudyInstanceUID": "st.study_uid",
+               "SeriesInstanceUID": "se.series_uid"},
+    "instances": {"PatientID": "st.patient_id", "StudyInstanceUID": "st.study_uid",
+                  "SeriesInstanceUID": "se.series_uid", "SOPInstanceUID": "i.sop_uid"},
+}
+
+
 def now_text() -> str:
     """Orthanc's timestamp format (``20260101T120000``), UTC."""
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
@@ -259,9 +270,12 @@ class SqlIndex:
             level = parent
 
     # -- Orthanc tools ---------------------------------------------------------------------
-    def main_tags_of_level(self, level: str) -> list[tuple[str, dict[str, str]]]:
+    def main_tags_of_level(self, level: str, exact: dict[str, str] | None = None
+                           ) -> list[tuple[str, dict[str, str]]]:
         """``(public_id, main tags)`` of every resource of ``level`` in arrival order, the tags
-        of its ancestors merged in (``/tools/find`` matches on them)."""
+        of its ancestors merged in (``/tools/find`` matches on them). ``exact``
+        (``{"PatientID"|"StudyInstanceUID"|"SeriesInstanceUID"|"SOPInstanceUID": value}``)
+        restricts them by the index columns (the identifiers of levels below are ignored)."""
         joins = {
             "patients": ("p.public_id, p.main_tags", "patients p", "p.pk"),
             "studies": ("st.public_id, st.main_tags, st.patient_main_tags",
@@ -274,8 +288,16 @@ class SqlIndex:
                           " JOIN studies st ON se.study_pk = st.pk", "i.pk"),
         }
         columns, source, order = joins[level]
+        where, params = [], []
+        for keyword, value in (exact or {}).items():
+            column = FIND_COLUMNS[level].get(keyword)
+            if column is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        condition = f" WHERE {' AND '.join(where)}" if where else ""
         out = []
-        for row in self._query(f"SELECT {columns} FROM {source} ORDER BY {order}"):
+        for row in self._query(f"SELECT {columns} FROM {source}{condition} ORDER BY {order}",
+                               tuple(params)):
             tags: dict[str, str] = {}
             for text in reversed(row[1:]):  # ancestors first, the resource's own tags win
                 tags.update(json.loads(text))
