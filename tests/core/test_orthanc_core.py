@@ -5,13 +5,21 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import warnings
+from dataclasses import replace
 from typing import Any
 
 import pydicom
 from twisted.internet.defer import inlineCallbacks
+from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import TestCase
 
+from dwdaemon.dicom.ids import resource_ids
+from dwdaemon.store.index.base import DuplicateInstance, InstanceRecord
+from dwdaemon.store.index.sqlite import SqliteIndex
+from dwdaemon.store.ingest import analyse, record_fields
+from tests.core.test_store import make_store
 from tests.support import read, start_daemon, testdata
 
 CT, MR = "CT_small.dcm", "MR_small.dcm"
@@ -250,3 +258,48 @@ class DuplicateSopOverwriteTests(OrthancCoreMixin, TestCase):
         yield self.call("POST", "/dicom-web/studies", body, headers=headers)
         ids = yield self.call("GET", "/instances")
         self.assertEqual(ids, [first["ID"]])
+
+
+class LegacyDuplicatesTests(TestCase):
+    """An index written before the unique rule, already holding a duplicate, still opens
+    (warning, no unique index) and refuses new duplicates."""
+
+    def test_open_with_duplicates(self) -> None:
+        warnings.simplefilter("ignore")
+        self.addCleanup(warnings.resetwarnings)
+        directory = self.mktemp()
+        store = make_store(directory, synchronous=True)
+        store.ingest_bytes(read(testdata(CT)))
+        index = store.index
+        index._conn().execute("DROP INDEX instances_sop_unique")
+        columns = [r[1] for r in index._query("PRAGMA table_info(instances)") if r[1] != "pk"]
+        listed = ", ".join(columns)
+        chosen = ", ".join("'copy'" if c == "public_id" else c for c in columns)
+        index._conn().execute(f"INSERT INTO instances ({listed}) SELECT {chosen} FROM instances")
+        store.pools.stop()
+        store.close()
+
+        seen: list[str] = []
+
+        def observer(event: dict) -> None:
+            if "several instances" in str(event.get("log_format", "")):
+                seen.append(event["uids"])
+
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
+        reopened = SqliteIndex(os.path.join(directory, "index"))
+        reopened.open()
+        self.addCleanup(reopened.close)
+        sop = str(pydicom.dcmread(testdata(CT)).SOPInstanceUID)
+        self.assertEqual(seen, [f"{sop} x2"])
+        self.assertEqual(reopened._query("SELECT COUNT(*) FROM instances")[0][0], 2)
+        path = self.mktemp()
+        with open(path, "wb") as fp:
+            fp.write(variant(CT, PatientID="another"))
+        analysis = analyse(path)
+        record = InstanceRecord(file_uuid="f", file_size=1, file_md5="m",
+                                **record_fields(analysis))
+        record = replace(record, ids=resource_ids("another", analysis.study_uid,
+                                                  analysis.series_uid, sop))
+        with self.assertRaises(DuplicateInstance):
+            reopened.add_instance(record, overwrite=False)
