@@ -125,6 +125,8 @@ class RemoteServer:
     timeout: float | None = None  # seconds; None = use Config.http_timeout
     pkcs11: bool = False
     has_delete: bool = False
+    #: Other string members of the object form, kept and listed as Orthanc does.
+    user_properties: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.url.endswith("/"):
@@ -146,9 +148,11 @@ class RemoteServer:
             out["CertificateKeyPassword"] = None
         out["HttpHeaders"] = sorted(self.http_headers)
         out["Pkcs11"] = self.pkcs11
-        if self.timeout is not None:
-            out["Timeout"] = self.timeout
-        out["HasDelete"] = self.has_delete
+        timeout = self.timeout or 0
+        out["Timeout"] = int(timeout) if float(timeout).is_integer() else timeout
+        if self.has_delete:
+            out["HasDelete"] = "1"  # Orthanc's spelling; absent when false
+        out.update(self.user_properties)
         return out
 
     def to_json(self) -> dict:
@@ -170,6 +174,7 @@ class RemoteServer:
             out["Timeout"] = self.timeout
         out["Pkcs11"] = self.pkcs11
         out["HasDelete"] = self.has_delete
+        out.update(self.user_properties)
         return out
 
 
@@ -652,6 +657,8 @@ def parse_server(
             "or use CertificateFile/CertificateKeyFile"
         )
     has_delete = sec.get("HasDelete", _bool, False)
+    user_properties = _user_properties(value)
+    sec.known = (*sec.known, *user_properties)
     sec.warn_unknown()
     return RemoteServer(
         name=name,
@@ -665,7 +672,19 @@ def parse_server(
         timeout=timeout,
         pkcs11=pkcs11,
         has_delete=has_delete,
+        user_properties=user_properties,
     )
+
+
+def _user_properties(obj: dict) -> dict[str, str]:
+    """Unknown string members of a server object: Orthanc keeps them as user properties.
+
+    A key that looks like a misspelt known key (``Usrname``) is not one: it is warned about.
+    """
+    lower = {k.lower() for k in SERVER_KEYS}
+    return {k: v for k, v in obj.items()
+            if k not in SERVER_KEYS and isinstance(v, str) and k.lower() not in lower
+            and not difflib.get_close_matches(k, SERVER_KEYS, n=1, cutoff=0.8)}
 
 
 # ---------------------------------------------------------------------------

@@ -366,8 +366,27 @@ class WarningTests(SynchronousTestCase):
         self.assertIn("did you mean HttpPort?", [w for w in warnings if "httpport" in w][0])
 
     def test_unknown_server_key(self) -> None:
-        _, warnings = parse({"DicomWeb": {"Servers": {"s": {"Url": "http://h/", "Token": "x"}}}})
+        _, warnings = parse({"DicomWeb": {"Servers": {"s": {"Url": "http://h/", "Token": 3}}}})
         self.assertEqual(warnings, ["unknown configuration key DicomWeb.Servers.s.Token, ignored"])
+
+    def test_server_user_properties(self) -> None:
+        """Other string members are user properties (listed by ?expand, kept by to_json), as
+        in Orthanc; a misspelt known key is still warned about."""
+        config, warnings = parse({"DicomWeb": {"Servers": {"s": {
+            "Url": "http://h/", "UserProperty": "Test", "Usrname": "bob", "HasDelete": True,
+            "Timeout": 66}}}})
+        server = config.dicomweb.servers["s"]
+        self.assertEqual(server.user_properties, {"UserProperty": "Test"})
+        self.assertEqual(server.to_json()["UserProperty"], "Test")
+        described = server.describe()
+        self.assertEqual(described["UserProperty"], "Test")
+        self.assertEqual(described["HasDelete"], "1")
+        self.assertEqual(described["Timeout"], 66)
+        self.assertEqual(len(warnings), 1)
+        self.assertIn("Usrname", warnings[0])
+        plain = parse({"DicomWeb": {"Servers": {"p": ["http://h/"]}}})[0].dicomweb.servers["p"]
+        self.assertNotIn("HasDelete", plain.describe())
+        self.assertEqual(plain.describe()["Timeout"], 0)
 
     def test_authentication_without_users(self) -> None:
         config, warnings = parse({"AuthenticationEnabled": True})

@@ -230,9 +230,14 @@ class StowOutcome:
     sent: list[str] = field(default_factory=list)  # SOP Instance UIDs accepted
     failed: list[dict[str, Any]] = field(default_factory=list)  # {SOPInstanceUID, FailureReason}
     warnings: int = 0
+    bytes_sent: int = 0  # size of the DICOM files sent
 
     def to_json(self) -> dict[str, Any]:
+        """Our counters plus Orthanc's fields (``InstancesCount``, ``NetworkSizeMB``, strings
+        as Orthanc gives them)."""
         return {
+            "InstancesCount": str(len(self.sent) + len(self.failed)),
+            "NetworkSizeMB": str(self.bytes_sent // (1024 * 1024)),
             "Requests": self.requests,
             "Sent": len(self.sent) + len(self.failed),
             "Stored": len(self.sent),
@@ -247,9 +252,14 @@ class RetrieveOutcome:
 
     instances: list[str] = field(default_factory=list)  # Orthanc IDs, as stored
     received: int = 0  # parts received
+    bytes_received: int = 0  # body bytes of the parts
 
     def to_json(self) -> dict[str, Any]:
-        return {"Instances": list(self.instances), "Received": self.received}
+        """Our fields plus Orthanc's (``ReceivedInstancesCount``, ``NetworkUsageMB``, strings
+        as Orthanc gives them)."""
+        return {"Instances": list(self.instances), "Received": self.received,
+                "ReceivedInstancesCount": str(self.received),
+                "NetworkUsageMB": str(self.bytes_received // (1024 * 1024))}
 
 
 class IngestTarget(Protocol):
@@ -446,6 +456,7 @@ class DicomWebClient:
 
         def item_sent(item: StowItem) -> None:
             sent[0] += 1
+            outcome.bytes_sent += item.size
             if on_progress is not None:
                 on_progress(sent[0], total)
 
@@ -817,6 +828,7 @@ class _PartFile:
 
     def write(self, data: bytes) -> None:
         self.spool.raise_if_failed()
+        self.spool.outcome.bytes_received += len(data)
         self._buffer.append(data)
         self._buffered += len(data)
         if self._buffered >= CHUNK:

@@ -44,7 +44,9 @@ SOP_CLASS_NOT_SUPPORTED = 0x0122
 OUT_OF_RESOURCES = 0xA700
 """Refused: out of resources (disk full, body limit...)."""
 DATASET_MISMATCH = 0xA900
-"""Error: data set does not match SOP class / the target study of the request."""
+"""Error: data set does not match SOP class."""
+DUPLICATE_SOP_INSTANCE = 0x0111
+"""Duplicate SOP Instance: the SOP Instance UID is already used by another instance."""
 CANNOT_UNDERSTAND = 0xC000
 """Error: cannot understand (not DICOM, missing UIDs, bad metadata)."""
 TRANSFER_SYNTAX_NOT_SUPPORTED = 0xC122
@@ -142,38 +144,46 @@ def _us(value: int) -> dict[str, Any]:
 
 def build_response(stored: Sequence[StoredInstance], failed: Sequence[FailedInstance],
                    study_retrieve_url: str | None) -> dict[str, Any]:
-    """The STOW-RS response dataset as DICOM JSON (PS3.18 Table 10.5.3-1).
+    """The STOW-RS response dataset as DICOM JSON (PS3.18 Table 10.5.3-1, shaped as Orthanc's
+    DICOMweb plugin >= 1.19 answers).
 
-    ``RetrieveURL`` (0008,1190) of the study is given when known; sequences are present only
-    when they have items.
+    ``SpecificCharacterSet`` (UTF-8) and ``ReferencedSOPSequence`` (empty when nothing was
+    stored) are always there; the study ``RetrieveURL`` only when something was stored;
+    ``FailedSOPSequence`` only when it has items. A failure becomes an item only when both its
+    SOP Class and SOP Instance UIDs are known (both are Type 1 in the item): a part that is not
+    DICOM, or lacks either UID, is reported by the status code alone.
     """
-    out: dict[str, Any] = {}
-    if study_retrieve_url:
+    out: dict[str, Any] = {"00080005": {"vr": "CS", "Value": ["ISO_IR 192"]}}
+    if study_retrieve_url and stored:
         out["00081190"] = {"vr": "UR", "Value": [study_retrieve_url]}
-    if failed:
+    items = [f for f in failed if f.sop_class_uid and f.sop_instance_uid]
+    if items:
         out["00081198"] = {"vr": "SQ", "Value": [
             {"00081150": _ui(f.sop_class_uid), "00081155": _ui(f.sop_instance_uid),
              "00081197": _us(f.reason)}
-            for f in failed
+            for f in items
         ]}
-    if stored:
-        items = []
-        for s in stored:
-            item: dict[str, Any] = {
-                "00081150": _ui(s.sop_class_uid),
-                "00081155": _ui(s.sop_instance_uid),
-                "00081190": {"vr": "UR", "Value": [s.retrieve_url]},
-            }
-            if s.warning_reason is not None:
-                item["00081196"] = _us(s.warning_reason)
-            items.append(item)
-        out["00081199"] = {"vr": "SQ", "Value": items}
+    references = []
+    for s in stored:
+        item: dict[str, Any] = {
+            "00081150": _ui(s.sop_class_uid),
+            "00081155": _ui(s.sop_instance_uid),
+            "00081190": {"vr": "UR", "Value": [s.retrieve_url]},
+        }
+        if s.warning_reason is not None:
+            item["00081196"] = _us(s.warning_reason)
+        references.append(item)
+    out["00081199"] = {"vr": "SQ", "Value": references} if references else {"vr": "SQ"}
     return out
 
 
 def response_status(stored: Sequence[StoredInstance], failed: Sequence[FailedInstance]) -> int:
-    """HTTP status per PS3.18 10.5.3: 200 all stored, 202 partial or warnings, 409 none."""
+    """HTTP status per PS3.18 10.5.3: 200 all stored, 202 partial or warnings; nothing stored:
+    400 when every failure is bad syntax (``CANNOT_UNDERSTAND``), else 409 (a conflict, such
+    as an instance of another study or an SOP Instance UID already used, or mixed reasons)."""
     if not stored:
+        if failed and all(f.reason == CANNOT_UNDERSTAND for f in failed):
+            return 400
         return 409
     if failed or any(s.warning_reason is not None for s in stored):
         return 202

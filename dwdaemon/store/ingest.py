@@ -26,13 +26,16 @@ IMPLICIT_LE = "1.2.840.10008.1.2"
 class IngestError(ValueError):
     """The input cannot be stored; ``reason`` is the DICOM failure reason (PS3.4 / PS3.18)."""
 
-    def __init__(self, message: str, reason: int = 0xC000) -> None:
+    def __init__(self, message: str, reason: int = 0xC000, http_status: int = 400) -> None:
         super().__init__(message)
         self.reason = reason
+        self.http_status = http_status
 
 
 # Failure reasons used by STOW-RS (PS3.18 Table I.2-3 / PS3.4 Annex B)
 REASON_CANNOT_UNDERSTAND = 0xC000
+#: Duplicate SOP Instance (PS3.7 C.4.2: another instance already has this SOP Instance UID).
+REASON_DUPLICATE_SOP_INSTANCE = 0x0111
 
 
 @dataclass
@@ -74,9 +77,14 @@ class Analysis(InstanceKeys):
         }
 
 
-def _required_uid(ds: Any, keyword: str) -> str:
+def _required_uid(ds: Any, keyword: str, meta_keyword: str | None = None) -> str:
+    """A UID the data set must have; with ``meta_keyword``, the file meta information's
+    element stands in for a missing (or empty) one."""
     value = ds.get(keyword)
     text = str(value).strip(" \x00") if value is not None else ""
+    if not text and meta_keyword is not None:
+        meta_value = getattr(ds, "file_meta", {}).get(meta_keyword)
+        text = str(meta_value).strip(" \x00") if meta_value is not None else ""
     if not text:
         raise IngestError(f"{keyword} is missing", REASON_CANNOT_UNDERSTAND)
     if not UID(text).is_valid:
@@ -84,10 +92,13 @@ def _required_uid(ds: Any, keyword: str) -> str:
     return text
 
 
-def analyse(path: str) -> Analysis:
+def analyse(path: str, uids_from_meta: bool = False) -> Analysis:
     """Parse the file at ``path`` once (large values deferred) and compute its index data.
 
-    Raises :class:`IngestError` for input that is not a complete DICOM instance.
+    ``uids_from_meta``: a data set without SOPClassUID or SOPInstanceUID takes them from the
+    file meta information (MediaStorageSOPClassUID/InstanceUID), as Orthanc's ``POST
+    /instances`` does; the file and its stored DICOM JSON stay as they are. Raises
+    :class:`IngestError` for input that is not a complete DICOM instance.
     """
     size = os.path.getsize(path)
     if size == 0:
@@ -104,10 +115,12 @@ def analyse(path: str) -> Analysis:
                           "syntax")
     transfer_syntax = str(meta.TransferSyntaxUID)
     try:
-        sop_uid = _required_uid(ds, "SOPInstanceUID")
+        sop_uid = _required_uid(ds, "SOPInstanceUID",
+                                "MediaStorageSOPInstanceUID" if uids_from_meta else None)
         study_uid = _required_uid(ds, "StudyInstanceUID")
         series_uid = _required_uid(ds, "SeriesInstanceUID")
-        sop_class = _required_uid(ds, "SOPClassUID")
+        sop_class = _required_uid(ds, "SOPClassUID",
+                                  "MediaStorageSOPClassUID" if uids_from_meta else None)
         _check_complete(ds, size, transfer_syntax, path)
         converted = dataset_to_json(ds)
     except IngestError:

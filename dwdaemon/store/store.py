@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
 import uuid
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,8 +17,20 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from dwdaemon.dicom.ids import ResourceIds
-from dwdaemon.store.index.base import AddResult, Index, InstanceRecord, InstanceRow
-from dwdaemon.store.ingest import Analysis, IngestError, analyse, record_fields
+from dwdaemon.store.index.base import (
+    AddResult,
+    DuplicateInstance,
+    Index,
+    InstanceRecord,
+    InstanceRow,
+)
+from dwdaemon.store.ingest import (
+    REASON_DUPLICATE_SOP_INSTANCE,
+    Analysis,
+    IngestError,
+    analyse,
+    record_fields,
+)
 from dwdaemon.store.storage import StorageArea, TempFile, discard
 from dwdaemon.threads import ThreadPools
 
@@ -131,20 +145,23 @@ class Store:
         return self.storage.new_temp()
 
     @inlineCallbacks
-    def ingest_path(self, temp_path: str, digest: tuple[int, str] | None = None) -> Any:
+    def ingest_path(self, temp_path: str, digest: tuple[int, str] | None = None,
+                    uids_from_meta: bool = False) -> Any:
         """Store the DICOM file at ``temp_path`` (taken over: moved or removed).
 
         The file is parsed once and validated in a worker thread (:meth:`prepare`), then
         fsynced, renamed into the storage area and indexed with group commit
         (:meth:`index_prepared`). ``digest`` is the ``(size, md5)`` of a :class:`TempFile`
         (saves reading the file back). Fires with an :class:`IngestResult`; fails with
-        :class:`IngestError` (nothing kept) for bad input.
+        :class:`IngestError` (nothing kept) for bad input. ``uids_from_meta``: see
+        :func:`~dwdaemon.store.ingest.analyse` (Orthanc's ``POST /instances``).
         """
-        prepared = yield self.pools.parse(self.prepare, temp_path, digest)
+        prepared = yield self.pools.parse(self.prepare, temp_path, digest, uids_from_meta)
         result = yield self.index_prepared(prepared)
         return result
 
-    def prepare(self, temp_path: str, digest: tuple[int, str] | None = None) -> Prepared:
+    def prepare(self, temp_path: str, digest: tuple[int, str] | None = None,
+                uids_from_meta: bool = False) -> Prepared:
         """Blocking (worker thread): parse and validate a temporary file, build its index
         record (JSON encoding included, kept off the reactor thread).
 
@@ -157,7 +174,7 @@ class Store:
             shutil.copyfile(temp_path, own)
             temp_path, digest = own, None
         try:
-            analysis = analyse(temp_path)
+            analysis = analyse(temp_path, uids_from_meta)
             size, md5 = self.storage.measure_temp(temp_path, digest)
             record = InstanceRecord(file_uuid=str(uuid.uuid4()), file_size=size, file_md5=md5,
                                     **record_fields(analysis))
@@ -173,6 +190,9 @@ class Store:
         analysis = prepared.analysis
         try:
             added: AddResult = yield self._add_grouped(prepared)
+        except DuplicateInstance as exc:
+            yield self.pools.io(self._drop, prepared)
+            raise IngestError(str(exc), REASON_DUPLICATE_SOP_INSTANCE, http_status=409) from exc
         except Exception:
             yield self.pools.io(self._drop, prepared)
             raise
@@ -284,6 +304,43 @@ class Store:
 
     def instances_of(self, level: str, public_id: str) -> Deferred[list[InstanceRow]]:
         return self.pools.db_read(self.index.instances_of, level, public_id)
+
+    def find_ids(self, level: str, predicate: Callable[[dict[str, str]], bool],
+                 since: int = 0, limit: int = 0,
+                 dataset_predicate: Callable[[dict[str, Any]], bool] | None = None,
+                 exact: dict[str, str] | None = None) -> Deferred[list[str]]:
+        """Identifiers of the resources of ``level`` whose main tags (their ancestors' merged
+        in) satisfy ``predicate`` and, with ``dataset_predicate``, whose first instance's
+        DICOM JSON satisfies it; in arrival order, after skipping ``since`` matches and at
+        most ``limit`` of them (0 = all). ``exact`` identifiers narrow the candidates by index
+        columns (the predicates still decide). Matching runs in the database thread."""
+        def wanted(public_id: str, tags: dict[str, str]) -> bool:
+            if not predicate(tags):
+                return False
+            if dataset_predicate is None:
+                return True
+            metadata = self.index.first_instance_metadata(level, public_id)
+            return metadata is not None and dataset_predicate(json.loads(metadata))
+
+        def find() -> list[str]:
+            found = []
+            for public_id, tags in self.index.main_tags_of_level(level, exact):
+                if wanted(public_id, tags):
+                    found.append(public_id)
+                    if limit and len(found) >= since + limit:
+                        break
+            return found[since:]
+        return self.pools.db_read(find)
+
+    def lookup(self, identifier: str) -> Deferred[list[dict[str, str]]]:
+        return self.pools.db_read(self.index.lookup, identifier)
+
+    def changes(self, since: int = 0, limit: int = 100, last: bool = False
+                ) -> Deferred[dict[str, Any]]:
+        return self.pools.db_read(self.index.changes, since, limit, last)
+
+    def clear_changes(self) -> Deferred[None]:
+        return self.pools.db_write(self.index.clear_changes)
 
     def statistics(self) -> Deferred[dict[str, int]]:
         return self.pools.db_read(self.index.statistics)

@@ -72,12 +72,16 @@ def failure_to_response(request: IRequest, failure: Failure) -> bytes:
         return write_error(request, exc.status, exc.message, headers=exc.headers, body=exc.body,
                            content_type=exc.content_type, details=exc.details)
     if isinstance(exc, IngestError):
-        return write_error(request, 400, str(exc))
+        status = getattr(exc, "http_status", 400)
+        return write_error(request, status, str(exc),
+                           details={"FailureReason": exc.reason} if status == 409 else None)
     if isinstance(exc, StorageFull):
         log.error("storage full while handling {uri}", uri=request.uri)
         return write_error(request, 507, "insufficient storage: the storage area is full")
     if isinstance(exc, MethodNotAllowed):
-        allowed = ", ".join(sorted(exc.valid_methods or []))
+        # Orthanc's spelling: "GET,POST" (no HEAD or OPTIONS, which werkzeug adds implicitly)
+        allowed = ",".join(sorted(m for m in exc.valid_methods or []
+                                  if m not in ("HEAD", "OPTIONS")))
         return write_error(request, 405, "method not allowed", headers={"Allow": allowed})
     if isinstance(exc, HTTPException):
         code = exc.code or 500

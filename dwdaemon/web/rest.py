@@ -20,7 +20,10 @@ from dwdaemon.web.query import query_args
 from dwdaemon.web.responses import json_body
 
 API_VERSION = 22  # the Orthanc REST API level whose shapes we follow
-PLUGIN_VERSION = dwdaemon.__version__
+#: The version of Orthanc's DICOMweb plugin whose behaviour the built-in DICOMweb part follows
+#: (clients such as Orthanc's test suite pick expectations by it: 1.19 is the first to leave
+#: an empty FailedSOPSequence out of STOW-RS answers, as PS3.18 does).
+PLUGIN_VERSION = "1.19.0"
 
 
 def _arg(request: IRequest, name: str) -> str | None:
@@ -65,7 +68,7 @@ def install(app: Any, ctx: Context) -> None:
         if body.tell() == 0:
             raise ApiError(400, "empty body: POST /instances expects a DICOM file")
         temp, digest = yield ctx.pools.io(_spool_body, store, body)
-        result = yield store.ingest_path(temp, digest)
+        result = yield store.ingest_path(temp, digest, uids_from_meta=True)
         return json_body(request, result.orthanc_json())
 
     @ctx.route("/<any(patients,studies,series,instances):level>", methods=["GET"])

@@ -310,9 +310,9 @@ def install(app: Any, ctx: Context) -> None:
     def operations(request: IRequest, name: str) -> Any:
         yield servers.ready()
         server = servers.get(name)
-        ops = ["get", "qido", "retrieve", "stow"]
+        ops = ["get", "retrieve", "stow", "wado", "qido"]  # Orthanc's order
         if server.has_delete:
-            ops.insert(0, "delete")
+            ops.append("delete")
         return json_body(request, ops)
 
     @ctx.route(base + "/<string:name>", methods=["PUT"], endpoint="servers.put")
@@ -418,16 +418,29 @@ def install(app: Any, ctx: Context) -> None:
         return (yield _answer_job(request, engine, job, synchronous))
 
     @ctx.route(base + "/<string:name>/retrieve", methods=["POST"], endpoint="servers.retrieve")
-    @inlineCallbacks
     def remote_retrieve(request: IRequest, name: str) -> Any:
+        return _retrieve(request, name, "DicomWebRetrieveClient")
+
+    @ctx.route(base + "/<string:name>/wado", methods=["POST"], endpoint="servers.wado")
+    def remote_wado(request: IRequest, name: str) -> Any:
+        """Orthanc's ``wado`` operation: retrieve the resource a WADO-RS ``Uri`` names, as a
+        job (asynchronous unless ``Synchronous`` is true, as in Orthanc)."""
+        return _retrieve(request, name, "DicomWebWadoRetrieveClient")
+
+    @inlineCallbacks
+    def _retrieve(request: IRequest, name: str, job_type: str) -> Any:
         yield servers.ready()
         servers.get(name)
         body = _object(request)
-        resources = _list(body, "Resources")
+        if job_type == "DicomWebWadoRetrieveClient":
+            resources = [_wado_resource(_uri(body))]
+            synchronous = body.get("Synchronous") is True
+        else:
+            resources = _list(body, "Resources")
+            synchronous = _synchronous(body)
         for r in resources:
             _resource_uri(r)  # validate before starting
         headers, arguments = _str_map(body, "HttpHeaders"), _str_map(body, "Arguments")
-        synchronous = _synchronous(body)
         client = yield servers.client(name)
         content = {"Server": name, "Resources": resources}
 
@@ -453,8 +466,24 @@ def install(app: Any, ctx: Context) -> None:
             return go()
 
         engine = yield jobs.ready()
-        job = engine.submit("DicomWebRetrieveClient", content, run)
+        job = engine.submit(job_type, content, run)
         return (yield _answer_job(request, engine, job, synchronous))
+
+
+def _wado_resource(uri: str) -> dict[str, str]:
+    """The ``{"Study", "Series"?, "Instance"?}`` that a WADO-RS URI of ``.../wado`` names."""
+    parts = [p for p in uri.split("?")[0].split("/") if p]
+    names = ["studies", "series", "instances"]
+    keys = ["Study", "Series", "Instance"]
+    resource: dict[str, str] = {}
+    if not parts or len(parts) % 2 or len(parts) > 6:
+        raise ApiError(400, f"Uri {uri!r} must name a study, series or instance "
+                            "(/studies/{uid}[/series/{uid}[/instances/{uid}]])")
+    for i in range(0, len(parts), 2):
+        if parts[i] != names[i // 2]:
+            raise ApiError(400, f"Uri {uri!r} must name a study, series or instance")
+        resource[keys[i // 2]] = parts[i + 1]
+    return resource
 
 
 def _list(body: Mapping[str, Any], key: str) -> list[Any]:

@@ -389,7 +389,7 @@ class StowTransaction:
         """Commit one prepared DICOM part; record success or failure."""
         if sink.other_study:
             sop_class, sop_uid, study = sink.uids or ("", "", "")
-            self.fail(order, sop_class, sop_uid, sm.DATASET_MISMATCH,
+            self.fail(order, sop_class, sop_uid, sm.PROCESSING_FAILURE,
                       f"instance belongs to study {study}, not {self.req.expected_study}")
             return defer.succeed(None)
         if sink.error is not None:
@@ -449,7 +449,7 @@ class StowTransaction:
                 expected = self.req.expected_study
                 if expected and study != expected:
                     discard(path)
-                    self.fail(order, sop_class, sop_uid, sm.DATASET_MISMATCH,
+                    self.fail(order, sop_class, sop_uid, sm.PROCESSING_FAILURE,
                               f"instance belongs to study {study}, not {expected}")
                     continue
                 yield self.record(order, self.store.ingest_path(path, digest), None)

@@ -147,12 +147,13 @@ class WadoService:
                 path = self.path(row)
                 syntax = row.transfer_syntax if wanted == "*" else wanted
                 source: producers.Piece
+                headers = [("Content-Location", self.instance_url(request, row))]
                 if syntax == row.transfer_syntax:
                     source = producers.FilePart(path, size=row.file_size)
+                    headers.append(("Content-Length", str(row.file_size)))  # as Orthanc
                 else:
                     source = producers.ComputedPart(_transcoder(path, syntax))
-                yield (f"{wm.DICOM}; transfer-syntax={syntax}",
-                       [("Content-Location", self.instance_url(request, row))], source)
+                yield (f"{wm.DICOM}; transfer-syntax={syntax}", headers, source)
 
         return producers.stream(request, producers.multipart_pieces(boundary, parts()),
                                 self.pools.io, sized=True)

@@ -135,7 +135,8 @@ class RoutesTests(unittest.TestCase):
         self.assertIsNone(details["Password"])
         self.assertNotIn("pw", body.decode())
         r, body = yield a.request("GET", "/dicom-web/servers/b")
-        self.assertEqual(json.loads(body), ["delete", "get", "qido", "retrieve", "stow"])
+        # Orthanc's five operations and order, "delete" when HasDelete
+        self.assertEqual(json.loads(body), ["get", "retrieve", "stow", "wado", "qido", "delete"])
         r, body = yield a.request("GET", "/dicom-web/servers/nope")
         self.assertEqual(r.code, 404)
         r, body = yield self.post(a, "servers/nope/get", {"Uri": "/studies"})
@@ -239,6 +240,38 @@ class RoutesTests(unittest.TestCase):
         self.assertEqual(sorted(json.loads(body)), sorted(b_ids))
         r, body = yield a.request("GET", "/jobs")
         self.assertIn(job["ID"], json.loads(body))
+
+    @inlineCallbacks
+    def test_orthanc_fields_and_wado_operation(self):
+        """retrieve answers carry ReceivedInstancesCount/NetworkUsageMB, stow answers
+        InstancesCount/NetworkSizeMB (strings, as Orthanc); ``wado`` retrieves the resource a
+        WADO-RS Uri names, as an asynchronous job unless Synchronous."""
+        b = self.remote()
+        b_ids = yield self.upload(b, ["CT_small.dcm", "MR_small.dcm"], auth=("alice", "pw"))
+        a = self.local({"b": self.b_server(b)})
+        r, body = yield self.post(a, "servers/b/retrieve", {
+            "Resources": [{"Study": self.study_uid("CT_small.dcm")}]})
+        self.assertEqual(r.code, 200, body)
+        answer = json.loads(body)
+        self.assertEqual(answer["ReceivedInstancesCount"], "1")
+        self.assertEqual(answer["NetworkUsageMB"], "0")
+        r, body = yield self.post(a, "servers/b/stow", {"Resources": [answer["Instances"][0]]})
+        answer = json.loads(body)
+        self.assertEqual((answer["InstancesCount"], answer["NetworkSizeMB"]), ("1", "0"))
+
+        mr = pydicom.dcmread(testdata("MR_small.dcm"), stop_before_pixels=True)
+        uri = f"/studies/{mr.StudyInstanceUID}/series/{mr.SeriesInstanceUID}"
+        r, body = yield self.post(a, "servers/b/wado", {"Uri": uri})
+        job = json.loads(body)
+        self.assertEqual(set(job), {"ID", "Path"})
+        r, body = yield self.post(a, "servers/b/wado", {"Uri": uri, "Synchronous": True})
+        self.assertEqual(r.code, 200, body)
+        self.assertEqual(json.loads(body)["ReceivedInstancesCount"], "1")
+        r, body = yield a.request("GET", "/instances")
+        self.assertEqual(sorted(json.loads(body)), sorted(b_ids))
+        for bad in ("/studies", "/studies/1.2/metadata", "/series/1.2"):
+            r, body = yield self.post(a, "servers/b/wado", {"Uri": bad})
+            self.assertEqual(r.code, 400, bad)
 
     @inlineCallbacks
     def test_put_delete_servers_survive_restart(self):

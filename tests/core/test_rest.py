@@ -218,6 +218,12 @@ class CoreApiTests(TestCase):
             self.assertNotIn(b"Traceback", body)
             if code == 405:
                 self.assertTrue(response.headers.getRawHeaders("allow"))
+        # Orthanc's Allow spelling (no HEAD, no spaces)
+        response, body = yield self.daemon.request("PUT", "/dicom-web/studies", data=b"x")
+        self.assertEqual(response.code, 405)
+        self.assertEqual(response.headers.getRawHeaders("allow"), ["GET,POST"])
+        response, body = yield self.daemon.request("GET", "/plugins/dicom-web")
+        self.assertEqual(json.loads(body)["Version"], "1.19.0")
         ids = yield self.get_json("/instances")
         self.assertEqual(ids, [])
         self.assertEqual(list(self.daemon.store.storage.iter_files()), [])

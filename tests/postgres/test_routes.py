@@ -10,6 +10,7 @@ from typing import Any
 
 from twisted.internet.defer import inlineCallbacks
 
+import tests.core.test_orthanc_core as orthanc_core
 import tests.core.test_rest as rest
 import tests.qido.test_web as qido
 import tests.stow.test_stow_web as stow
@@ -91,3 +92,9 @@ class StowRequestShapeTests(StowPostgresMixin, stow.RequestShapeTests):
 
 class StowOverwriteTrueTests(StowPostgresMixin, stow.OverwriteTrueTests):
     pass
+
+
+FindLookupTests = on_postgres(orthanc_core, orthanc_core.FindLookupTests)
+ChangesTests = on_postgres(orthanc_core, orthanc_core.ChangesTests)
+DuplicateSopTests = on_postgres(orthanc_core, orthanc_core.DuplicateSopTests)
+DuplicateSopOverwriteTests = on_postgres(orthanc_core, orthanc_core.DuplicateSopOverwriteTests)

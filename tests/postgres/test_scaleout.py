@@ -128,3 +128,29 @@ class ScaleOutTests(TestCase):
     def test_shared_storage_directory(self) -> None:
         self.assertTrue(os.path.isdir(self.a.store.storage.tmp))
         self.assertEqual(self.a.store.orphan_min_age, 3600.0)
+
+    @inlineCallbacks
+    def test_concurrent_same_sop_under_different_patients(self) -> Any:
+        """Two daemons storing one SOP Instance UID under different patients at once keep one
+        instance: the other answers 409 (the unique index decides the race)."""
+        import io
+
+        import pydicom
+
+        variants = []
+        for n in range(4):
+            ds = pydicom.dcmread(testdata("CT_small.dcm"))
+            ds.PatientID = f"patient-{n}"
+            buf = io.BytesIO()
+            ds.save_as(buf, enforce_file_format=True)
+            variants.append(buf.getvalue())
+        answers = yield gatherResults([
+            daemon.request("POST", "/instances", data=data)
+            for data, daemon in zip(variants, (self.a, self.b, self.a, self.b), strict=True)])
+        codes = sorted(response.code for response, _ in answers)
+        self.assertEqual(codes, [200, 409, 409, 409])
+        instances = yield self.json_of(self.a, "/instances")
+        self.assertEqual(len(instances), 1)
+        patients = yield self.json_of(self.b, "/patients")
+        self.assertEqual(len(patients), 1)
+        self.assertEqual(assert_consistent(self, self.a.store), 1)  # one row, one file

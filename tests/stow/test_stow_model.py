@@ -43,15 +43,24 @@ class ResponseTests(SynchronousTestCase):
 
     def test_partial_and_warnings(self) -> None:
         stored = [sm.StoredInstance("1.2", "1.2.1", "9", "u", sm.WARNING_COERCION)]
-        failed = [sm.FailedInstance("", "", sm.CANNOT_UNDERSTAND)]
+        failed = [sm.FailedInstance("1.2", "1.2.2", sm.CANNOT_UNDERSTAND),
+                  sm.FailedInstance("", "", sm.CANNOT_UNDERSTAND)]
         out = sm.build_response(stored, failed, None)
         self.assertNotIn("00081190", out)
+        self.assertEqual(len(out["00081198"]["Value"]), 1)  # no item without its two UIDs
         self.assertEqual(out["00081198"]["Value"][0]["00081197"], {"vr": "US", "Value": [0xC000]})
-        self.assertEqual(out["00081198"]["Value"][0]["00081155"], {"vr": "UI"})
+        self.assertEqual(out["00081198"]["Value"][0]["00081155"], {"vr": "UI", "Value": ["1.2.2"]})
         self.assertEqual(out["00081199"]["Value"][0]["00081196"]["Value"], [0xB000])
         self.assertEqual(sm.response_status(stored, failed), 202)
         self.assertEqual(sm.response_status(stored, []), 202)
-        self.assertEqual(sm.response_status([], failed), 409)
+        # nothing stored: 400 for bad syntax only, 409 for a conflict or mixed reasons
+        self.assertEqual(sm.response_status([], failed), 400)
+        conflict = [sm.FailedInstance("1.2", "1.2.3", sm.PROCESSING_FAILURE)]
+        self.assertEqual(sm.response_status([], conflict), 409)
+        self.assertEqual(sm.response_status([], failed + conflict), 409)
+        nothing = sm.build_response([], conflict, "http://h/studies/1.9")
+        self.assertEqual(sorted(nothing), ["00080005", "00081198", "00081199"])
+        self.assertEqual(nothing["00081199"], {"vr": "SQ"})
         ds = pydicom.Dataset.from_json(out)
         self.assertEqual(ds.FailedSOPSequence[0].FailureReason, 0xC000)
 

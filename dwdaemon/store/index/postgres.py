@@ -27,7 +27,7 @@ from psycopg.types.string import StrDumperUnknown
 from dwdaemon.store.index import schema
 from dwdaemon.store.index.base import AddResult, InstanceRecord
 from dwdaemon.store.index.search import POSTGRESQL
-from dwdaemon.store.index.sql import SqlIndex
+from dwdaemon.store.index.sql import DUPLICATE_SOPS, SqlIndex, warn_duplicate_sops
 
 T = TypeVar("T")
 
@@ -188,6 +188,12 @@ class PostgresIndex(SqlIndex):
                 cur.execute(statement)
             for statement in schema.ddl(dialect="postgresql"):
                 cur.execute(statement)
+            try:
+                with conn.transaction():
+                    cur.execute(schema.UNIQUE_SOP)
+            except errors.UniqueViolation:
+                cur.execute(DUPLICATE_SOPS)
+                warn_duplicate_sops(cur.fetchall())
             cur.execute("INSERT INTO properties (name, value) VALUES (%s, %s)"
                         " ON CONFLICT (name) DO NOTHING",
                         ("schema_version", str(schema.SCHEMA_VERSION)))

@@ -8,16 +8,21 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
+from twisted.logger import Logger
+
 from dwdaemon.store.index.base import (
     CHILD_LEVEL,
     LEVEL_TYPES,
     AddResult,
+    DuplicateInstance,
     InstanceRecord,
     InstanceRow,
 )
 
 TABLES = {"patients": "patients", "studies": "studies", "series": "series",
           "instances": "instances"}
+log = Logger()
+
 PARENT_FK = {"studies": "patient_pk", "series": "study_pk", "instances": "series_pk"}
 
 INSTANCE_COLUMNS = (
@@ -30,6 +35,38 @@ INSTANCE_JOIN = (
     "instances i JOIN series se ON i.series_pk = se.pk JOIN studies st ON se.study_pk = st.pk"
     " JOIN patients p ON st.patient_pk = p.pk"
 )
+
+
+CHANGE_NEW = {"patients": "NewPatient", "studies": "NewStudy", "series": "NewSeries",
+              "instances": "NewInstance"}
+CHANGE_COLUMNS = "seq, change_type, resource_type, public_id, date"
+LEVEL_PATHS = {"Patient": "patients", "Study": "studies", "Series": "series",
+               "Instance": "instances"}
+
+
+#: SOP Instance UIDs held by several instances (indexes written before the rule "one SOP
+#: Instance UID, one instance").
+DUPLICATE_SOPS = ("SELECT sop_uid, COUNT(*) FROM instances GROUP BY sop_uid HAVING COUNT(*) > 1"
+                  " ORDER BY sop_uid LIMIT 20")
+
+
+def warn_duplicate_sops(rows: list[tuple[Any, ...]]) -> None:
+    """Start-up goes on without the unique index; say which UIDs to clean up."""
+    log.warn("the index holds several instances with the same SOP Instance UID ({uids}); "
+             "new duplicates are still refused, but delete the extra copies "
+             "(DELETE /instances/{{id}}) so that the unique index can be created at the next "
+             "start", uids=", ".join(f"{uid} x{count}" for uid, count in rows))
+
+
+#: Index columns of the identifiers, per level of ``main_tags_of_level``'s query.
+FIND_COLUMNS: dict[str, dict[str, str]] = {
+    "patients": {"PatientID": "p.patient_id"},
+    "studies": {"PatientID": "st.patient_id", "StudyInstanceUID": "st.study_uid"},
+    "series": {"PatientID": "st.patient_id", "StudyInstanceUID": "st.study_uid",
+               "SeriesInstanceUID": "se.series_uid"},
+    "instances": {"PatientID": "st.patient_id", "StudyInstanceUID": "st.study_uid",
+                  "SeriesInstanceUID": "se.series_uid", "SOPInstanceUID": "i.sop_uid"},
+}
 
 
 def now_text() -> str:
@@ -80,7 +117,13 @@ class SqlIndex:
 
     # -- writes ----------------------------------------------------------------------------
     def add_instance(self, record: InstanceRecord, overwrite: bool) -> AddResult:
-        """Index one instance (and its parents) in one transaction."""
+        """Index one instance (and its parents) in one transaction, with its changes.
+
+        One SOP Instance UID, one instance: when another instance (another patient, study or
+        series) already has this SOP Instance UID, :class:`DuplicateInstance` is raised, or,
+        with ``overwrite``, that instance is removed (and its parents left empty) in the same
+        transaction, its file named in ``obsolete_file`` for removal after the commit.
+        """
         stamp = now_text()
         with self._write() as cur:
             existing = self._one(cur, "SELECT pk, file_uuid FROM instances WHERE public_id = ?",
@@ -88,22 +131,36 @@ class SqlIndex:
             if existing is not None and not overwrite:
                 return AddResult("AlreadyStored", record.ids.instance,
                                  obsolete_file=record.file_uuid)
-            patient_pk = self._upsert(cur, "patients", record.ids.patient, None, {
+            replaced = None
+            if existing is None:
+                other = self._one(cur, "SELECT pk, public_id, file_uuid FROM instances"
+                                       " WHERE sop_uid = ?", (record.sop_uid,))
+                if other is not None:
+                    if not overwrite:
+                        raise DuplicateInstance(
+                            f"SOP Instance UID {record.sop_uid} is already used by instance "
+                            f"{other[1]} (another patient, study or series)")
+                    replaced = other[2]
+                    self._delete_below(cur, "instances", other[0], stamp)
+                    self._delete_empty_parents(cur, "instances", stamp)
+            patient_pk, new_patient = self._upsert(cur, "patients", record.ids.patient, None, {
                 "patient_id": record.patient_id,
                 "main_tags": json.dumps(record.patient_tags),
             }, stamp)
-            study_pk = self._upsert(cur, "studies", record.ids.study, ("patient_pk", patient_pk), {
-                "study_uid": record.study_uid,
-                "patient_id": record.patient_id,
-                "main_tags": json.dumps(record.study_tags),
-                "patient_main_tags": json.dumps(record.patient_tags),
-                **record.study_columns,
-            }, stamp)
-            series_pk = self._upsert(cur, "series", record.ids.series, ("study_pk", study_pk), {
-                "series_uid": record.series_uid,
-                "main_tags": json.dumps(record.series_tags),
-                **record.series_columns,
-            }, stamp)
+            study_pk, new_study = self._upsert(
+                cur, "studies", record.ids.study, ("patient_pk", patient_pk), {
+                    "study_uid": record.study_uid,
+                    "patient_id": record.patient_id,
+                    "main_tags": json.dumps(record.study_tags),
+                    "patient_main_tags": json.dumps(record.patient_tags),
+                    **record.study_columns,
+                }, stamp)
+            series_pk, new_series = self._upsert(
+                cur, "series", record.ids.series, ("study_pk", study_pk), {
+                    "series_uid": record.series_uid,
+                    "main_tags": json.dumps(record.series_tags),
+                    **record.series_columns,
+                }, stamp)
             values = {
                 "sop_uid": record.sop_uid,
                 "sop_class_uid": record.sop_class_uid,
@@ -120,6 +177,13 @@ class SqlIndex:
                 "bulk": record.bulk,
                 "frames": record.frames,
             }
+            # Orthanc's order: the instance first, then the parents it created
+            self._change(cur, "NewInstance", "instances", record.ids.instance, stamp)
+            for created, level, public_id in ((new_series, "series", record.ids.series),
+                                              (new_study, "studies", record.ids.study),
+                                              (new_patient, "patients", record.ids.patient)):
+                if created:
+                    self._change(cur, CHANGE_NEW[level], level, public_id, stamp)
             if existing is not None:
                 sets = ", ".join(f"{k} = ?" for k in values)
                 cur.execute(self._sql(
@@ -133,37 +197,48 @@ class SqlIndex:
                 f"INSERT INTO instances (public_id, series_pk, {names}, received_at, last_update)"
                 f" VALUES (?, ?, {marks}, ?, ?)"),
                 (record.ids.instance, series_pk, *values.values(), stamp, stamp))
-            return AddResult("Success", record.ids.instance)
+            return AddResult("Success", record.ids.instance, obsolete_file=replaced,
+                             overwritten=replaced is not None)
+
+    def _change(self, cur: Any, change_type: str, level: str, public_id: str,
+                stamp: str) -> None:
+        """Log a change (``GET /changes``) in the current transaction."""
+        cur.execute(self._sql("INSERT INTO changes (change_type, resource_type, public_id, date)"
+                              " VALUES (?, ?, ?, ?)"),
+                    (change_type, LEVEL_TYPES[level], public_id, stamp))
 
     def _upsert(self, cur: Any, table: str, public_id: str, parent: tuple[str, int] | None,
-                values: dict[str, Any], stamp: str) -> int:
+                values: dict[str, Any], stamp: str) -> tuple[int, bool]:
+        """The row's pk, and whether it was created."""
         row = self._one(cur, f"SELECT pk FROM {table} WHERE public_id = ?", (public_id,))
         if row is not None:
             cur.execute(self._sql(f"UPDATE {table} SET last_update = ? WHERE pk = ?"),
                         (stamp, row[0]))
-            return int(row[0])
+            return int(row[0]), False
         cols = ["public_id", *([parent[0]] if parent else []), *values, "last_update"]
         params = (public_id, *([parent[1]] if parent else []), *values.values(), stamp)
         marks = ", ".join("?" for _ in cols)
         return self._insert_returning_pk(
-            cur, f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({marks})", params)
+            cur, f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({marks})", params), True
 
     def delete(self, level: str, public_id: str) -> list[str] | None:
-        """Delete a resource and everything below; empty parents go too.
+        """Delete a resource and everything below; empty parents go too (each logged as a
+        ``Deleted`` change).
 
         Returns the file uuids to remove (after the commit), or None if there is no such resource.
         """
         table = TABLES[level]
+        stamp = now_text()
         with self._write() as cur:
             row = self._one(cur, f"SELECT pk FROM {table} WHERE public_id = ?", (public_id,))
             if row is None:
                 return None
             pk = row[0]
-            files = self._delete_below(cur, level, pk)
-            self._delete_empty_parents(cur, level, pk)
+            files = self._delete_below(cur, level, pk, stamp)
+            self._delete_empty_parents(cur, level, stamp)
             return files
 
-    def _delete_below(self, cur: Any, level: str, pk: int) -> list[str]:
+    def _delete_below(self, cur: Any, level: str, pk: int, stamp: str) -> list[str]:
         files: list[str] = []
         if level == "instances":
             got = self._one(cur, "SELECT file_uuid FROM instances WHERE pk = ?", (pk,))
@@ -173,22 +248,108 @@ class SqlIndex:
             cur.execute(self._sql(f"SELECT pk FROM {TABLES[child]} WHERE {PARENT_FK[child]} = ?"),
                         (pk,))
             for (child_pk,) in cur.fetchall():
-                files += self._delete_below(cur, child, child_pk)
+                files += self._delete_below(cur, child, child_pk, stamp)
+        gone = self._one(cur, f"SELECT public_id FROM {TABLES[level]} WHERE pk = ?", (pk,))
         cur.execute(self._sql(f"DELETE FROM {TABLES[level]} WHERE pk = ?"), (pk,))
+        if gone is not None:
+            self._change(cur, "Deleted", level, gone[0], stamp)
         return files
 
-    def _delete_empty_parents(self, cur: Any, level: str, pk: int) -> None:
-        # Walk up: remove parents left without children.
+    def _delete_empty_parents(self, cur: Any, level: str, stamp: str) -> None:
+        """Walk up: remove parents left without children."""
         chain = {"instances": ("series", "series_pk"), "series": ("studies", "study_pk"),
                  "studies": ("patients", "patient_pk")}
-        # pk of the deleted row is gone; find orphans generically instead.
-        del pk
         while level in chain:
             parent, fk = chain[level]
             cur.execute(self._sql(
-                f"DELETE FROM {parent} WHERE NOT EXISTS "
+                f"SELECT pk, public_id FROM {parent} WHERE NOT EXISTS "
                 f"(SELECT 1 FROM {TABLES[level]} c WHERE c.{fk} = {parent}.pk)"))
+            for pk, public_id in cur.fetchall():
+                cur.execute(self._sql(f"DELETE FROM {parent} WHERE pk = ?"), (pk,))
+                self._change(cur, "Deleted", parent, public_id, stamp)
             level = parent
+
+    # -- Orthanc tools ---------------------------------------------------------------------
+    def main_tags_of_level(self, level: str, exact: dict[str, str] | None = None
+                           ) -> list[tuple[str, dict[str, str]]]:
+        """``(public_id, main tags)`` of every resource of ``level`` in arrival order, the tags
+        of its ancestors merged in (``/tools/find`` matches on them). ``exact``
+        (``{"PatientID"|"StudyInstanceUID"|"SeriesInstanceUID"|"SOPInstanceUID": value}``)
+        restricts them by the index columns (the identifiers of levels below are ignored)."""
+        joins = {
+            "patients": ("p.public_id, p.main_tags", "patients p", "p.pk"),
+            "studies": ("st.public_id, st.main_tags, st.patient_main_tags",
+                        "studies st", "st.pk"),
+            "series": ("se.public_id, se.main_tags, st.main_tags, st.patient_main_tags",
+                       "series se JOIN studies st ON se.study_pk = st.pk", "se.pk"),
+            "instances": ("i.public_id, i.main_tags, se.main_tags, st.main_tags,"
+                          " st.patient_main_tags",
+                          "instances i JOIN series se ON i.series_pk = se.pk"
+                          " JOIN studies st ON se.study_pk = st.pk", "i.pk"),
+        }
+        columns, source, order = joins[level]
+        where, params = [], []
+        for keyword, value in (exact or {}).items():
+            column = FIND_COLUMNS[level].get(keyword)
+            if column is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        condition = f" WHERE {' AND '.join(where)}" if where else ""
+        out = []
+        for row in self._query(f"SELECT {columns} FROM {source}{condition} ORDER BY {order}",
+                               tuple(params)):
+            tags: dict[str, str] = {}
+            for text in reversed(row[1:]):  # ancestors first, the resource's own tags win
+                tags.update(json.loads(text))
+            out.append((row[0], tags))
+        return out
+
+    def first_instance_metadata(self, level: str, public_id: str) -> str | None:
+        """The stored DICOM JSON of the first instance of a resource."""
+        column = {"patients": "p", "studies": "st", "series": "se", "instances": "i"}[level]
+        rows = self._query(f"SELECT i.metadata FROM {INSTANCE_JOIN}"
+                           f" WHERE {column}.public_id = ? ORDER BY i.pk LIMIT 1", (public_id,))
+        return rows[0][0] if rows else None
+
+    def lookup(self, identifier: str) -> list[dict[str, str]]:
+        """Orthanc's ``/tools/lookup``: resources whose PatientID, StudyInstanceUID,
+        SeriesInstanceUID or SOPInstanceUID is ``identifier``."""
+        out = []
+        for level, column in (("patients", "patient_id"), ("studies", "study_uid"),
+                              ("series", "series_uid"), ("instances", "sop_uid")):
+            for (public_id,) in self._query(
+                    f"SELECT public_id FROM {TABLES[level]} WHERE {column} = ? ORDER BY pk",
+                    (identifier,)):
+                out.append({"ID": public_id, "Path": f"/{level}/{public_id}",
+                            "Type": LEVEL_TYPES[level]})
+        return out
+
+    # -- changes ---------------------------------------------------------------------------
+    def changes(self, since: int = 0, limit: int = 100, last: bool = False) -> dict[str, Any]:
+        """Orthanc's ``GET /changes`` document: changes after ``since`` (at most ``limit``),
+        or only the last one."""
+        if last:
+            rows = self._query(f"SELECT {CHANGE_COLUMNS} FROM changes ORDER BY seq DESC LIMIT 1")
+            done = True
+        else:
+            rows = self._query(f"SELECT {CHANGE_COLUMNS} FROM changes WHERE seq > ?"
+                               " ORDER BY seq LIMIT ?", (since, limit + 1))
+            done = len(rows) <= limit
+            rows = rows[:limit]
+        out = [{"ChangeType": change_type, "Date": date, "ID": public_id,
+                "Path": f"/{LEVEL_PATHS[resource_type]}/{public_id}",
+                "ResourceType": resource_type, "Seq": seq}
+               for seq, change_type, resource_type, public_id, date in rows]
+        if out:
+            last_seq = out[-1]["Seq"]
+        else:
+            last_seq = self._query("SELECT COALESCE(MAX(seq), 0) FROM changes")[0][0]
+        return {"Changes": out, "Done": done, "Last": int(last_seq)}
+
+    def clear_changes(self) -> None:
+        """Orthanc's ``DELETE /changes`` (sequence numbers keep growing)."""
+        with self._write() as cur:
+            cur.execute(self._sql("DELETE FROM changes"))
 
     # -- reads -----------------------------------------------------------------------------
     def resource(self, level: str, public_id: str) -> dict[str, Any] | None:

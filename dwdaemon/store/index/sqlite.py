@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from dwdaemon.store.index import schema
-from dwdaemon.store.index.sql import SqlIndex
+from dwdaemon.store.index.sql import DUPLICATE_SOPS, SqlIndex, warn_duplicate_sops
 
 
 class SqliteIndex(SqlIndex):
@@ -30,6 +30,10 @@ class SqliteIndex(SqlIndex):
         conn = self._conn()
         for statement in schema.ddl():
             conn.execute(statement)
+        try:
+            conn.execute(schema.UNIQUE_SOP)
+        except sqlite3.IntegrityError:
+            warn_duplicate_sops(self._query(DUPLICATE_SOPS))
         conn.execute("INSERT OR IGNORE INTO properties (name, value) VALUES (?, ?)",
                      ("schema_version", str(schema.SCHEMA_VERSION)))
 
