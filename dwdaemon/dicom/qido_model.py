@@ -109,19 +109,17 @@ def level_of(tag: str) -> str:
     return "instances"
 
 
-def answer_levels(level: str, *, study_given: bool, series_given: bool) -> tuple[str, ...]:
-    """The levels whose attributes an answer carries (PS3.18 10.6.3.3.1)."""
-    if level == "studies":
-        return ("studies",)
-    if level == "series":
-        return ("series",) if study_given else ("studies", "series")
-    levels: list[str] = []
-    if not study_given:
-        levels.append("studies")
-    if not series_given:
-        levels.append("series")
-    levels.append("instances")
-    return tuple(levels)
+def answer_levels(level: str, *, study_given: bool = False,
+                  series_given: bool = False) -> tuple[str, ...]:
+    """The levels whose attributes an answer carries: the level asked and its parents.
+
+    PS3.18 10.6.3.3.2/3 require the parents' attributes when the target resource is all series
+    (all instances), whatever the query keys; with the study (series) in the path they are not
+    required but allowed, and Orthanc returns them there too, so they are always returned.
+    ``study_given``/``series_given`` are kept for callers and do not change the answer.
+    """
+    del study_given, series_given
+    return LEVELS[:LEVELS.index(level) + 1]
 
 
 def return_tags(level: str, query: Query, *, study_given: bool = False,

@@ -324,7 +324,7 @@ class SeriesAndInstanceTests(QidoCase):
         self.assertEqual(s["00200011"], {"vr": "IS", "Value": [1]})
         self.assertEqual(s["00081190"]["Value"],
                          [f"{self.daemon.dicomweb}/studies/{STUDY_A}/series/{SERIES_A1}"])
-        self.assertNotIn("00100010", s)  # study attributes not repeated under a study
+        self.assertEqual(s["00100020"]["Value"], ["PID1"])  # the study's attributes too
         found = yield self.find(f"/studies/{STUDY_A}/series?Modality=SR", "0020000E")
         self.assertEqual(found, [SERIES_A1[:-1] + "2"])
         found = yield self.find("/studies/1.2.3/series")
@@ -348,8 +348,8 @@ class SeriesAndInstanceTests(QidoCase):
         i = answers[0]
         self.assertEqual(i["00200013"], {"vr": "IS", "Value": [1]})
         self.assertEqual(i["00280010"], {"vr": "US", "Value": [4]})
-        self.assertNotIn("00100010", i)
-        self.assertNotIn("00080060", i)
+        self.assertIn("00100020", i)  # parents' attributes, as Orthanc
+        self.assertEqual(i["00080060"]["Value"], ["MR"])
         found = yield self.find(f"/studies/{STUDY_A}/instances?InstanceNumber=2", "00080018")
         self.assertEqual(found, [f"{SERIES_A1}.2"])
         found = yield self.find("/instances?SliceThickness=2.5&InstanceNumber=3", "00080018")
@@ -367,6 +367,35 @@ class SeriesAndInstanceTests(QidoCase):
         self.assertEqual(answers[0]["7FE00010"]["BulkDataURI"],
                          f"{self.daemon.dicomweb}/studies/{STUDY_A}/series/{SERIES_A1}"
                          f"/instances/{SERIES_A1}.1/bulk/7FE00010")
+
+
+class ParentAttributeTests(QidoCase):
+    """Series and instance answers carry their parents' main attributes (PS3.18 10.6.3.3.2/3,
+    Orthanc's test_qido_parent_attributes), also when a query key names the parent."""
+
+    @inlineCallbacks
+    def test_parents_always_returned(self) -> Any:
+        for path in (f"/series?StudyInstanceUID={STUDY_A}", f"/studies/{STUDY_A}/series",
+                     f"/instances?StudyInstanceUID={STUDY_A}&SeriesInstanceUID={SERIES_A1}",
+                     f"/instances?SeriesInstanceUID={SERIES_A1}",
+                     f"/studies/{STUDY_A}/series/{SERIES_A1}/instances"):
+            _, answers, _ = yield self.get(path)
+            self.assertTrue(answers, path)
+            for answer in answers:
+                self.assertEqual(answer["0020000D"]["Value"], [STUDY_A], path)
+                self.assertEqual(answer["00100020"]["Value"], ["PID1"], path)
+                self.assertIn("00100010", answer, path)
+                self.assertIn("00080020", answer, path)
+                if "instances" not in path:
+                    self.assertNotIn("00080018", answer, path)
+            if "instances" in path:
+                self.assertEqual(answers[0]["00080060"]["Value"], ["MR"], path)
+        _, answers, _ = yield self.get(f"/studies/{STUDY_A}/series"
+                                       "?includefield=00100010&includefield=StudyDate")
+        self.assertIn("00100010", answers[0])
+        _, answers, _ = yield self.get("/studies")
+        self.assertNotIn("0020000E", answers[0])
+        self.assertNotIn("00080018", answers[0])
 
 
 class ServerLimitTests(QidoCase):
