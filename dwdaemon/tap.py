@@ -95,7 +95,8 @@ def build_site(config: Config, reactor: Any = None, pools: ThreadPools | None = 
     os.makedirs(config.index_directory, exist_ok=True)
     index, orphan_min_age = build_index(config)
     store = Store(StorageArea(config.storage_directory), index, pools,
-                  overwrite=config.overwrite_instances, orphan_min_age=orphan_min_age)
+                  overwrite=config.overwrite_instances, orphan_min_age=orphan_min_age,
+                  default_encoding=config.default_encoding)
     app, ctx = build_app(config, store, pools, reactor)
     site = Site(app.resource())
     site.requestFactory = limited_request_class(config.maximum_request_size * 1024 * 1024)

@@ -492,7 +492,8 @@ def _resolve_path(param: str, key: str) -> tuple[tuple[str, ...], str] | None:
     return tuple(tags), vr
 
 
-def parse_query(params: Iterable[tuple[str, str]], *, case_sensitive: bool = True) -> Query:
+def parse_query(params: Iterable[tuple[str, str]], *, case_sensitive: bool = True,
+                case_sensitive_pn: bool = True) -> Query:
     """Parse decoded ``(key, value)`` query parameters into a :class:`Query`.
 
     Parameters
@@ -501,6 +502,9 @@ def parse_query(params: Iterable[tuple[str, str]], *, case_sensitive: bool = Tru
         Percent-decoded query parameters, in order; keys may repeat.
     case_sensitive : bool
         ``QidoCaseSensitive``: whether text matching is case-sensitive.
+    case_sensitive_pn : bool
+        ``CaseSensitivePN``: person names (PN) match case-sensitively only when both this and
+        ``case_sensitive`` are true.
 
     Raises
     ------
@@ -543,8 +547,9 @@ def parse_query(params: Iterable[tuple[str, str]], *, case_sensitive: bool = Tru
             query.warnings.append(f"{key!r} names no DICOM attribute; ignored")
             continue
         path, vr = resolved
+        sensitive = case_sensitive and (case_sensitive_pn or vr != "PN")
         query.criteria.append(make_criterion(key, path, vr, value,
-                                             case_sensitive=case_sensitive, fuzzy=query.fuzzy))
+                                             case_sensitive=sensitive, fuzzy=query.fuzzy))
     return query
 
 

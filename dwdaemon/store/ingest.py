@@ -11,6 +11,7 @@ from pydicom import dcmread
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID
 
+from dwdaemon.dicom.encodings import python_codecs
 from dwdaemon.dicom.frames import FrameLayout, encapsulated_layout, native_layout
 from dwdaemon.dicom.ids import resource_ids
 from dwdaemon.dicom.jsonmodel import UNDEFINED_LENGTH, dataset_to_json, dumps
@@ -84,9 +85,12 @@ def _required_uid(ds: Any, keyword: str) -> str:
     return text
 
 
-def analyse(path: str) -> Analysis:
+def analyse(path: str, default_encoding: str = "Latin1") -> Analysis:
     """Parse the file at ``path`` once (large values deferred) and compute its index data.
 
+    ``default_encoding`` (Orthanc's ``DefaultEncoding`` name) decodes the text of a file that
+    has no Specific Character Set. The stored JSON keeps the file's Specific Character Set
+    value (its text is UTF-8; QIDO answers declare ``ISO_IR 192``).
     Raises :class:`IngestError` for input that is not a complete DICOM instance.
     """
     size = os.path.getsize(path)
@@ -103,13 +107,15 @@ def analyse(path: str) -> Analysis:
         raise IngestError("not a DICOM Part 10 file: no file meta information with a transfer "
                           "syntax")
     transfer_syntax = str(meta.TransferSyntaxUID)
+    if "SpecificCharacterSet" not in ds:
+        ds._parent_encoding = python_codecs(default_encoding)  # noqa: SLF001
     try:
         sop_uid = _required_uid(ds, "SOPInstanceUID")
         study_uid = _required_uid(ds, "StudyInstanceUID")
         series_uid = _required_uid(ds, "SeriesInstanceUID")
         sop_class = _required_uid(ds, "SOPClassUID")
         _check_complete(ds, size, transfer_syntax, path)
-        converted = dataset_to_json(ds)
+        converted = dataset_to_json(ds, utf8_charset=False)
     except IngestError:
         raise
     except Exception as exc:  # pydicom raises many kinds on malformed data

@@ -122,7 +122,8 @@ class StudyTests(QidoCase):
             ("/studies?PatientName=M%3Fller%2A", [STUDY_A]),
             ("/studies?PatientName=*JOHN", [STUDY_C]),
             ("/studies?PatientName=" + quote("Müller^José"), [STUDY_A]),
-            ("/studies?PatientName=mül*", []),
+            ("/studies?PatientName=mül*", [STUDY_A]),  # CaseSensitivePN false (default)
+            ("/studies?PatientName=doe^JOHN", [STUDY_C]),
             ("/studies?StudyDescription=" + quote("Chest [CT] 50%"), [STUDY_C]),
             ("/studies?StudyDescription=" + quote("Chest [C*"), [STUDY_C]),
             ("/studies?StudyDescription=*CT*", [STUDY_B, STUDY_C]),
@@ -289,10 +290,10 @@ class StudyTests(QidoCase):
                                               "&offset=1")
         self.assertEqual(uids(answers), [STUDY_C])
         self.assertIsNone(response.headers.getRawHeaders("warning"))
-        response, answers, _ = yield self.get("/studies?PatientName=*o*&limit=1")
+        response, answers, _ = yield self.get("/studies?PatientName=*r*&limit=1")
         self.assertEqual(uids(answers), [STUDY_A])
         self.assertEqual(len(response.headers.getRawHeaders("warning")), 1)
-        response, answers, _ = yield self.get("/studies?PatientName=*o*&limit=1&offset=1")
+        response, answers, _ = yield self.get("/studies?PatientName=*r*&limit=1&offset=1")
         self.assertEqual(uids(answers), [STUDY_B])
         self.assertIsNone(response.headers.getRawHeaders("warning"))
 
@@ -429,6 +430,25 @@ class CaseInsensitiveTests(QidoCase):
             ("/studies?Modality=mr", [STUDY_A]),
             ("/studies?PatientName=" + quote("yamada*"), [STUDY_B]),
             ("/studies?PatientName=muller*", []),
+        ]:
+            found = yield self.find(path)
+            self.assertEqual(found, expected, path)
+
+
+class CaseSensitivePNTests(QidoCase):
+    """``CaseSensitivePN`` (Orthanc's key, default false): PN matching case-insensitive by
+    default, case-sensitive when true; other text VRs follow ``QidoCaseSensitive`` only."""
+
+    overrides = {"case_sensitive_pn": True}
+
+    @inlineCallbacks
+    def test_case_sensitive_pn(self) -> Any:
+        for path, expected in [
+            ("/studies?PatientName=mül*", []),
+            ("/studies?PatientName=" + quote("Mül*"), [STUDY_A]),
+            ("/studies?PatientName=doe^john", []),
+            ("/studies?PatientName=DOE^JOHN", [STUDY_C]),
+            ("/studies?PatientID=pid3", []),
         ]:
             found = yield self.find(path)
             self.assertEqual(found, expected, path)
