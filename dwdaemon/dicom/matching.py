@@ -31,6 +31,8 @@ from typing import Any
 
 from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 
+from dwdaemon.dicom.dictionary import private_vr, tag_for_name
+
 __all__ = [
     "Criterion",
     "Query",
@@ -313,6 +315,9 @@ def vr_of(tag: str) -> str | None:
     """Dictionary VR of an 8-hex-digit tag (first of a multi-VR), ``None`` if unknown."""
     if tag in COMPUTED_VRS:
         return COMPUTED_VRS[tag]
+    configured = private_vr(tag)
+    if configured is not None:
+        return configured
     try:
         vr = dictionary_VR(int(tag, 16))
     except KeyError:
@@ -331,7 +336,7 @@ def resolve_attribute(name: str) -> str | None:
         return tag if vr_of(tag) is not None or keyword_for_tag(int(tag, 16)) else None
     number = tag_for_keyword(name)
     if number is None:
-        return None
+        return tag_for_name(name)
     return f"{number:08X}"
 
 

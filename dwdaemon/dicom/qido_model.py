@@ -122,6 +122,14 @@ def answer_levels(level: str, *, study_given: bool = False,
     return LEVELS[:LEVELS.index(level) + 1]
 
 
+def private_creator_of(tag: str) -> str | None:
+    """The Private Creator element (gggg,00xx) of a private data element, else None."""
+    group, element = int(tag[:4], 16), int(tag[4:], 16)
+    if group % 2 == 0 or group <= 7 or element < 0x1000:
+        return None
+    return f"{group:04X}00{element >> 8:02X}"
+
+
 def return_tags(level: str, query: Query, *, study_given: bool = False,
                 series_given: bool = False) -> tuple[list[str], tuple[str, ...]]:
     """The tags an answer returns, and the levels ``includefield=all`` spans.
@@ -140,6 +148,9 @@ def return_tags(level: str, query: Query, *, study_given: bool = False,
         wanted.setdefault(SERIES_UID, None)
     for tag in query.includefields:
         wanted.setdefault(tag, None)
+        creator = private_creator_of(tag)
+        if creator is not None:  # PS3.18 10.6.3.3: a private element comes with its creator
+            wanted.setdefault(creator, None)
     for tag in query.matching_tags():
         wanted.setdefault(tag, None)
     return list(wanted), levels
