@@ -125,8 +125,12 @@ def dataset_to_json(ds: Dataset, *, prefix: str = "", result: JsonResult | None 
         out_elem = _element_to_json(elem, path, result, nested_base)
         if out_elem is not None:
             out[key] = out_elem
-    if not prefix and utf8_charset and "00080005" in out:
-        out["00080005"] = {"vr": "CS", "Value": ["ISO_IR 192"]}
+    if not prefix and "00080005" in out:
+        if utf8_charset:
+            out["00080005"] = {"vr": "CS", "Value": ["ISO_IR 192"]}
+        else:  # the file's terms; an empty first one (ISO-IR 6 before ISO 2022) left out
+            terms = [t for t in out["00080005"].get("Value", []) if t]
+            out["00080005"] = {"vr": "CS", "Value": terms} if terms else {"vr": "CS"}
     return result if not prefix else JsonResult(out, result.bulk, result.warnings)
 
 
@@ -172,7 +176,24 @@ def _element_to_json(elem: DataElement, path: str, result: JsonResult,
         return {"vr": vr}
     if vr in ("OB or OW", "US or OW", "US or SS", "US or SS or OW"):
         data["vr"] = "OW" if "InlineBinary" in data else "US"
+    if vr == "PN":
+        _complete_groups(data)
     return data
+
+
+_PN_GROUPS = ("Alphabetic", "Ideographic", "Phonetic")
+
+
+def _complete_groups(data: dict[str, Any]) -> None:
+    """Names with several component groups get all three keys, empty ones as ``""`` (as
+    Orthanc writes them: ``Wang^XiaoDong=王^小东`` has ``"Phonetic": ""``)."""
+    values = data.get("Value")
+    if not values:
+        return
+    for index, name in enumerate(values):
+        if isinstance(name, dict) and len(name) > 1 or (
+                isinstance(name, dict) and name and "Alphabetic" not in name):
+            values[index] = {group: name.get(group, "") for group in _PN_GROUPS}
 
 
 def resolve_bulk_uris(json_text: str, instance_url: str) -> str:
