@@ -11,6 +11,7 @@ from typing import Any
 
 from pydicom.datadict import tag_for_keyword
 
+from .jsonmodel import public_bulk_path
 from .matching import Query
 
 __all__ = [
@@ -162,7 +163,7 @@ def _resolve_bulk(element: Any, placeholder: str, base: str) -> Any:
         return element
     uri = element.get("BulkDataURI")
     if isinstance(uri, str) and uri.startswith(placeholder):
-        return {**element, "BulkDataURI": base + uri[len(placeholder):]}
+        return {**element, "BulkDataURI": base + public_bulk_path(uri[len(placeholder):])}
     if element.get("vr") == "SQ" and element.get("Value"):
         items = [
             {tag: _resolve_bulk(sub, placeholder, base) for tag, sub in item.items()}

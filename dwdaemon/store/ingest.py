@@ -113,7 +113,11 @@ def analyse(path: str, default_encoding: str = "Latin1") -> Analysis:
         sop_uid = _required_uid(ds, "SOPInstanceUID")
         study_uid = _required_uid(ds, "StudyInstanceUID")
         series_uid = _required_uid(ds, "SeriesInstanceUID")
-        sop_class = _required_uid(ds, "SOPClassUID")
+        if "SOPClassUID" not in ds and meta.get("MediaStorageSOPClassUID"):
+            # only in the file meta information: taken from there (Orthanc stores these)
+            sop_class = _required_uid(meta, "MediaStorageSOPClassUID")
+        else:
+            sop_class = _required_uid(ds, "SOPClassUID")
         _check_complete(ds, size, transfer_syntax, path)
         converted = dataset_to_json(ds, utf8_charset=False)
     except IngestError:

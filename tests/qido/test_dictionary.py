@@ -23,7 +23,7 @@ SOP = SERIES + ".1"
 DICTIONARY = (
     DictionaryEntry(0x00D90010, "LO", "Private data element", 1, 1, "Acme"),
     DictionaryEntry(0x00D91001, "DS", "Dwd abnormality score", 1, 1, None),  # default creator
-    DictionaryEntry(0x00F10010, "LO", "DwdTestTag", 1, 0, None),  # an additional public tag
+    DictionaryEntry(0x00F20010, "LO", "DwdTestTag", 1, 0, None),  # an additional public tag
 )
 
 
@@ -33,7 +33,7 @@ def implicit_file() -> bytes:
                                              PatientName="Doe^Jane", StudyDate="20240101")))
     ds.add_new(0x00D90010, "LO", "Acme")
     ds.add_new(0x00D91001, "DS", "98.41")
-    ds.add_new(0x00F10010, "LO", "hello")
+    ds.add_new(0x00F20010, "LO", "hello")
     ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
     out = io.BytesIO()
     ds.save_as(out, implicit_vr=True, little_endian=True)
@@ -77,10 +77,10 @@ class DictionaryTests(TestCase):
     @inlineCallbacks
     def test_additional_public_tag(self) -> Any:
         answer = yield self.studies("includefield=DwdTestTag")
-        self.assertEqual(answer[0]["00F10010"], {"vr": "LO", "Value": ["hello"]})
+        self.assertEqual(answer[0]["00F20010"], {"vr": "LO", "Value": ["hello"]})
         answer = yield self.studies("DwdTestTag=hel*")
         self.assertEqual(len(answer), 1)
-        answer = yield self.studies("00F10010=nope")
+        answer = yield self.studies("00F20010=nope")
         self.assertEqual(answer, [])
 
     @inlineCallbacks
@@ -89,7 +89,7 @@ class DictionaryTests(TestCase):
             "GET", f"/dicom-web/studies/{STUDY}/series/{SERIES}/instances/{SOP}/metadata")
         metadata = json.loads(body)[0]
         self.assertEqual(metadata["00D91001"], {"vr": "DS", "Value": [98.41]})
-        self.assertEqual(metadata["00F10010"], {"vr": "LO", "Value": ["hello"]})
+        self.assertEqual(metadata["00F20010"], {"vr": "LO", "Value": ["hello"]})
 
     def test_private_creator_of(self) -> None:
         self.assertEqual(private_creator_of("00D91001"), "00D90010")
@@ -108,14 +108,14 @@ class ConfigKeyTests(TestCase):
         config, warnings = parse_config(
             '{"Dictionary": {"0009,1001": ["DS", "Abnormality score", 1, 1, "Lunit"],'
             ' "0009,0010": ["LO", "Private data element", 1, 1, "Lunit"],'
-            ' "00F1,0010": ["lo", "DwdTestTag"]},'
+            ' "00F2,0010": ["lo", "DwdTestTag"]},'
             ' "DefaultPrivateCreator": "Lunit", "DefaultEncoding": "utf8",'
             ' "CaseSensitivePN": true}')
         self.assertEqual(warnings, [])
         self.assertEqual(config.dictionary[0], DictionaryEntry(0x00091001, "DS",
                                                                "Abnormality score", 1, 1,
                                                                "Lunit"))
-        self.assertEqual(config.dictionary[2], DictionaryEntry(0x00F10010, "LO", "DwdTestTag"))
+        self.assertEqual(config.dictionary[2], DictionaryEntry(0x00F20010, "LO", "DwdTestTag"))
         self.assertEqual((config.default_private_creator, config.default_encoding,
                           config.case_sensitive_pn), ("Lunit", "Utf8", True))
         defaults = Config()

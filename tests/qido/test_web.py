@@ -367,7 +367,7 @@ class SeriesAndInstanceTests(QidoCase):
         self.assertEqual(answers[0]["00180050"]["Value"], [2.5])
         self.assertEqual(answers[0]["7FE00010"]["BulkDataURI"],
                          f"{self.daemon.dicomweb}/studies/{STUDY_A}/series/{SERIES_A1}"
-                         f"/instances/{SERIES_A1}.1/bulk/7FE00010")
+                         f"/instances/{SERIES_A1}.1/bulk/7fe00010")
 
 
 class ParentAttributeTests(QidoCase):
