@@ -561,8 +561,8 @@ def _choose_metadata(accept: str | None) -> str:
             continue
         if mtype in (DICOM_JSON, "application/json", "application/*", "*/*", "*"):
             return DICOM_JSON
-        if mtype == DICOM_XML:  # bare generic XML types (browsers send them) are not ours
-            return DICOM_XML
+        # bare XML types are skipped: XML metadata is multipart (PS3.18 10.4.4 has servers
+        # ignore single part types for multi-item resources; Orthanc ignores them too)
     raise ApiError(406, "not acceptable: metadata is offered as application/dicom+json or "
                         'multipart/related; type="application/dicom+xml"')
 

@@ -27,6 +27,8 @@ class MetadataAcceptTests(TestCase):
             (BROWSER, "application/dicom+json"),
             ("application/json, application/dicom+xml", "application/dicom+json"),
             ("application/xml, application/json;q=0.5", "application/dicom+json"),
+            ("application/dicom+xml, application/json", "application/dicom+json"),
+            ("toto, application/dicom+json", "application/dicom+json"),
             ("application/dicom+json", "application/dicom+json"),
             ("*/*", "application/dicom+json"),
             ('multipart/related; type="application/dicom+xml"', "multipart/related"),
@@ -42,6 +44,7 @@ class MetadataAcceptTests(TestCase):
                 self.assertEqual(len(json.loads(body)), 1)
         for accept, status in [
             ("text/html", 406), ("application/nope", 406), ("application/xml", 406),
+            ("application/dicom+xml", 406), ("toto, tata", 406),
             ("multipart/related", 406), ('multipart/related; type="application/nope"', 406),
             ("multipart/related; type=application/dicom+xml; transfer-syntax=nope", 406),
             ("multipart/related;range=", 400),
