@@ -59,3 +59,23 @@ class SmallBulkTests(TestCase):
         _, body = yield daemon.request(
             "GET", "/dicom-web/instances?SOPClassUID=1.2.276.0.7230010.3.1.0.1")
         self.assertEqual([a["00080018"]["Value"] for a in json.loads(body)], [[SOP]])
+
+
+class BulkPathTests(TestCase):
+    """Stored bulk paths (upper case, items from 0) and their URL form (Orthanc's spelling)."""
+
+    def test_round_trip(self) -> None:
+        from dwdaemon.dicom.jsonmodel import public_bulk_path, stored_bulk_path
+
+        for stored, public in [("7FE00010", "7fe00010"),
+                               ("60031010/0/60031011", "60031010/1/60031011"),
+                               ("00400555/11/0040A730/0/00420011",
+                                "00400555/12/0040a730/1/00420011")]:
+            self.assertEqual(public_bulk_path(stored), public)
+            self.assertEqual(stored_bulk_path(public), stored)
+            self.assertEqual(stored_bulk_path(public.upper()), stored)
+        self.assertEqual(stored_bulk_path("0010,0010"), "00100010")
+        self.assertEqual(stored_bulk_path("/6003,1010/2/6003,1011/"), "60031010/1/60031011")
+        for bad in ("", "0010", "00100010/1", "00100010/0/00100020", "00100010/x/00100020",
+                    "0010001G", "00100010/-1/00100020"):
+            self.assertIsNone(stored_bulk_path(bad), bad)
