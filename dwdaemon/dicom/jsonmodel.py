@@ -219,7 +219,7 @@ def public_bulk_path(stored: str) -> str:
 def stored_bulk_path(public: str) -> str | None:
     """The stored bulk path of a URL's ``TAG[/item/TAG...]`` (tags in any case, with or without
     a comma, items 1-based); None when malformed."""
-    segments = [s for s in public.strip("/").split("/")]
+    segments = public.strip("/").split("/")
     if not segments or len(segments) % 2 == 0:
         return None
     out = []
