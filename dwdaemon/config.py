@@ -37,6 +37,7 @@ __all__ = [
     "ConfigError",
     "Config",
     "DicomWebConfig",
+    "DictionaryEntry",
     "RemoteServer",
     "load_config",
     "parse_config",
@@ -70,6 +71,10 @@ TOP_LEVEL_KEYS = (
     "LimitFindResults",
     "LimitFindInstances",
     "MaximumRequestSize",
+    "DefaultEncoding",
+    "Dictionary",
+    "DefaultPrivateCreator",
+    "CaseSensitivePN",
     "DicomWeb",
     "PostgreSQL",
 )
@@ -196,6 +201,21 @@ class DicomWebConfig:
 
 
 @dataclass(frozen=True)
+class DictionaryEntry:
+    """One entry of Orthanc's ``Dictionary``: ``"gggg,eeee": [VR, Name, MinVM, MaxVM, Creator]``.
+
+    ``max_vm`` 0 means unbounded; ``private_creator`` is None for public (non-private) tags.
+    """
+
+    tag: int
+    vr: str
+    name: str
+    min_vm: int = 1
+    max_vm: int = 1
+    private_creator: str | None = None
+
+
+@dataclass(frozen=True)
 class PostgresConfig:
     """The ``PostgreSQL`` section: the shared index (names and defaults of Orthanc's plugin).
 
@@ -234,6 +254,10 @@ class Config:
     limit_find_results: int = 0
     limit_find_instances: int = 0
     maximum_request_size: int = 0  # MB, 0 = no limit
+    default_encoding: str = "Latin1"  # Orthanc's name; decodes files without 0008,0005
+    dictionary: tuple[DictionaryEntry, ...] = ()
+    default_private_creator: str = ""
+    case_sensitive_pn: bool = False  # Orthanc: PN matching is case-insensitive by default
     dicomweb: DicomWebConfig = field(default_factory=DicomWebConfig)
     postgresql: PostgresConfig = field(default_factory=PostgresConfig)
     source: str | None = None
@@ -856,6 +880,11 @@ def _parse_config(text: str, base_dir: str, source: str | None) -> tuple[Config,
         limit_find_results=sec.get("LimitFindResults", _int, d.limit_find_results),
         limit_find_instances=sec.get("LimitFindInstances", _int, d.limit_find_instances),
         maximum_request_size=sec.get("MaximumRequestSize", _int, d.maximum_request_size),
+        default_encoding=sec.get("DefaultEncoding", _encoding, d.default_encoding),
+        dictionary=sec.get("Dictionary", _dictionary, d.dictionary),
+        default_private_creator=sec.get("DefaultPrivateCreator", _str,
+                                        d.default_private_creator),
+        case_sensitive_pn=sec.get("CaseSensitivePN", _bool, d.case_sensitive_pn),
         dicomweb=dicomweb,
         postgresql=postgresql,
         source=source,
@@ -873,6 +902,45 @@ def _parse_config(text: str, base_dir: str, source: str | None) -> tuple[Config,
             "anyone who can reach the port can read and change the store"
         )
     return config, warnings
+
+
+def _encoding(path: str, value: object) -> str:
+    from dwdaemon.dicom.encodings import ENCODINGS, canonical_name
+
+    name = canonical_name(value) if isinstance(value, str) else None
+    if name is None:
+        raise _fail(path, "one of " + ", ".join(ENCODINGS), value)
+    return name
+
+
+_VRS = frozenset(
+    "AE AS AT CS DA DS DT FD FL IS LO LT OB OD OF OL OV OW PN SH SL SQ SS ST SV TM UC UI UL UN "
+    "UR US UT UV".split())
+
+
+def _dictionary(path: str, value: object) -> tuple[DictionaryEntry, ...]:
+    """Orthanc's ``Dictionary``: ``{"gggg,eeee": ["VR", "Name", min, max, "creator"]}``."""
+    entries = []
+    for key, spec in _object(path, value).items():
+        where = f"{path}.{key}"
+        text = key.replace(",", "").replace("(", "").replace(")", "").strip()
+        if len(text) != 8 or any(c not in "0123456789abcdefABCDEF" for c in text):
+            raise _fail(where, 'a tag written "gggg,eeee"', key)
+        if (not isinstance(spec, list) or not 2 <= len(spec) <= 5
+                or not all(isinstance(x, str) for x in spec[:2])):
+            raise _fail(where, "[VR, Name, MinMultiplicity, MaxMultiplicity, PrivateCreator]",
+                        spec)
+        vr = spec[0].upper()
+        if vr not in _VRS:
+            raise _fail(where, "a DICOM VR as first item", spec[0])
+        min_vm = _int(where, spec[2]) if len(spec) > 2 else 1
+        max_vm = _int(where, spec[3]) if len(spec) > 3 else 1
+        creator = spec[4] if len(spec) > 4 else None
+        if creator is not None and not isinstance(creator, str):
+            raise _fail(where, "a private creator string as fifth item", creator)
+        entries.append(DictionaryEntry(int(text, 16), vr, spec[1], min_vm, max_vm,
+                                       creator or None))
+    return tuple(entries)
 
 
 def _nonempty(path: str, value: object) -> str:

@@ -11,6 +11,7 @@ from twisted.python import usage
 from twisted.web.server import Site
 
 from dwdaemon.config import Config, ConfigError, load_config
+from dwdaemon.dicom.dictionary import register as register_dictionary
 from dwdaemon.store.index.sqlite import SqliteIndex
 from dwdaemon.store.storage import StorageArea
 from dwdaemon.store.store import Store
@@ -94,8 +95,10 @@ def build_site(config: Config, reactor: Any = None, pools: ThreadPools | None = 
     os.makedirs(config.storage_directory, exist_ok=True)
     os.makedirs(config.index_directory, exist_ok=True)
     index, orphan_min_age = build_index(config)
+    register_dictionary(config.dictionary, config.default_private_creator)
     store = Store(StorageArea(config.storage_directory), index, pools,
-                  overwrite=config.overwrite_instances, orphan_min_age=orphan_min_age)
+                  overwrite=config.overwrite_instances, orphan_min_age=orphan_min_age,
+                  default_encoding=config.default_encoding)
     app, ctx = build_app(config, store, pools, reactor)
     site = Site(app.resource())
     site.requestFactory = limited_request_class(config.maximum_request_size * 1024 * 1024)

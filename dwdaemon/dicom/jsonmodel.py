@@ -2,8 +2,9 @@
 
 Bulk values (large binary elements, and Pixel Data always) are replaced by a ``BulkDataURI``
 placeholder ``dwd-bulk:<path>``; ``<path>`` names the element (``7FE00010``, or
-``00540016/0/00181072`` inside sequences).  The served JSON substitutes the placeholder prefix with
-the instance's URL followed by ``/bulk/`` (see :func:`resolve_bulk_uris`).  Where each bulk value
+``00540016/0/00181072`` inside sequences, items 0-based).  The served JSON replaces the placeholder
+by the instance's URL, ``/bulk/`` and the path in Orthanc's URL form (lower case, items 1-based:
+``00540016/1/00181072``; see :func:`resolve_bulk_uris`).  Where each bulk value
 lies in the file is recorded so that it can be served by slicing the file.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import struct
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,7 +26,9 @@ from dwdaemon.dicom.fastjson import plain_codec, raw_to_json
 BULK_PLACEHOLDER = "dwd-bulk:"
 BINARY_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN", "OB or OW", "US or OW"})
 #: Binary values longer than this many bytes become BulkDataURIs; shorter ones are inlined.
-BULK_THRESHOLD = 1024
+#: 0: every non-empty binary value is a BulkDataURI, as Orthanc writes metadata
+#: (its test_issue_195 reads a 2-byte UN value through its BulkDataURI).
+BULK_THRESHOLD = 0
 PIXEL_DATA_TAGS = frozenset({0x7FE00010, 0x7FE00008, 0x7FE00009})
 UNDEFINED_LENGTH = 0xFFFFFFFF
 
@@ -96,6 +100,8 @@ def dataset_to_json(ds: Dataset, *, prefix: str = "", result: JsonResult | None 
         if isinstance(raw, RawDataElement):
             vr = raw.VR or _dictionary_vr(tag)
             length = raw.length
+            if not raw.VR and vr == "UN" and raw.value is not None:
+                vr = ds[tag].VR  # implicit VR: private dictionaries (pydicom's, Dictionary)
             if _is_bulk(tag, vr, length if length != UNDEFINED_LENGTH else None) or (
                 tag in PIXEL_DATA_TAGS
             ):
@@ -125,8 +131,12 @@ def dataset_to_json(ds: Dataset, *, prefix: str = "", result: JsonResult | None 
         out_elem = _element_to_json(elem, path, result, nested_base)
         if out_elem is not None:
             out[key] = out_elem
-    if not prefix and utf8_charset and "00080005" in out:
-        out["00080005"] = {"vr": "CS", "Value": ["ISO_IR 192"]}
+    if not prefix and "00080005" in out:
+        if utf8_charset:
+            out["00080005"] = {"vr": "CS", "Value": ["ISO_IR 192"]}
+        else:  # the file's terms; an empty first one (ISO-IR 6 before ISO 2022) left out
+            terms = [t for t in out["00080005"].get("Value", []) if t]
+            out["00080005"] = {"vr": "CS", "Value": terms} if terms else {"vr": "CS"}
     return result if not prefix else JsonResult(out, result.bulk, result.warnings)
 
 
@@ -172,12 +182,66 @@ def _element_to_json(elem: DataElement, path: str, result: JsonResult,
         return {"vr": vr}
     if vr in ("OB or OW", "US or OW", "US or SS", "US or SS or OW"):
         data["vr"] = "OW" if "InlineBinary" in data else "US"
+    if vr == "PN":
+        _complete_groups(data)
     return data
+
+
+_PN_GROUPS = ("Alphabetic", "Ideographic", "Phonetic")
+
+
+def _complete_groups(data: dict[str, Any]) -> None:
+    """Names with several component groups get all three keys, empty ones as ``""`` (as
+    Orthanc writes them: ``Wang^XiaoDong=王^小东`` has ``"Phonetic": ""``)."""
+    values = data.get("Value")
+    if not values:
+        return
+    for index, name in enumerate(values):
+        if isinstance(name, dict) and len(name) > 1 or (
+                isinstance(name, dict) and name and "Alphabetic" not in name):
+            values[index] = {group: name.get(group, "") for group in _PN_GROUPS}
+
+
+_PLACEHOLDER_RE = re.compile('"' + BULK_PLACEHOLDER + '([0-9A-Fa-f/]+)"')
+_TAG_RE = re.compile(r"[0-9A-F]{8}")
+
+
+def public_bulk_path(stored: str) -> str:
+    """The URL form of a stored bulk path, as Orthanc writes it: lower-case tags and 1-based
+    item numbers (``00400555/0/00420011`` -> ``00400555/1/00420011``, ``7FE00010`` ->
+    ``7fe00010``)."""
+    segments = stored.split("/")
+    for i in range(1, len(segments), 2):
+        segments[i] = str(int(segments[i]) + 1)
+    return "/".join(segments).lower()
+
+
+def stored_bulk_path(public: str) -> str | None:
+    """The stored bulk path of a URL's ``TAG[/item/TAG...]`` (tags in any case, with or without
+    a comma, items 1-based); None when malformed."""
+    segments = public.strip("/").split("/")
+    if not segments or len(segments) % 2 == 0:
+        return None
+    out = []
+    for i, segment in enumerate(segments):
+        if i % 2 == 0:
+            tag = segment.replace(",", "").upper()
+            if not _TAG_RE.fullmatch(tag):
+                return None
+            out.append(tag)
+        else:
+            if not segment.isdigit() or int(segment) < 1:
+                return None
+            out.append(str(int(segment) - 1))
+    return "/".join(out)
 
 
 def resolve_bulk_uris(json_text: str, instance_url: str) -> str:
     """Replace bulk placeholders in stored JSON text by absolute URIs under ``instance_url``."""
-    return json_text.replace('"' + BULK_PLACEHOLDER, '"' + instance_url.rstrip("/") + "/bulk/")
+    if BULK_PLACEHOLDER not in json_text:
+        return json_text
+    base = '"' + instance_url.rstrip("/") + "/bulk/"
+    return _PLACEHOLDER_RE.sub(lambda m: base + public_bulk_path(m.group(1)) + '"', json_text)
 
 
 def dumps(dataset: dict[str, Any]) -> str:

@@ -31,6 +31,8 @@ from typing import Any
 
 from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 
+from dwdaemon.dicom.dictionary import private_vr, tag_for_name
+
 __all__ = [
     "Criterion",
     "Query",
@@ -313,6 +315,9 @@ def vr_of(tag: str) -> str | None:
     """Dictionary VR of an 8-hex-digit tag (first of a multi-VR), ``None`` if unknown."""
     if tag in COMPUTED_VRS:
         return COMPUTED_VRS[tag]
+    configured = private_vr(tag)
+    if configured is not None:
+        return configured
     try:
         vr = dictionary_VR(int(tag, 16))
     except KeyError:
@@ -331,7 +336,7 @@ def resolve_attribute(name: str) -> str | None:
         return tag if vr_of(tag) is not None or keyword_for_tag(int(tag, 16)) else None
     number = tag_for_keyword(name)
     if number is None:
-        return None
+        return tag_for_name(name)
     return f"{number:08X}"
 
 
@@ -492,7 +497,8 @@ def _resolve_path(param: str, key: str) -> tuple[tuple[str, ...], str] | None:
     return tuple(tags), vr
 
 
-def parse_query(params: Iterable[tuple[str, str]], *, case_sensitive: bool = True) -> Query:
+def parse_query(params: Iterable[tuple[str, str]], *, case_sensitive: bool = True,
+                case_sensitive_pn: bool = True) -> Query:
     """Parse decoded ``(key, value)`` query parameters into a :class:`Query`.
 
     Parameters
@@ -501,6 +507,9 @@ def parse_query(params: Iterable[tuple[str, str]], *, case_sensitive: bool = Tru
         Percent-decoded query parameters, in order; keys may repeat.
     case_sensitive : bool
         ``QidoCaseSensitive``: whether text matching is case-sensitive.
+    case_sensitive_pn : bool
+        ``CaseSensitivePN``: person names (PN) match case-sensitively only when both this and
+        ``case_sensitive`` are true.
 
     Raises
     ------
@@ -543,8 +552,9 @@ def parse_query(params: Iterable[tuple[str, str]], *, case_sensitive: bool = Tru
             query.warnings.append(f"{key!r} names no DICOM attribute; ignored")
             continue
         path, vr = resolved
+        sensitive = case_sensitive and (case_sensitive_pn or vr != "PN")
         query.criteria.append(make_criterion(key, path, vr, value,
-                                             case_sensitive=case_sensitive, fuzzy=query.fuzzy))
+                                             case_sensitive=sensitive, fuzzy=query.fuzzy))
     return query
 
 

@@ -117,6 +117,10 @@ def parse_accept(header: str | bytes | None) -> list[MediaRange]:
         mtype, params = parse_media_type(item)
         if not mtype:
             continue
+        for piece in _split_unquoted(item, ";")[1:]:
+            name, sep, val = piece.partition("=")
+            if sep and not val.strip():  # RFC 9110: a value is a token or a quoted string
+                raise AcceptError(f"parameter {name.strip()!r} without a value in Accept header")
         q = 1.0
         if "q" in params:
             raw = params.pop("q")

@@ -11,6 +11,7 @@ from typing import Any
 
 from pydicom.datadict import tag_for_keyword
 
+from .jsonmodel import public_bulk_path
 from .matching import Query
 
 __all__ = [
@@ -109,19 +110,25 @@ def level_of(tag: str) -> str:
     return "instances"
 
 
-def answer_levels(level: str, *, study_given: bool, series_given: bool) -> tuple[str, ...]:
-    """The levels whose attributes an answer carries (PS3.18 10.6.3.3.1)."""
-    if level == "studies":
-        return ("studies",)
-    if level == "series":
-        return ("series",) if study_given else ("studies", "series")
-    levels: list[str] = []
-    if not study_given:
-        levels.append("studies")
-    if not series_given:
-        levels.append("series")
-    levels.append("instances")
-    return tuple(levels)
+def answer_levels(level: str, *, study_given: bool = False,
+                  series_given: bool = False) -> tuple[str, ...]:
+    """The levels whose attributes an answer carries: the level asked and its parents.
+
+    PS3.18 10.6.3.3.2/3 require the parents' attributes when the target resource is all series
+    (all instances), whatever the query keys; with the study (series) in the path they are not
+    required but allowed, and Orthanc returns them there too, so they are always returned.
+    ``study_given``/``series_given`` are kept for callers and do not change the answer.
+    """
+    del study_given, series_given
+    return LEVELS[:LEVELS.index(level) + 1]
+
+
+def private_creator_of(tag: str) -> str | None:
+    """The Private Creator element (gggg,00xx) of a private data element, else None."""
+    group, element = int(tag[:4], 16), int(tag[4:], 16)
+    if group % 2 == 0 or group <= 7 or element < 0x1000:
+        return None
+    return f"{group:04X}00{element >> 8:02X}"
 
 
 def return_tags(level: str, query: Query, *, study_given: bool = False,
@@ -142,6 +149,9 @@ def return_tags(level: str, query: Query, *, study_given: bool = False,
         wanted.setdefault(SERIES_UID, None)
     for tag in query.includefields:
         wanted.setdefault(tag, None)
+        creator = private_creator_of(tag)
+        if creator is not None:  # PS3.18 10.6.3.3: a private element comes with its creator
+            wanted.setdefault(creator, None)
     for tag in query.matching_tags():
         wanted.setdefault(tag, None)
     return list(wanted), levels
@@ -153,7 +163,7 @@ def _resolve_bulk(element: Any, placeholder: str, base: str) -> Any:
         return element
     uri = element.get("BulkDataURI")
     if isinstance(uri, str) and uri.startswith(placeholder):
-        return {**element, "BulkDataURI": base + uri[len(placeholder):]}
+        return {**element, "BulkDataURI": base + public_bulk_path(uri[len(placeholder):])}
     if element.get("vr") == "SQ" and element.get("Value"):
         items = [
             {tag: _resolve_bulk(sub, placeholder, base) for tag, sub in item.items()}

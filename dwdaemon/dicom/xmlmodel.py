@@ -108,7 +108,7 @@ def _write_person_name(out: list[str], number: int, value: Any) -> None:
     out.append(f'<PersonName number="{number}">')
     for group in _PN_GROUPS:
         text = value.get(group)
-        if text is None:
+        if not text:  # absent or empty group (JSON keeps "" for Orthanc's shape)
             continue
         out.append(f"<{group}>")
         for name, part in zip(_PN_COMPONENTS, text.split("^")[:5], strict=False):

@@ -11,6 +11,7 @@ from pydicom import dcmread
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID
 
+from dwdaemon.dicom.encodings import python_codecs
 from dwdaemon.dicom.frames import FrameLayout, encapsulated_layout, native_layout
 from dwdaemon.dicom.ids import resource_ids
 from dwdaemon.dicom.jsonmodel import UNDEFINED_LENGTH, dataset_to_json, dumps
@@ -92,9 +93,13 @@ def _required_uid(ds: Any, keyword: str, meta_keyword: str | None = None) -> str
     return text
 
 
-def analyse(path: str, uids_from_meta: bool = False) -> Analysis:
+def analyse(path: str, default_encoding: str = "Latin1",
+            uids_from_meta: bool = False) -> Analysis:
     """Parse the file at ``path`` once (large values deferred) and compute its index data.
 
+    ``default_encoding`` (Orthanc's ``DefaultEncoding`` name) decodes the text of a file that
+    has no Specific Character Set. The stored JSON keeps the file's Specific Character Set
+    value (its text is UTF-8; QIDO answers declare ``ISO_IR 192``).
     ``uids_from_meta``: a data set without SOPClassUID or SOPInstanceUID takes them from the
     file meta information (MediaStorageSOPClassUID/InstanceUID), as Orthanc's ``POST
     /instances`` does; the file and its stored DICOM JSON stay as they are. Raises
@@ -114,6 +119,8 @@ def analyse(path: str, uids_from_meta: bool = False) -> Analysis:
         raise IngestError("not a DICOM Part 10 file: no file meta information with a transfer "
                           "syntax")
     transfer_syntax = str(meta.TransferSyntaxUID)
+    if "SpecificCharacterSet" not in ds:
+        ds._parent_encoding = python_codecs(default_encoding)  # noqa: SLF001
     try:
         sop_uid = _required_uid(ds, "SOPInstanceUID",
                                 "MediaStorageSOPInstanceUID" if uids_from_meta else None)
@@ -122,7 +129,7 @@ def analyse(path: str, uids_from_meta: bool = False) -> Analysis:
         sop_class = _required_uid(ds, "SOPClassUID",
                                   "MediaStorageSOPClassUID" if uids_from_meta else None)
         _check_complete(ds, size, transfer_syntax, path)
-        converted = dataset_to_json(ds)
+        converted = dataset_to_json(ds, utf8_charset=False)
     except IngestError:
         raise
     except Exception as exc:  # pydicom raises many kinds on malformed data

@@ -79,12 +79,15 @@ class Store:
     """Storage area + index, with blocking work in the thread pools."""
 
     def __init__(self, storage: StorageArea, index: Index, pools: ThreadPools,
-                 overwrite: bool = False, orphan_min_age: float = 0.0) -> None:
+                 overwrite: bool = False, orphan_min_age: float = 0.0,
+                 default_encoding: str = "Latin1") -> None:
         self.storage = storage
         self.index = index
         self.pools = pools
         self.overwrite = overwrite
         self.orphan_min_age = orphan_min_age
+        #: Orthanc's ``DefaultEncoding`` (canonical name), changed by PUT /tools/default-encoding.
+        self.default_encoding = default_encoding
         self._pending: list[tuple[Prepared, Deferred[AddResult]]] = []
         self._flushing = False
 
@@ -174,7 +177,7 @@ class Store:
             shutil.copyfile(temp_path, own)
             temp_path, digest = own, None
         try:
-            analysis = analyse(temp_path, uids_from_meta)
+            analysis = analyse(temp_path, self.default_encoding, uids_from_meta)
             size, md5 = self.storage.measure_temp(temp_path, digest)
             record = InstanceRecord(file_uuid=str(uuid.uuid4()), file_size=size, file_md5=md5,
                                     **record_fields(analysis))

@@ -32,6 +32,29 @@ def _parse_forwarded(value: str) -> dict[str, str]:
     return out
 
 
+_LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def _bare_address(address: str) -> str:
+    address = address.strip("[]").lower()
+    return address[7:] if address.startswith("::ffff:") and "." in address else address
+
+
+def host_with_port(host: str, local_host: str, local_port: int, scheme: str) -> str:
+    """``host`` (a ``Host`` header) with the port the request arrived on, when it has none and
+    names the address the connection reached (a client that connected directly and left the
+    port out, as ``dicomweb-client`` sends ``Host: 127.0.0.1``); other names (a proxy, a virtual
+    host) are kept as sent, as Orthanc does. The scheme's default port is never added."""
+    has_port = ("]:" in host) if host.startswith("[") else (":" in host)
+    if has_port or not local_port or local_port == (443 if scheme == "https" else 80):
+        return host
+    name, local = _bare_address(host), _bare_address(local_host)
+    if name == local or (name in _LOOPBACK_NAMES and (local in _LOOPBACK_NAMES
+                                                       or local.startswith("127."))):
+        return f"{host}:{local_port}"
+    return host
+
+
 @dataclass
 class Context:
     """Shared collaborators of the route modules (built once in :mod:`dwdaemon.tap`)."""
@@ -64,7 +87,8 @@ class Context:
         """``scheme://host[:port]`` as clients see this server.
 
         The ``Host``/``Ssl`` options win; else ``Forwarded``, else ``X-Forwarded-Host`` /
-        ``X-Forwarded-Proto``, else the ``Host`` header and the connection's security.
+        ``X-Forwarded-Proto``, else the ``Host`` header and the connection's security (see
+        :func:`host_with_port` for a ``Host`` without a port).
         """
         options = self.config.dicomweb
         if options.host:
@@ -88,6 +112,10 @@ class Context:
             xf_proto = _header(request, "x-forwarded-proto")
             if xf_proto:
                 scheme = xf_proto.split(",", 1)[0].strip()
+            elif host and not options.ssl:
+                address = request.getHost()
+                host = host_with_port(host, getattr(address, "host", ""),
+                                      getattr(address, "port", 0), scheme)
         if not host:
             address = request.getHost()
             host = f"{address.host}:{address.port}"

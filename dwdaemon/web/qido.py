@@ -96,8 +96,9 @@ def install(app: Klein, ctx: Context) -> None:
         media_type = choose_media_type(request.getHeader(b"accept"))
         pairs = query_pairs(request)
         try:
-            query: Query = parse_query(pairs,
-                                       case_sensitive=ctx.config.dicomweb.qido_case_sensitive)
+            query: Query = parse_query(
+                pairs, case_sensitive=ctx.config.dicomweb.qido_case_sensitive,
+                case_sensitive_pn=ctx.config.case_sensitive_pn)
         except QueryError as exc:
             raise ApiError(400, f"invalid query parameter {exc.param!r}: {exc.message}",
                            details={"Parameter": exc.param}) from exc

@@ -21,7 +21,7 @@ from twisted.web.iweb import IRequest
 from dwdaemon.dicom import multipart, render, transcode
 from dwdaemon.dicom import wado_model as wm
 from dwdaemon.dicom.frames import FrameLayout
-from dwdaemon.dicom.jsonmodel import resolve_bulk_uris
+from dwdaemon.dicom.jsonmodel import resolve_bulk_uris, stored_bulk_path
 from dwdaemon.dicom.mediatypes import AcceptError, parse_accept
 from dwdaemon.store.index.base import InstanceRow
 from dwdaemon.web import producers
@@ -238,15 +238,42 @@ class WadoService:
         return producers.ComputedPart(lambda: _decoded_frame(path, index))
 
     # -- bulk data ---------------------------------------------------------------------------
+    @inlineCallbacks
+    def element_value(self, request: IRequest, row: InstanceRow, element: str) -> Any:
+        """The value bytes of an element that is not bulk data (parsed from the file)."""
+        multipart_wanted = _bulk_multipart(_accept(request))
+        path = self.path(row)
+        try:
+            data = yield self.pools.parse(lambda: _bulk_by_parsing(path, element))
+        except (KeyError, IndexError, ValueError, TypeError, AttributeError) as exc:
+            raise ApiError(404, f"no element {element} in instance {row.sop_uid}") from exc
+        if not multipart_wanted:
+            request.setHeader("Content-Type", wm.OCTET_STREAM)
+            request.setHeader("Content-Length", str(len(data)))
+            return data
+        boundary = multipart.new_boundary()
+        body = b"".join([
+            multipart.part_header(boundary, wm.OCTET_STREAM,
+                                  [("Content-Location", request.uri.decode("latin-1")),
+                                   ("Content-Length", str(len(data)))]),
+            data, multipart.part_separator(), multipart.closing(boundary)])
+        request.setHeader("Content-Type", multipart.content_type(boundary, wm.OCTET_STREAM))
+        request.setHeader("Content-Length", str(len(body)))
+        return body
+
     def bulk(self, request: IRequest, row: InstanceRow, element: str) -> Any:
         try:
             locations = json.loads(row.bulk)
         except ValueError:
             locations = {}
-        element = element.strip("/").upper()
+        stored = stored_bulk_path(element)
+        if stored is None:
+            raise ApiError(404, f"no bulk data {element!r} in instance {row.sop_uid}: expected "
+                                "TAG[/item/TAG...] (tags in hex, items from 1)")
+        element = stored
         location = locations.get(element)
         if location is None:
-            raise ApiError(404, f"no bulk data {element} in instance {row.sop_uid}")
+            return self.element_value(request, row, element)
         offset, length, vr, little_endian, encapsulated = location[:5]
         if element == "7FE00010" and encapsulated:
             count = _frame_count(row) or 1
@@ -283,8 +310,10 @@ class WadoService:
             return producers.stream(request, [source], self.pools.io)
         boundary = multipart.new_boundary()
         request.setHeader("Content-Type", multipart.content_type(boundary, wm.OCTET_STREAM))
-        parts = [(wm.OCTET_STREAM, [("Content-Location", request.uri.decode("latin-1"))],
-                  source)]
+        headers = [("Content-Location", request.uri.decode("latin-1"))]
+        if not needs_parse:
+            headers.append(("Content-Length", str(length)))
+        parts = [(wm.OCTET_STREAM, headers, source)]
         return producers.stream(request, producers.multipart_pieces(boundary, parts),
                                 self.pools.io)
 
@@ -522,6 +551,8 @@ def _choose_metadata(accept: str | None) -> str:
         return DICOM_JSON
     for media_range in ranges:
         mtype = media_range.media_type
+        if media_range.params.get("transfer-syntax", "*") != "*":
+            continue  # metadata has no transfer syntax: no such representation
         if mtype == "multipart/related":
             part = media_range.params.get("type", "").lower()
             if part in (DICOM_XML, "application/xml", "text/xml"):
@@ -531,16 +562,18 @@ def _choose_metadata(accept: str | None) -> str:
             continue
         if mtype in (DICOM_JSON, "application/json", "application/*", "*/*", "*"):
             return DICOM_JSON
-        if mtype in (DICOM_XML, "application/xml", "text/xml"):
-            return DICOM_XML
+        # bare XML types are skipped: XML metadata is multipart (PS3.18 10.4.4 has servers
+        # ignore single part types for multi-item resources; Orthanc ignores them too)
     raise ApiError(406, "not acceptable: metadata is offered as application/dicom+json or "
                         'multipart/related; type="application/dicom+xml"')
 
 
 def _bulk_multipart(accept: str | None) -> bool:
+    """Whether bulk data answers multipart: the default (PS3.18 Table 10.4.4-1, and Orthanc),
+    also for wildcards; a single part only when ``application/octet-stream`` is named."""
     ranges = parse_accept(accept)
     if not ranges:
-        return False
+        return True
     for media_range in ranges:
         mtype = media_range.media_type
         if mtype == "multipart/related":
@@ -548,7 +581,9 @@ def _bulk_multipart(accept: str | None) -> bool:
             if part in (wm.OCTET_STREAM, "*/*", "application/*"):
                 return True
             continue
-        if mtype in (wm.OCTET_STREAM, "application/*", "*/*", "*"):
+        if mtype in ("application/*", "*/*", "*"):
+            return True
+        if mtype == wm.OCTET_STREAM:
             return False
     raise ApiError(406, "not acceptable: bulk data is offered as application/octet-stream")
 

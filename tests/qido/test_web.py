@@ -122,7 +122,8 @@ class StudyTests(QidoCase):
             ("/studies?PatientName=M%3Fller%2A", [STUDY_A]),
             ("/studies?PatientName=*JOHN", [STUDY_C]),
             ("/studies?PatientName=" + quote("Müller^José"), [STUDY_A]),
-            ("/studies?PatientName=mül*", []),
+            ("/studies?PatientName=mül*", [STUDY_A]),  # CaseSensitivePN false (default)
+            ("/studies?PatientName=doe^JOHN", [STUDY_C]),
             ("/studies?StudyDescription=" + quote("Chest [CT] 50%"), [STUDY_C]),
             ("/studies?StudyDescription=" + quote("Chest [C*"), [STUDY_C]),
             ("/studies?StudyDescription=*CT*", [STUDY_B, STUDY_C]),
@@ -289,10 +290,10 @@ class StudyTests(QidoCase):
                                               "&offset=1")
         self.assertEqual(uids(answers), [STUDY_C])
         self.assertIsNone(response.headers.getRawHeaders("warning"))
-        response, answers, _ = yield self.get("/studies?PatientName=*o*&limit=1")
+        response, answers, _ = yield self.get("/studies?PatientName=*r*&limit=1")
         self.assertEqual(uids(answers), [STUDY_A])
         self.assertEqual(len(response.headers.getRawHeaders("warning")), 1)
-        response, answers, _ = yield self.get("/studies?PatientName=*o*&limit=1&offset=1")
+        response, answers, _ = yield self.get("/studies?PatientName=*r*&limit=1&offset=1")
         self.assertEqual(uids(answers), [STUDY_B])
         self.assertIsNone(response.headers.getRawHeaders("warning"))
 
@@ -324,7 +325,7 @@ class SeriesAndInstanceTests(QidoCase):
         self.assertEqual(s["00200011"], {"vr": "IS", "Value": [1]})
         self.assertEqual(s["00081190"]["Value"],
                          [f"{self.daemon.dicomweb}/studies/{STUDY_A}/series/{SERIES_A1}"])
-        self.assertNotIn("00100010", s)  # study attributes not repeated under a study
+        self.assertEqual(s["00100020"]["Value"], ["PID1"])  # the study's attributes too
         found = yield self.find(f"/studies/{STUDY_A}/series?Modality=SR", "0020000E")
         self.assertEqual(found, [SERIES_A1[:-1] + "2"])
         found = yield self.find("/studies/1.2.3/series")
@@ -348,8 +349,8 @@ class SeriesAndInstanceTests(QidoCase):
         i = answers[0]
         self.assertEqual(i["00200013"], {"vr": "IS", "Value": [1]})
         self.assertEqual(i["00280010"], {"vr": "US", "Value": [4]})
-        self.assertNotIn("00100010", i)
-        self.assertNotIn("00080060", i)
+        self.assertIn("00100020", i)  # parents' attributes, as Orthanc
+        self.assertEqual(i["00080060"]["Value"], ["MR"])
         found = yield self.find(f"/studies/{STUDY_A}/instances?InstanceNumber=2", "00080018")
         self.assertEqual(found, [f"{SERIES_A1}.2"])
         found = yield self.find("/instances?SliceThickness=2.5&InstanceNumber=3", "00080018")
@@ -366,7 +367,36 @@ class SeriesAndInstanceTests(QidoCase):
         self.assertEqual(answers[0]["00180050"]["Value"], [2.5])
         self.assertEqual(answers[0]["7FE00010"]["BulkDataURI"],
                          f"{self.daemon.dicomweb}/studies/{STUDY_A}/series/{SERIES_A1}"
-                         f"/instances/{SERIES_A1}.1/bulk/7FE00010")
+                         f"/instances/{SERIES_A1}.1/bulk/7fe00010")
+
+
+class ParentAttributeTests(QidoCase):
+    """Series and instance answers carry their parents' main attributes (PS3.18 10.6.3.3.2/3,
+    Orthanc's test_qido_parent_attributes), also when a query key names the parent."""
+
+    @inlineCallbacks
+    def test_parents_always_returned(self) -> Any:
+        for path in (f"/series?StudyInstanceUID={STUDY_A}", f"/studies/{STUDY_A}/series",
+                     f"/instances?StudyInstanceUID={STUDY_A}&SeriesInstanceUID={SERIES_A1}",
+                     f"/instances?SeriesInstanceUID={SERIES_A1}",
+                     f"/studies/{STUDY_A}/series/{SERIES_A1}/instances"):
+            _, answers, _ = yield self.get(path)
+            self.assertTrue(answers, path)
+            for answer in answers:
+                self.assertEqual(answer["0020000D"]["Value"], [STUDY_A], path)
+                self.assertEqual(answer["00100020"]["Value"], ["PID1"], path)
+                self.assertIn("00100010", answer, path)
+                self.assertIn("00080020", answer, path)
+                if "instances" not in path:
+                    self.assertNotIn("00080018", answer, path)
+            if "instances" in path:
+                self.assertEqual(answers[0]["00080060"]["Value"], ["MR"], path)
+        _, answers, _ = yield self.get(f"/studies/{STUDY_A}/series"
+                                       "?includefield=00100010&includefield=StudyDate")
+        self.assertIn("00100010", answers[0])
+        _, answers, _ = yield self.get("/studies")
+        self.assertNotIn("0020000E", answers[0])
+        self.assertNotIn("00080018", answers[0])
 
 
 class ServerLimitTests(QidoCase):
@@ -400,6 +430,25 @@ class CaseInsensitiveTests(QidoCase):
             ("/studies?Modality=mr", [STUDY_A]),
             ("/studies?PatientName=" + quote("yamada*"), [STUDY_B]),
             ("/studies?PatientName=muller*", []),
+        ]:
+            found = yield self.find(path)
+            self.assertEqual(found, expected, path)
+
+
+class CaseSensitivePNTests(QidoCase):
+    """``CaseSensitivePN`` (Orthanc's key, default false): PN matching case-insensitive by
+    default, case-sensitive when true; other text VRs follow ``QidoCaseSensitive`` only."""
+
+    overrides = {"case_sensitive_pn": True}
+
+    @inlineCallbacks
+    def test_case_sensitive_pn(self) -> Any:
+        for path, expected in [
+            ("/studies?PatientName=mül*", []),
+            ("/studies?PatientName=" + quote("Mül*"), [STUDY_A]),
+            ("/studies?PatientName=doe^john", []),
+            ("/studies?PatientName=DOE^JOHN", [STUDY_C]),
+            ("/studies?PatientID=pid3", []),
         ]:
             found = yield self.find(path)
             self.assertEqual(found, expected, path)

@@ -361,9 +361,19 @@ class BulkTests(WadoTestBase):
     def test_pixel_data_uri_and_range(self):
         response, body = yield self.get(self.url("CT_small.dcm", "/metadata"))
         uri = json.loads(body)[0]["7FE00010"]["BulkDataURI"]
-        response, body = yield self.get(uri)
-        self.assertEqual(response.code, 200)
+        self.assertTrue(uri.endswith("/bulk/7fe00010"), uri)  # Orthanc's spelling
         pixels = reference_pixels("CT_small.dcm").tobytes()
+        for accept in (None, "*/*"):  # multipart by default (PS3.18 Table 10.4.4-1, Orthanc)
+            response, body = yield self.get(uri, accept)
+            self.assertEqual(response.code, 200)
+            parts = split_multipart(self.ctype(response), body)
+            self.assertEqual([p[1] for p in parts], [pixels])
+            self.assertEqual(parts[0][0]["content-length"], str(len(pixels)))
+        response, body = yield self.get(uri, "application/octet-stream")
+        self.assertEqual(self.ctype(response), "application/octet-stream")
+        self.assertEqual(body, pixels)
+        response, body = yield self.get(uri.replace("7fe00010", "7FE0,0010"),
+                                        "application/octet-stream")
         self.assertEqual(body, pixels)
         response, body = yield self.get(uri, Range="bytes=100-199")
         self.assertEqual(response.code, 206)
@@ -385,9 +395,28 @@ class BulkTests(WadoTestBase):
         response, body = yield self.get(base + "/metadata")
         item = json.loads(body)[0]["00400555"]["Value"][0]
         uri = item["00420011"]["BulkDataURI"]
-        self.assertTrue(uri.endswith("/bulk/00400555/0/00420011"), uri)
-        response, body = yield self.get(uri)
+        # items numbered from 1, lower-case tags, as Orthanc (test_wado_hierarchy_bulk)
+        self.assertTrue(uri.endswith("/bulk/00400555/1/00420011"), uri)
+        response, body = yield self.get(uri, "application/octet-stream")
         self.assertEqual(body, (bytes(range(256)) * 8)[:2000])
+        for bad in ("00400555/0/00420011", "00400555/2/00420011", "00400555/x/00420011",
+                    "00400555/1", "zz"):
+            response, body = yield self.get(f"{base}/bulk/{bad}")
+            self.assertEqual(response.code, 404, bad)
+
+    @inlineCallbacks
+    def test_any_element_value(self):
+        """Orthanc serves any element's value as bulk data (``bulk/0010,0010``)."""
+        ds = _dcm(self.nested)
+        base = (f"{self.dw}/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}"
+                f"/instances/{ds.SOPInstanceUID}/bulk/")
+        response, body = yield self.get(base + "0020,000d")
+        parts = split_multipart(self.ctype(response), body)
+        self.assertEqual(parts[0][1].rstrip(b"\0"), ds.StudyInstanceUID.encode())
+        response, body = yield self.get(base + "0020000D", "application/octet-stream")
+        self.assertEqual(body.rstrip(b"\0"), ds.StudyInstanceUID.encode())
+        response, body = yield self.get(base + "00431029")
+        self.assertEqual(response.code, 404)
 
     @inlineCallbacks
     def test_big_endian_words_served_little_endian(self):
@@ -403,9 +432,9 @@ class BulkTests(WadoTestBase):
         yield self.daemon.store.ingest_bytes(out.getvalue())
         base = (f"{self.dw}/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}"
                 f"/instances/{ds.SOPInstanceUID}/bulk/")
-        response, body = yield self.get(base + "00281201")
+        response, body = yield self.get(base + "00281201", "application/octet-stream")
         self.assertEqual(body, words.astype("<u2").tobytes())
-        response, body = yield self.get(base + "7FE00010")
+        response, body = yield self.get(base + "7FE00010", "application/octet-stream")
         self.assertEqual(body, np.arange(64, dtype="<u2").tobytes())
 
     @inlineCallbacks

@@ -109,6 +109,11 @@ class InstanceSyntaxTests(unittest.TestCase):
         self.assertEqual(wm.choose_instance_syntax(
             'multipart/related; type="application/dicom"', JPEG, self._can), wm.EXPLICIT_VR_LE)
         self.assertEqual(wm.choose_instance_syntax("*/*", JPEG, self._can), wm.EXPLICIT_VR_LE)
+        # no type parameter: the resource's own type (Orthanc's test_accept_negotiation)
+        self.assertEqual(wm.choose_instance_syntax("multipart/related", JPEG, self._can),
+                         wm.EXPLICIT_VR_LE)
+        self.assertEqual(wm.choose_instance_syntax("multipart/related; transfer-syntax=*",
+                                                   JPEG, self._can), JPEG)
 
     def test_star_is_as_stored(self) -> None:
         self.assertEqual(wm.choose_instance_syntax(
@@ -171,3 +176,15 @@ class ParameterTests(unittest.TestCase):
                           (wm.parse_positive_int, "0")):
             with self.assertRaises(ValueError):
                 func(bad) if func is not wm.parse_positive_int else func(bad, "rows")
+
+
+class AcceptSyntaxTests(unittest.TestCase):
+    def test_empty_parameter_value_is_malformed(self) -> None:
+        from dwdaemon.dicom.mediatypes import AcceptError, parse_accept
+
+        with self.assertRaises(AcceptError):
+            parse_accept("multipart/related;range=")
+        with self.assertRaises(AcceptError):
+            parse_accept('application/dicom+json, multipart/related; type=')
+        ranges = parse_accept('multipart/related; type=""; a="x"')
+        self.assertEqual(ranges[0].params, {"type": "", "a": "x"})
