@@ -24,6 +24,10 @@ from dwdaemon.web.wado_rs import WadoService, _arg, _frame_count, _transcoder
 __all__ = ["install"]
 
 
+#: Names clients use for the rendered types (Orthanc accepts ``image/jpg``).
+_ALIASES = {"image/jpg": "image/jpeg", "image/pjpeg": "image/jpeg", "image/x-png": "image/png"}
+
+
 def _content_type(request: IRequest, has_pixels: bool) -> str:
     """The first producible type of ``contentType`` (a comma-separated list is allowed)."""
     raw = _arg(request, "contentType")
@@ -31,6 +35,7 @@ def _content_type(request: IRequest, has_pixels: bool) -> str:
         return "image/jpeg" if has_pixels else wm.DICOM
     for item in raw.split(","):
         media = item.split(";", 1)[0].strip().lower()
+        media = _ALIASES.get(media, media)
         if media == wm.DICOM:
             return media
         if media in wm.RENDERED_MEDIA_TYPES or media in ("image/*", "*/*"):
