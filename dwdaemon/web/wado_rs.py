@@ -12,13 +12,14 @@ import functools
 import hashlib
 import json
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from klein import Klein
 from twisted.internet.defer import inlineCallbacks
 from twisted.web.iweb import IRequest
 
-from dwdaemon.dicom import multipart, render, transcode
+from dwdaemon.dicom import frame_codec, multipart, render, transcode
 from dwdaemon.dicom import wado_model as wm
 from dwdaemon.dicom.frames import FrameLayout
 from dwdaemon.dicom.jsonmodel import resolve_bulk_uris
@@ -82,6 +83,38 @@ def _frame_count(row: InstanceRow) -> int:
 def _first_value(metadata: dict[str, Any], tag: str) -> Any:
     values = metadata.get(tag, {}).get("Value")
     return values[0] if values else None
+
+
+@dataclass(frozen=True)
+class PixelShape:
+    """What the encoders need to know of an instance's pixels (from its stored JSON)."""
+
+    bits_allocated: int
+    bits_stored: int
+    samples: int
+    signed: bool
+    photometric: str
+
+
+def _pixel_shape(row: InstanceRow) -> PixelShape:
+    md = json.loads(row.metadata)
+    allocated = int(_first_value(md, "00280100") or 8)
+    return PixelShape(allocated, int(_first_value(md, "00280101") or allocated),
+                      int(_first_value(md, "00280002") or 1),
+                      int(_first_value(md, "00280103") or 0) == 1,
+                      str(_first_value(md, "00280004") or ""))
+
+
+def _pixel_swap_width(row: InstanceRow) -> int:
+    """Byte-swap width of big endian native Pixel Data: none for OB, else its word size."""
+    try:
+        vr = json.loads(row.bulk)["7FE00010"][2]
+    except (ValueError, KeyError, IndexError, TypeError):
+        vr = "OW"
+    if vr == "OB":
+        return 0
+    allocated = _pixel_shape(row).bits_allocated
+    return allocated // 8 if allocated in (32, 64) else 2
 
 
 class WadoService:
@@ -189,7 +222,10 @@ class WadoService:
             _send_multipart_body, request)
 
     # -- frames ------------------------------------------------------------------------------
-    def frames(self, request: IRequest, row: InstanceRow, frame_list: str) -> Any:
+    def frames(self, request: IRequest, row: InstanceRow, frame_list: str,
+               stored_by_default: bool = False) -> Any:
+        """Frames of ``row``; ``stored_by_default``: no Accept keeps the stored syntax (bulk
+        data URIs of encapsulated Pixel Data), else native octets as Orthanc answers."""
         count = _frame_count(row)
         if count == 0:
             raise ApiError(400, f"instance {row.sop_uid} has no pixel data frames")
@@ -197,8 +233,18 @@ class WadoService:
             numbers = wm.parse_frame_list(frame_list, count)
         except wm.FrameListError as exc:
             raise ApiError(400, str(exc)) from exc
+        shape = _pixel_shape(row)
+
+        def can_encode(syntax: str) -> bool:
+            return frame_codec.can_encode(syntax, shape.bits_allocated, shape.bits_stored,
+                                          shape.samples)
+
         try:
-            choice = wm.choose_frames(_accept(request), row.transfer_syntax, transcode.can_decode)
+            accept = _accept(request)
+            if accept is None and stored_by_default:
+                accept = "multipart/related; type=*/*; transfer-syntax=*"
+            choice = wm.choose_frames(accept, row.transfer_syntax,
+                                      transcode.can_decode, can_encode)
         except wm.NotAcceptable as exc:
             raise _not_acceptable(exc) from exc
         url = self.instance_url(request, row) + "/frames/"
@@ -220,18 +266,25 @@ class WadoService:
                       choice: wm.FrameChoice) -> producers.Piece:
         path = self.path(row)
         layout = _layout(row)
+        syntax, metadata = row.transfer_syntax, row.metadata
         if choice.render:
-            syntax, metadata = row.transfer_syntax, row.metadata
             options = render.RenderOptions(media_type="image/jpeg", quality=90)
             return producers.ComputedPart(
                 lambda: _render_stored(path, index, options, layout, syntax, metadata))
+        if choice.encode:
+            target, shape = choice.transfer_syntax, _pixel_shape(row)
+            return producers.ComputedPart(
+                lambda: _encoded_frame(path, index, layout, syntax, metadata, target, shape))
         if not choice.decode and layout.kind in ("native", "encapsulated"):
             return producers.FilePart(path, layout.frame_ranges(index))
         if not choice.decode and row.transfer_syntax not in wm.NATIVE_SYNTAXES:
             # encapsulated but not resolvable from the stored offsets: parse the fragments
             return producers.ComputedPart(lambda: _encapsulated_frame(path, index))
+        if row.transfer_syntax == wm.BIG_ENDIAN and layout.kind == "native":
+            # big endian words of the stored frame, swapped: little endian octets, same layout
+            width = _pixel_swap_width(row)
+            return producers.ComputedPart(lambda: _swapped_frame(path, layout, index, width))
         if layout.kind == "encapsulated":
-            syntax, metadata = row.transfer_syntax, row.metadata
             return producers.ComputedPart(
                 lambda: _decoded_stored_frame(path, index, layout, syntax, metadata))
         return producers.ComputedPart(lambda: _decoded_frame(path, index))
@@ -249,7 +302,8 @@ class WadoService:
         offset, length, vr, little_endian, encapsulated = location[:5]
         if element == "7FE00010" and encapsulated:
             count = _frame_count(row) or 1
-            return self.frames(request, row, ",".join(str(n) for n in range(1, count + 1)))
+            return self.frames(request, row, ",".join(str(n) for n in range(1, count + 1)),
+                               stored_by_default=True)
         accept = _accept(request)
         multipart_wanted = _bulk_multipart(accept)
         path = self.path(row)
@@ -430,10 +484,25 @@ def _decoded_stored_frame(path: str, index: int, layout: FrameLayout, syntax: st
     header = _render_header(metadata)
     if header is not None:
         arr = transcode.decode_stored_frame(_read_ranges(path, layout.frame_ranges(index)),
-                                            header, syntax, exact=True)
+                                            header, syntax)
         if arr is not None:
             return transcode.frame_native_bytes(arr, int(header.BitsAllocated))
     return _decoded_frame(path, index)
+
+
+def _encoded_frame(path: str, index: int, layout: FrameLayout, syntax: str, metadata: str,
+                   target: str, shape: PixelShape) -> bytes:
+    """Decode frame ``index`` and encode it in the compressed syntax ``target``."""
+    arr = None
+    if layout.kind in ("native", "encapsulated"):
+        header = _render_header(metadata)
+        if header is not None:
+            arr = transcode.decode_stored_frame(
+                _read_ranges(path, layout.frame_ranges(index)), header, syntax)
+    if arr is None:
+        arr, _header = transcode.decode_frame(path, index)
+    return frame_codec.encode_frame(arr, target, shape.bits_allocated, shape.bits_stored,
+                                    signed=shape.signed, photometric=shape.photometric)
 
 
 def _encapsulated_frame(path: str, index: int) -> bytes:
@@ -448,10 +517,26 @@ def _encapsulated_frame(path: str, index: int) -> bytes:
     raise ValueError(f"frame {index + 1} not found")
 
 
+def _swapped_frame(path: str, layout: FrameLayout, index: int, width: int) -> bytes:
+    """A native big endian frame as little endian octets: the words around it are read
+    from their boundaries (8-bit OW frames may start or end inside a word), swapped, cut."""
+    ((offset, length),) = layout.frame_ranges(index)
+    if width < 2:
+        return _read_ranges(path, [(offset, length)])
+    relative = offset - layout.offset
+    start = relative - relative % width
+    end = relative + length
+    end += -end % width
+    data = _byteswap(_read_ranges(path, [(layout.offset + start, end - start)]), width)
+    return data[relative - start:relative - start + length]
+
+
 _SWAP_WIDTH = {"OW": 2, "OF": 4, "OL": 4, "OD": 8, "OV": 8}
 
 
 def _byteswap(data: bytes, width: int) -> bytes:
+    if width < 2:
+        return data
     import numpy as np
 
     usable = len(data) - len(data) % width

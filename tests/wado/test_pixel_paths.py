@@ -5,9 +5,13 @@ pydicom's shipped files and generated data only.
 
 from __future__ import annotations
 
+import io
+
+import numpy as np
 from twisted.internet.defer import inlineCallbacks
 
-from tests.wado.test_routes import WadoTestBase, _image, _uids
+from tests.wado.helpers import read, reference_pixels, split_multipart
+from tests.wado.test_routes import EVRLE, WadoTestBase, _image, _uids
 
 
 class WadoUriAliasTests(WadoTestBase):
@@ -26,3 +30,125 @@ class WadoUriAliasTests(WadoTestBase):
                                          contentType="image/jpg")
         self.assertEqual((response.code, self.ctype(response)), (200, "image/jpeg"))
         self.assertEqual(_image(body).format, "JPEG")
+
+
+def _frame(test, name: str, accept: str | None):
+    """(part content type, payload) of frame 1 of ``name``."""
+    response, body = yield test.get(test.url(name, "/frames/1"), accept)
+    test.assertEqual(response.code, 200, (name, accept, body[:200]))
+    headers, payload = split_multipart(test.ctype(response), body)[0]
+    return headers["content-type"], payload
+
+
+class FramePixelTests(WadoTestBase):
+    files = ["examples_ybr_color.dcm", "CT_small.dcm", "ExplVR_BigEnd.dcm",
+             "SC_ybr_full_422_uncompressed.dcm", "JPEG2000.dcm"]
+    relabel = frozenset({"ExplVR_BigEnd.dcm"})
+
+    @inlineCallbacks
+    def test_compressed_frames_decoded_without_accept(self):
+        # Orthanc and PS3.18: no Accept gives native octets, decoded from the JPEG frame
+        for accept in (None, "*/*",
+                       "multipart/related; type=application/octet-stream; "
+                       "transfer-syntax=1.2.840.10008.1.2.1"):
+            ctype, payload = yield from _frame(self, "examples_ybr_color.dcm", accept)
+            self.assertEqual(ctype, f"application/octet-stream; transfer-syntax={EVRLE}")
+            ref = reference_pixels("examples_ybr_color.dcm")[0]
+            self.assertEqual(len(payload), ref.size)  # 640x480 RGB here: 921,600 bytes
+            got = np.frombuffer(payload, np.uint8).reshape(ref.shape)
+            self.assertLessEqual(np.abs(got.astype(int) - ref.astype(int)).max(), 3)
+
+    @inlineCallbacks
+    def test_octet_stream_label_follows_asked_native_syntax(self):
+        ctype, payload = yield from _frame(
+            self, "JPEG2000.dcm",
+            "multipart/related; type=application/octet-stream; "
+            "transfer-syntax=1.2.840.10008.1.2")
+        self.assertEqual(ctype, "application/octet-stream; transfer-syntax=1.2.840.10008.1.2")
+        ref = reference_pixels("JPEG2000.dcm")
+        self.assertEqual(payload, ref.astype(ref.dtype.newbyteorder("<")).tobytes())
+
+    @inlineCallbacks
+    def test_frames_encoded_in_jpeg_family(self):
+        from pylibjpeg import decode
+
+        ref = reference_pixels("CT_small.dcm")  # 16-bit signed CT
+        for syntax in ("1.2.840.10008.1.2.4.57", "1.2.840.10008.1.2.4.70"):
+            ctype, payload = yield from _frame(
+                self, "CT_small.dcm",
+                f"multipart/related; type=image/jpeg; transfer-syntax={syntax}")
+            self.assertEqual(ctype, f"image/jpeg; transfer-syntax={syntax}")
+            self.assertEqual(len(payload) % 2, 0)
+            np.testing.assert_array_equal(decode(payload).view(ref.dtype), ref)
+        # lossy processes need 8 (4.50) or 12 (4.51) bits: CT_small's 16 bits are refused
+        response, _ = yield self.get(
+            self.url("CT_small.dcm", "/frames/1"),
+            "multipart/related; type=image/jpeg; transfer-syntax=1.2.840.10008.1.2.4.50")
+        self.assertEqual(response.code, 406)
+        ycc = reference_pixels("examples_ybr_color.dcm")[0]
+        for syntax, marker in (("1.2.840.10008.1.2.4.50", b"\xff\xc0"),
+                               ("1.2.840.10008.1.2.4.51", b"\xff\xc1")):
+            # from JPEG-stored data too: decoded, then encoded in the asked process
+            ctype, payload = yield from _frame(
+                self, "examples_ybr_color.dcm",
+                f"multipart/related; type=image/jpeg; transfer-syntax={syntax}")
+            self.assertEqual(ctype, f"image/jpeg; transfer-syntax={syntax}")
+            self.assertIn(marker, payload)
+            if syntax.endswith(".51"):
+                continue
+            got = np.asarray(_image(payload))
+            self.assertEqual(got.shape, ycc.shape)
+            self.assertLess(np.abs(got.astype(int) - ycc.astype(int)).mean(), 4)
+
+    @inlineCallbacks
+    def test_frames_encoded_in_other_lossless_syntaxes(self):
+        from pydicom.encaps import encapsulate
+
+        ref = reference_pixels("CT_small.dcm")
+        for media, syntax in (("image/jls", "1.2.840.10008.1.2.4.80"),
+                              ("image/jp2", "1.2.840.10008.1.2.4.90"),
+                              ("image/x-dicom-rle", "1.2.840.10008.1.2.5")):
+            ctype, payload = yield from _frame(self, "CT_small.dcm",
+                                               f"multipart/related; type={media}")
+            self.assertEqual(ctype, f"{media}; transfer-syntax={syntax}")
+            ds = read("CT_small.dcm")
+            ds.file_meta.TransferSyntaxUID = syntax
+            ds.PixelData = encapsulate([payload])
+            np.testing.assert_array_equal(ds.pixel_array, ref, err_msg=syntax)
+
+    @inlineCallbacks
+    def test_big_endian_frames_are_little_endian_octets(self):
+        # ExplVR_BigEnd.dcm: 8-bit RGB, OB, planar configuration 1: the stored octets are
+        # already in little endian order and keep their planar layout (as the metadata says)
+        ds = read("ExplVR_BigEnd.dcm")
+        ctype, payload = yield from _frame(self, "ExplVR_BigEnd.dcm", None)
+        self.assertEqual(ctype, f"application/octet-stream; transfer-syntax={EVRLE}")
+        self.assertEqual(payload, ds.PixelData[:int(ds.Rows) * int(ds.Columns) * 3])
+
+    @inlineCallbacks
+    def test_big_endian_words_are_swapped(self):
+        # 16-bit OW big endian (generated from MR_small_bigendian's pixels, own UIDs)
+        from pydicom.uid import generate_uid
+
+        ds = read("MR_small_bigendian.dcm")
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+        out = io.BytesIO()
+        ds.save_as(out)
+        yield self.daemon.store.ingest_bytes(out.getvalue())
+        self.uids["be16"] = (ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID)
+        ctype, payload = yield from _frame(self, "be16", None)
+        self.assertEqual(payload, ds.pixel_array.astype("<i2").tobytes())
+
+    @inlineCallbacks
+    def test_ybr_full_422_uncompressed(self):
+        name = "SC_ybr_full_422_uncompressed.dcm"
+        ds = read(name)
+        ctype, payload = yield from _frame(self, name, None)
+        # native octets as stored: two samples per pixel on average (PS3.3 C.7.6.3.1.2)
+        self.assertEqual(payload, ds.PixelData[:int(ds.Rows) * int(ds.Columns) * 2])
+        response, body = yield self.get(self.url(name, "/rendered"), "image/png")
+        self.assertEqual(response.code, 200)
+        image = np.asarray(_image(body).convert("RGB"))
+        ref = reference_pixels(name)  # pydicom converts to RGB
+        self.assertEqual(image.shape, ref.shape)
+        self.assertLessEqual(np.abs(image.astype(int) - ref.astype(int)).max(), 2)
