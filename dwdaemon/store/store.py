@@ -15,6 +15,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from dwdaemon.dicom.ids import ResourceIds
+from dwdaemon.dicom.part10 import add_file_meta
 from dwdaemon.store.index.base import AddResult, Index, InstanceRecord, InstanceRow
 from dwdaemon.store.ingest import Analysis, IngestError, analyse, record_fields
 from dwdaemon.store.storage import StorageArea, TempFile, discard
@@ -157,6 +158,8 @@ class Store:
             shutil.copyfile(temp_path, own)
             temp_path, digest = own, None
         try:
+            if add_file_meta(temp_path):  # a raw data set, as Orthanc stores them
+                digest = None
             analysis = analyse(temp_path)
             size, md5 = self.storage.measure_temp(temp_path, digest)
             record = InstanceRecord(file_uuid=str(uuid.uuid4()), file_size=size, file_md5=md5,

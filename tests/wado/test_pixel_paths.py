@@ -152,3 +152,48 @@ class FramePixelTests(WadoTestBase):
         ref = reference_pixels(name)  # pydicom converts to RGB
         self.assertEqual(image.shape, ref.shape)
         self.assertLessEqual(np.abs(image.astype(int) - ref.astype(int)).max(), 2)
+
+
+def _raw_dataset(name: str) -> tuple[bytes, object]:
+    """``name`` as a raw Implicit VR Little Endian data set: no preamble, no file meta."""
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_dataset
+    from pydicom.uid import generate_uid
+
+    ds = read(name)
+    ds.SOPInstanceUID = generate_uid()
+    ds.file_meta = FileMetaDataset()
+    buf = DicomBytesIO()
+    buf.is_little_endian, buf.is_implicit_VR = True, True
+    write_dataset(buf, ds)
+    return buf.getvalue(), ds
+
+
+class RawDataSetTests(WadoTestBase):
+    files: list[str] = []
+
+    @inlineCallbacks
+    def test_raw_implicit_data_set_is_stored_as_part10(self):
+        # Orthanc stores a data set sent without preamble/meta; frames then answer as usual
+        data, ds = _raw_dataset("CT_small.dcm")
+        self.assertNotEqual(data[128:132], b"DICM")
+        result = yield self.daemon.store.ingest_bytes(data)
+        self.assertEqual(result.transfer_syntax, "1.2.840.10008.1.2")
+        self.uids["raw"] = (ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID)
+        ctype, payload = yield from _frame(
+            self, "raw", "multipart/related; type=application/octet-stream; "
+                         "transfer-syntax=1.2.840.10008.1.2")
+        self.assertEqual(payload, reference_pixels("CT_small.dcm").astype("<i2").tobytes())
+        response, body = yield self.get(self.url("raw"),
+                                        "multipart/related; type=application/dicom; "
+                                        "transfer-syntax=*")
+        stored = split_multipart(self.ctype(response), body)[0][1]
+        self.assertEqual(stored[128:132], b"DICM")
+
+    @inlineCallbacks
+    def test_garbage_is_still_refused(self):
+        from dwdaemon.store.ingest import IngestError
+
+        with self.assertRaises(IngestError):
+            yield self.daemon.store.ingest_bytes(b"\x01" * 400)
