@@ -271,8 +271,10 @@ def choose_instance_syntax(accept: str | bytes | None, stored_syntax: str,
     reasons: list[str] = []
     for media_range in ranges:
         part, syntax, _multipart = _unwrap(media_range)
-        if media_range.media_type in ("*/*", "*", "multipart/*"):
-            part = part_type
+        if media_range.media_type in ("*/*", "*", "multipart/*") or (
+                media_range.media_type == "multipart/related"
+                and "type" not in media_range.params):
+            part = part_type  # a bare multipart/related means application/dicom here
         if not _type_matches(part, part_type):
             reasons.append(f"{part} is not offered")
             continue

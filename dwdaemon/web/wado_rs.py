@@ -19,7 +19,7 @@ from klein import Klein
 from twisted.internet.defer import inlineCallbacks
 from twisted.web.iweb import IRequest
 
-from dwdaemon.dicom import frame_codec, multipart, render, transcode
+from dwdaemon.dicom import frame_codec, multipart, reencode, render, transcode
 from dwdaemon.dicom import wado_model as wm
 from dwdaemon.dicom.frames import FrameLayout
 from dwdaemon.dicom.jsonmodel import resolve_bulk_uris
@@ -164,7 +164,8 @@ class WadoService:
                 if wanted in transcode.ENCODABLE_SYNTAXES and row.number_of_frames:
                     md = metadata_cache.setdefault(row.public_id, json.loads(row.metadata))
                     if not transcode.encoder_accepts(wanted, _first_value(md, "00280100"),
-                                                     _first_value(md, "00280101")):
+                                                     _first_value(md, "00280101"),
+                                                     _first_value(md, "00280002")):
                         return False
             return True
 
@@ -177,13 +178,10 @@ class WadoService:
 
         def parts() -> Iterator[tuple[str, list[tuple[str, str]], producers.Piece]]:
             for row in rows:
-                path = self.path(row)
                 syntax = row.transfer_syntax if wanted == "*" else wanted
-                source: producers.Piece
-                if syntax == row.transfer_syntax:
-                    source = producers.FilePart(path, size=row.file_size)
-                else:
-                    source = producers.ComputedPart(_transcoder(path, syntax))
+                if wanted == "*" and reencode.needs_explicit_le(syntax):
+                    syntax = wm.EXPLICIT_VR_LE  # PS3.18 Table 8.7.3-2
+                source = instance_source(self.path(row), row, syntax)
                 yield (f"{wm.DICOM}; transfer-syntax={syntax}",
                        [("Content-Location", self.instance_url(request, row))], source)
 
@@ -440,6 +438,29 @@ class WadoService:
 
 
 # -- blocking helpers (worker threads) -----------------------------------------------------------
+
+def instance_source(path: str, row: InstanceRow, syntax: str) -> producers.Piece:
+    """The stored file of ``row`` in ``syntax``: as stored, streamed from Implicit VR LE or
+    big endian to Explicit VR LE (header parsed, pixel values copied by chunks), or
+    transcoded in memory (one instance at a time) for the other conversions."""
+    if syntax == row.transfer_syntax:
+        return producers.FilePart(path, size=row.file_size)
+    if syntax == wm.EXPLICIT_VR_LE and reencode.needs_explicit_le(row.transfer_syntax):
+        try:
+            location = json.loads(row.bulk).get("7FE00010")
+        except (ValueError, AttributeError):
+            location = None
+        if location is None and not row.number_of_frames:
+            source_syntax = row.transfer_syntax
+            return producers.IteratorPart(
+                lambda: reencode.explicit_le_chunks(path, source_syntax, 0, -1, ""))
+        if location is not None and location[0] >= 0 and not location[4]:
+            offset, length, vr = location[0], location[1], location[2]
+            source_syntax = row.transfer_syntax
+            return producers.IteratorPart(lambda: reencode.explicit_le_chunks(
+                path, source_syntax, offset, length, vr))
+    return producers.ComputedPart(_transcoder(path, syntax))
+
 
 def _transcoder(path: str, syntax: str) -> Callable[[], bytes]:
     return lambda: transcode.transcode(path, syntax)

@@ -197,3 +197,94 @@ class RawDataSetTests(WadoTestBase):
 
         with self.assertRaises(IngestError):
             yield self.daemon.store.ingest_bytes(b"\x01" * 400)
+
+
+def _dcm(data: bytes):
+    import warnings
+
+    import pydicom
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return pydicom.dcmread(io.BytesIO(data))
+
+
+class InstanceSyntaxTests(WadoTestBase):
+    files = ["MR_small_implicit.dcm", "ExplVR_BigEnd.dcm", "CT_small.dcm",
+             "examples_ybr_color.dcm"]
+    relabel = frozenset({"ExplVR_BigEnd.dcm"})
+
+    @inlineCallbacks
+    def _instance(self, name: str, accept: str | None) -> object:
+        response, body = yield self.get(self.url(name), accept)
+        self.assertEqual(response.code, 200, (name, accept, body[:200]))
+        headers, payload = split_multipart(self.ctype(response), body)[0]
+        return headers["content-type"], payload
+
+    @inlineCallbacks
+    def test_implicit_and_big_endian_sent_as_explicit_le(self):
+        # PS3.18 8.7.3 Table 8.7.3-2: neither syntax is sent by Web Services, even with "*"
+        for name in ("MR_small_implicit.dcm", "ExplVR_BigEnd.dcm"):
+            ref = read(name)
+            for accept in (None, "multipart/related; type=application/dicom; transfer-syntax=*"):
+                ctype, payload = yield self._instance(name, accept)
+                self.assertEqual(ctype, f"application/dicom; transfer-syntax={EVRLE}")
+                ds = _dcm(payload)
+                self.assertEqual(ds.file_meta.TransferSyntaxUID, EVRLE)
+                self.assertEqual(ds.PatientName, ref.PatientName)
+                self.assertEqual(ds.get("PlanarConfiguration"), ref.get("PlanarConfiguration"))
+                np.testing.assert_array_equal(ds.pixel_array, ref.pixel_array, err_msg=name)
+
+    def test_reencode_streams_pixel_data_by_chunks(self):
+        # the pixel values are copied chunk by chunk: never the whole value at once
+        import json
+
+        from dwdaemon.dicom import reencode
+        from tests.wado.helpers import path
+
+        row_bulk = None
+        for name in ("MR_small_bigendian.dcm",):
+            from dwdaemon.store.ingest import analyse
+
+            analysis = analyse(path(name))
+            row_bulk = json.loads(json.dumps(analysis.bulk))["7FE00010"]
+            offset, length, vr = row_bulk[0], row_bulk[1], row_bulk[2]
+            chunks = list(reencode.explicit_le_chunks(path(name), "1.2.840.10008.1.2.2",
+                                                      offset, length, vr, chunk=1024))
+            self.assertTrue(all(len(c) <= 1024 for c in chunks[2:]))
+            ds = _dcm(b"".join(chunks))
+            np.testing.assert_array_equal(ds.pixel_array, reference_pixels(name))
+
+    @inlineCallbacks
+    def test_compressed_stays_compressed_with_star(self):
+        ctype, payload = yield self._instance(
+            "examples_ybr_color.dcm",
+            "multipart/related; type=application/dicom; transfer-syntax=*")
+        self.assertEqual(ctype, "application/dicom; transfer-syntax=1.2.840.10008.1.2.4.50")
+
+    @inlineCallbacks
+    def test_bare_multipart_related_means_application_dicom(self):
+        ctype, payload = yield self._instance("CT_small.dcm", "multipart/related")
+        self.assertEqual(ctype, f"application/dicom; transfer-syntax={EVRLE}")
+
+    @inlineCallbacks
+    def test_instance_transcoded_to_jpeg_lossless(self):
+        for name in ("CT_small.dcm", "examples_ybr_color.dcm"):
+            ctype, payload = yield self._instance(
+                name, "multipart/related; type=application/dicom; "
+                      "transfer-syntax=1.2.840.10008.1.2.4.57")
+            ds = _dcm(payload)
+            self.assertEqual(ds.file_meta.TransferSyntaxUID, "1.2.840.10008.1.2.4.57")
+            ref = reference_pixels(name)
+            if name == "CT_small.dcm":
+                np.testing.assert_array_equal(ds.pixel_array, ref)
+            else:  # lossless from the decoded (RGB) JPEG baseline frames
+                self.assertEqual(ds.PhotometricInterpretation, "RGB")
+                self.assertEqual(ds.pixel_array.shape, ref.shape)
+                self.assertLessEqual(
+                    np.abs(ds.pixel_array.astype(int) - ref.astype(int)).max(), 3)
+        ctype, payload = yield self._instance(
+            "CT_small.dcm", "multipart/related; type=application/dicom; "
+                            "transfer-syntax=1.2.840.10008.1.2.4.70")
+        np.testing.assert_array_equal(_dcm(payload).pixel_array,
+                                      reference_pixels("CT_small.dcm"))
