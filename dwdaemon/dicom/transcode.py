@@ -255,15 +255,29 @@ def decode_frame(src: Source | Dataset, index: int) -> tuple[np.ndarray, Dataset
             return arr, src
         try:
             arr = pixel_array(src, ds_out=header, index=index)  # type: ignore[arg-type]
-        except AttributeError:
-            # pixel_array() reads files itself and cannot inflate deflated ones: parse fully
+        except (AttributeError, ValueError):
+            # pixel_array() reads files itself and cannot inflate deflated ones, nor guess a
+            # missing Type 1 element: parse fully, with the defaults Orthanc assumes
             if hasattr(src, "seek"):
                 src.seek(0)  # type: ignore[union-attr]
             ds = dcmread(src, force=True)  # type: ignore[arg-type]
+            _pixel_defaults(ds)
             arr = pixel_array(ds, index=index)
             del ds.PixelData
             return arr, ds
     return arr, header
+
+
+def _pixel_defaults(ds: Dataset) -> None:
+    """Fill Type 1 pixel description elements that some files omit (as Orthanc does)."""
+    allocated = int(ds.get("BitsAllocated", 8) or 8)
+    defaults = {"SamplesPerPixel": 1, "PhotometricInterpretation": "MONOCHROME2",
+                "PixelRepresentation": 0, "BitsStored": allocated}
+    for keyword, value in defaults.items():
+        if keyword not in ds or ds[keyword].value in (None, ""):
+            setattr(ds, keyword, value)
+    if "HighBit" not in ds:
+        ds.HighBit = int(ds.BitsStored) - 1
 
 
 def frame_native_bytes(arr: np.ndarray, bits_allocated: int) -> bytes:

@@ -288,3 +288,73 @@ class InstanceSyntaxTests(WadoTestBase):
                             "transfer-syntax=1.2.840.10008.1.2.4.70")
         np.testing.assert_array_equal(_dcm(payload).pixel_array,
                                       reference_pixels("CT_small.dcm"))
+
+
+def _linear(x: float, c: float, w: float) -> float:
+    """PS3.3 C.11.2.1.2.1 (LINEAR)."""
+    if x <= c - 0.5 - (w - 1) / 2:
+        return 0.0
+    if x > c - 0.5 + (w - 1) / 2:
+        return 255.0
+    return ((x - (c - 0.5)) / (w - 1) + 0.5) * 255.0
+
+
+def _linear_exact(x: float, c: float, w: float) -> float:
+    """PS3.3 C.11.2.1.3.2 (LINEAR_EXACT)."""
+    if x <= c - w / 2:
+        return 0.0
+    if x > c + w / 2:
+        return 255.0
+    return ((x - c) / w + 0.5) * 255.0
+
+
+class WindowingTests(WadoTestBase):
+    """A generated 2x2, 4-frame image with per-frame rescale and no Pixel Representation
+    (a Type 1 element some files omit; 0 is assumed, as Orthanc does)."""
+
+    files: list[str] = []
+
+    @inlineCallbacks
+    def setUp(self):
+        yield super().setUp()
+        from pydicom import dcmread
+        from pydicom.dataset import Dataset
+
+        from tests.wado.helpers import make_image
+
+        pixels = np.tile(np.array([[0x00, 0x10], [0x20, 0x30]], np.uint16), (4, 1, 1))
+        ds = dcmread(io.BytesIO(make_image(pixels, frames=4)))
+        del ds.PixelRepresentation
+        groups = []
+        for intercept, slope in ((0, 1), (100, 1), (0, 2), (100, 2)):
+            item, transform = Dataset(), Dataset()
+            transform.RescaleIntercept, transform.RescaleSlope = intercept, slope
+            item.PixelValueTransformationSequence = [transform]
+            groups.append(item)
+        ds.PerFrameFunctionalGroupsSequence = groups
+        out = io.BytesIO()
+        ds.save_as(out)
+        yield self.daemon.store.ingest_bytes(out.getvalue())
+        self.uids["mf"] = (ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID)
+
+    @inlineCallbacks
+    def _pixels(self, frame: int, window: str) -> object:
+        response, body = yield self.get(
+            self.url("mf", f"/frames/{frame}/rendered?window={window}"), "image/png")
+        self.assertEqual(response.code, 200, body[:200])
+        return np.asarray(_image(body)).astype(float)
+
+    @inlineCallbacks
+    def test_voi_functions_follow_ps33(self):
+        stored = np.array([[0x00, 0x10], [0x20, 0x30]], float)
+        for frame, (intercept, slope) in enumerate(((0, 1), (100, 1), (0, 2), (100, 2)), 1):
+            got = yield self._pixels(frame, "127,256,linear")
+            want = np.vectorize(_linear)(stored * slope + intercept, 127, 256)
+            self.assertLessEqual(np.abs(got - want).max(), 1, frame)
+        got = yield self._pixels(1, "0,256,linear-exact")
+        # 127.5 at x = c: PS3.3's LINEAR_EXACT keeps the +0.5 (Orthanc's test omits it)
+        want = np.vectorize(_linear_exact)(stored, 0, 256)
+        self.assertLessEqual(np.abs(got - want).max(), 1)
+        got = yield self._pixels(1, "127,256,sigmoid")
+        want = 255.0 / (1 + np.exp(-4 * (stored - 127) / 256))
+        self.assertLessEqual(np.abs(got - want).max(), 1)
