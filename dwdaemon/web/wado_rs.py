@@ -85,6 +85,13 @@ def _first_value(metadata: dict[str, Any], tag: str) -> Any:
     return values[0] if values else None
 
 
+def _instance_number(row: InstanceRow) -> float:
+    try:
+        return float(row.instance_number) if row.instance_number else float("inf")
+    except ValueError:
+        return float("inf")
+
+
 @dataclass(frozen=True)
 class PixelShape:
     """What the encoders need to know of an instance's pixels (from its stored JSON)."""
@@ -434,7 +441,15 @@ class WadoService:
         if thumbnail:
             row = images[len(images) // 2]
             return self.send_image(request, options, self.render_job(row, 0, options))
-        return self.rendered_parts(request, [(row, 0) for row in images], options)
+        # As Orthanc (its suite's test_rendered_studies_series): the study/series answer is
+        # the first instance (lowest InstanceNumber, then arrival) rendered as its own
+        # rendered resource is, one image with the same bytes.
+        row = min(enumerate(images), key=lambda item: (_instance_number(item[1]), item[0]))[1]
+        if options.media_type == "image/gif" and _frame_count(row) > 1:
+            path, count = self.path(row), _frame_count(row)
+            return self.send_image(request, options,
+                                   lambda: _render_frames(path, list(range(count)), options))
+        return self.send_image(request, options, self.render_job(row, 0, options))
 
 
 # -- blocking helpers (worker threads) -----------------------------------------------------------
@@ -622,9 +637,14 @@ def _render_failed(failure: Any) -> Any:
 # -- negotiation helpers -------------------------------------------------------------------------
 
 def _choose_metadata(accept: str | None) -> str:
+    """DICOM JSON unless XML is asked as PS3.18 names it (multipart/related; type=
+    application/dicom+xml). A bare XML type counts only when nothing JSON-compatible is also
+    accepted: browsers send ``text/html, ..., application/xml;q=0.9, */*;q=0.8`` and clients
+    ``application/dicom+xml, application/json``; both get JSON, as Orthanc answers."""
     ranges = parse_accept(accept)
     if not ranges:
         return DICOM_JSON
+    bare_xml = False
     for media_range in ranges:
         mtype = media_range.media_type
         if mtype == "multipart/related":
@@ -637,7 +657,9 @@ def _choose_metadata(accept: str | None) -> str:
         if mtype in (DICOM_JSON, "application/json", "application/*", "*/*", "*"):
             return DICOM_JSON
         if mtype in (DICOM_XML, "application/xml", "text/xml"):
-            return DICOM_XML
+            bare_xml = True
+    if bare_xml:
+        return DICOM_XML
     raise ApiError(406, "not acceptable: metadata is offered as application/dicom+json or "
                         'multipart/related; type="application/dicom+xml"')
 

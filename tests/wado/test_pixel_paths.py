@@ -358,3 +358,80 @@ class WindowingTests(WadoTestBase):
         got = yield self._pixels(1, "127,256,sigmoid")
         want = 255.0 / (1 + np.exp(-4 * (stored - 127) / 256))
         self.assertLessEqual(np.abs(got - want).max(), 1)
+
+
+class MetadataAcceptTests(WadoTestBase):
+    files = ["CT_small.dcm"]
+
+    @inlineCallbacks
+    def test_browser_and_list_accepts_get_json(self):
+        # Orthanc's suite (test_issue_216, test_multiple_mime_accept_wado_rs)
+        for accept in ("image/webp, */*;q=0.8, text/html, application/xhtml+xml, "
+                       "application/xml;q=0.9",
+                       "text/html, application/xhtml+xml, application/xml;q=0.9, image/webp, "
+                       "*/*;q=0.8",
+                       "text/html, image/gif, image/jpeg, */*; q=.2, */*; q=.2",
+                       "application/json, application/dicom+xml",
+                       "application/dicom+xml, application/json",
+                       "toto, application/dicom+json", "application/json, tata"):
+            response, body = yield self.get(self.url("CT_small.dcm", "/metadata", "study"),
+                                            accept)
+            self.assertEqual((response.code, self.ctype(response)),
+                             (200, "application/dicom+json"), accept)
+        response, _ = yield self.get(self.url("CT_small.dcm", "/metadata", "study"),
+                                     "multipart/related;type=application/dicom+xml")
+        self.assertTrue(self.ctype(response).startswith("multipart/related"))
+        for accept in ("toto", "toto, tata"):
+            response, _ = yield self.get(self.url("CT_small.dcm", "/metadata", "study"), accept)
+            self.assertEqual(response.code, 406, accept)
+
+
+class RenderedGroupTests(WadoTestBase):
+    files: list[str] = []
+
+    @inlineCallbacks
+    def test_study_and_series_rendered_is_the_first_instance(self):
+        # Orthanc's test_rendered_studies_series: the same bytes as the instance's rendered
+        from pydicom.uid import generate_uid
+
+        from tests.wado.helpers import make_image
+
+        study, series = generate_uid(), generate_uid()
+        sops = []
+        for number in (2, 1, 3):
+            data = make_image(np.full((8, 8), number * 100, np.uint16), study=study,
+                              series=series, InstanceNumber=number, WindowCenter=150,
+                              WindowWidth=400)
+            result = yield self.daemon.store.ingest_bytes(data)
+            sops.append((number, result.sop_uid, result.ids))
+        first = next(s for n, s, _ in sops if n == 1)
+        base = f"{self.dw}/studies/{study}"
+        response, instance = yield self.get(f"{base}/series/{series}/instances/{first}/rendered")
+        for url in (f"{base}/series/{series}/rendered", f"{base}/rendered"):
+            response, body = yield self.get(url)
+            self.assertEqual(self.ctype(response), "image/jpeg")
+            self.assertEqual(body, instance, url)
+
+    @inlineCallbacks
+    def test_core_rendered_route_matches_wado_uri(self):
+        from tests.wado.helpers import make_image
+
+        data = make_image(np.arange(64, dtype=np.uint16).reshape(8, 8) * 10,
+                          WindowCenter=300, WindowWidth=400)
+        result = yield self.daemon.store.ingest_bytes(data)
+        public_id = result.ids.instance
+        wado = self.daemon.config.dicomweb.wado_root
+        response, png = yield self.get(f"/instances/{public_id}/rendered")
+        self.assertEqual(self.ctype(response), "image/png")  # Orthanc's default
+        _, uri_png = yield self.get(f"{wado}?requestType=WADO&objectUID={result.sop_uid}"
+                                    "&contentType=image/png")
+        self.assertEqual(png, uri_png)
+        response, jpeg = yield self.get(f"/instances/{public_id}/rendered", "image/jpeg")
+        self.assertEqual(self.ctype(response), "image/jpeg")
+        _, uri_jpeg = yield self.get(f"{wado}?requestType=WADO&objectUID={result.sop_uid}"
+                                     "&contentType=image/jpg")
+        self.assertEqual(jpeg, uri_jpeg)
+        response, _ = yield self.get("/instances/nope/rendered")
+        self.assertEqual(response.code, 404)
+        response, _ = yield self.get(f"/instances/{public_id}/frames/1/rendered")
+        self.assertEqual(response.code, 400)  # frames are numbered from 0 in the core API
