@@ -435,3 +435,38 @@ class RenderedGroupTests(WadoTestBase):
         self.assertEqual(response.code, 404)
         response, _ = yield self.get(f"/instances/{public_id}/frames/1/rendered")
         self.assertEqual(response.code, 400)  # frames are numbered from 0 in the core API
+
+
+class Rgb48Tests(WadoTestBase):
+    """Multi-frame 16-bit RGB, native and RLE (Orthanc's test_multiframe_rgb48_raw/rle,
+    whose files are not public: generated here)."""
+
+    files: list[str] = []
+
+    @inlineCallbacks
+    def test_rendered_frame_of_rgb48(self):
+        from pydicom import dcmread
+        from pydicom.uid import RLELossless, generate_uid
+
+        from tests.wado.helpers import make_image
+
+        y, x = np.mgrid[0:30, 0:40]
+        pixels = np.stack([np.stack([x * 1600, y * 2200, np.full_like(x, k * 30000)], -1)
+                           for k in range(3)]).astype(np.uint16)
+        raw = make_image(pixels, photometric="RGB", frames=3)
+        ds = dcmread(io.BytesIO(raw))
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+        ds.compress(RLELossless, generate_instance_uid=False)
+        out = io.BytesIO()
+        ds.save_as(out)
+        for data in (raw, out.getvalue()):
+            result = yield self.daemon.store.ingest_bytes(data)
+            url = (f"{self.dw}/studies/{result.study_uid}/series/{result.series_uid}"
+                   f"/instances/{result.sop_uid}/frames/3/rendered")
+            response, body = yield self.get(url)
+            self.assertEqual(response.code, 200, result.transfer_syntax)
+            image = _image(body)
+            self.assertEqual((image.format, image.size), ("JPEG", (40, 30)))
+            want = (pixels[2] >> 8).astype(np.uint8)
+            got = np.asarray(image.convert("RGB")).astype(int)
+            self.assertLess(np.abs(got - want).mean(), 6)
