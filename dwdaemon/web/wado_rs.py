@@ -253,7 +253,7 @@ class WadoService:
         except wm.NotAcceptable as exc:
             raise _not_acceptable(exc) from exc
         url = self.instance_url(request, row) + "/frames/"
-        sources = [(n, self._frame_source(row, n - 1, choice)) for n in numbers]
+        sources = [(n, self._frame_source(row, n - 1, choice, shape)) for n in numbers]
         part_type = f"{choice.media_type}; transfer-syntax={choice.transfer_syntax}"
         if not choice.multipart and len(sources) == 1:
             request.setHeader("Content-Type", part_type)
@@ -267,8 +267,8 @@ class WadoService:
         return producers.stream(request, producers.multipart_pieces(boundary, parts),
                                 self.pools.io, sized=True)
 
-    def _frame_source(self, row: InstanceRow, index: int,
-                      choice: wm.FrameChoice) -> producers.Piece:
+    def _frame_source(self, row: InstanceRow, index: int, choice: wm.FrameChoice,
+                      shape: PixelShape | None = None) -> producers.Piece:
         path = self.path(row)
         layout = _layout(row)
         syntax, metadata = row.transfer_syntax, row.metadata
@@ -277,7 +277,7 @@ class WadoService:
             return producers.ComputedPart(
                 lambda: _render_stored(path, index, options, layout, syntax, metadata))
         if choice.encode:
-            target, shape = choice.transfer_syntax, _pixel_shape(row)
+            target, shape = choice.transfer_syntax, shape or _pixel_shape(row)
             return producers.ComputedPart(
                 lambda: _encoded_frame(path, index, layout, syntax, metadata, target, shape))
         if not choice.decode and layout.kind in ("native", "encapsulated"):
