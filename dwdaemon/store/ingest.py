@@ -109,10 +109,10 @@ def analyse(path: str) -> Analysis:
                           "syntax")
     transfer_syntax = str(meta.TransferSyntaxUID)
     try:
-        sop_uid = _required_uid(ds, "SOPInstanceUID")
+        sop_uid = _required_uid(_WithMeta(ds, meta), "SOPInstanceUID")
         study_uid = _required_uid(ds, "StudyInstanceUID")
         series_uid = _required_uid(ds, "SeriesInstanceUID")
-        sop_class = _required_uid(ds, "SOPClassUID")
+        sop_class = _required_uid(_WithMeta(ds, meta), "SOPClassUID")
         _check_complete(ds, size, transfer_syntax, path)
         converted = dataset_to_json(ds)
     except IngestError:
@@ -143,6 +143,24 @@ def analyse(path: str) -> Analysis:
         frames=layout,
         warnings=converted.warnings,
     )
+
+
+class _WithMeta:
+    """The data set's UIDs, falling back to the file meta information's Media Storage SOP
+    Class/Instance UID when the data set lacks them (Orthanc stores such files). The stored
+    DICOM JSON stays the data set's own, as ``dcm2json`` shows it."""
+
+    _FALLBACK = {"SOPClassUID": "MediaStorageSOPClassUID",
+                 "SOPInstanceUID": "MediaStorageSOPInstanceUID"}
+
+    def __init__(self, ds: Any, meta: Any) -> None:
+        self.ds, self.meta = ds, meta
+
+    def get(self, keyword: str) -> Any:
+        value = self.ds.get(keyword)
+        if (value is None or not str(value).strip(" \x00")) and keyword in self._FALLBACK:
+            return self.meta.get(self._FALLBACK[keyword])
+        return value
 
 
 def _int(value: Any) -> int | None:

@@ -470,3 +470,22 @@ class Rgb48Tests(WadoTestBase):
             want = (pixels[2] >> 8).astype(np.uint8)
             got = np.asarray(image.convert("RGB")).astype(int)
             self.assertLess(np.abs(got - want).mean(), 6)
+
+    @inlineCallbacks
+    def test_sop_class_only_in_file_meta(self):
+        # Orthanc stores a file whose data set lacks SOPClassUID (the meta information has it);
+        # the index takes the meta's, the stored DICOM JSON stays the data set's own
+        import json
+
+        from pydicom import dcmread
+
+        from tests.wado.helpers import make_image
+
+        ds = dcmread(io.BytesIO(make_image(np.zeros((4, 4), np.uint16))))
+        del ds.SOPClassUID
+        out = io.BytesIO()
+        ds.save_as(out)
+        result = yield self.daemon.store.ingest_bytes(out.getvalue())
+        self.assertEqual(result.sop_class_uid, ds.file_meta.MediaStorageSOPClassUID)
+        row = yield self.daemon.store.instance(result.ids.instance)
+        self.assertNotIn("00080016", json.loads(row.metadata))
