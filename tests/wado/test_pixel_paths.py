@@ -471,6 +471,10 @@ class Rgb48Tests(WadoTestBase):
             got = np.asarray(image.convert("RGB")).astype(int)
             self.assertLess(np.abs(got - want).mean(), 6)
 
+
+class MetaUidTests(WadoTestBase):
+    files: list[str] = []
+
     @inlineCallbacks
     def test_sop_class_only_in_file_meta(self):
         # Orthanc stores a file whose data set lacks SOPClassUID (the meta information has it);
