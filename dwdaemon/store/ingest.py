@@ -109,7 +109,7 @@ def analyse(path: str) -> Analysis:
                           "syntax")
     transfer_syntax = str(meta.TransferSyntaxUID)
     try:
-        sop_uid = _required_uid(_WithMeta(ds, meta), "SOPInstanceUID")
+        sop_uid = _required_uid(ds, "SOPInstanceUID")
         study_uid = _required_uid(ds, "StudyInstanceUID")
         series_uid = _required_uid(ds, "SeriesInstanceUID")
         sop_class = _required_uid(_WithMeta(ds, meta), "SOPClassUID")
@@ -146,12 +146,12 @@ def analyse(path: str) -> Analysis:
 
 
 class _WithMeta:
-    """The data set's UIDs, falling back to the file meta information's Media Storage SOP
-    Class/Instance UID when the data set lacks them (Orthanc stores such files). The stored
-    DICOM JSON stays the data set's own, as ``dcm2json`` shows it."""
+    """The data set's SOP Class UID, falling back to the file meta information's Media
+    Storage SOP Class UID when the data set lacks it (Orthanc stores such files). The stored
+    DICOM JSON stays the data set's own, as ``dcm2json`` shows it. A missing SOP Instance UID
+    is still refused (0xC000)."""
 
-    _FALLBACK = {"SOPClassUID": "MediaStorageSOPClassUID",
-                 "SOPInstanceUID": "MediaStorageSOPInstanceUID"}
+    _FALLBACK = {"SOPClassUID": "MediaStorageSOPClassUID"}
 
     def __init__(self, ds: Any, meta: Any) -> None:
         self.ds, self.meta = ds, meta
