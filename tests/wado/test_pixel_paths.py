@@ -493,3 +493,21 @@ class MetaUidTests(WadoTestBase):
         self.assertEqual(result.sop_class_uid, ds.file_meta.MediaStorageSOPClassUID)
         row = yield self.daemon.store.instance(result.ids.instance)
         self.assertNotIn("00080016", json.loads(row.metadata))
+
+
+class RenderedFrameTests(WadoTestBase):
+    files = ["examples_ybr_color.dcm", "CT_small.dcm"]
+
+    @inlineCallbacks
+    def test_first_frame_is_the_default_rendering(self):
+        # Orthanc's test_rendered (its multi-frame file is not public: a shipped one here)
+        for name, count in (("examples_ybr_color.dcm", 30), ("CT_small.dcm", 1)):
+            _, default = yield self.get(self.url(name, "/rendered"))
+            response, first = yield self.get(self.url(name, "/frames/1/rendered"))
+            self.assertEqual(response.code, 200)
+            self.assertEqual(first, default, name)
+            response, last = yield self.get(self.url(name, f"/frames/{count}/rendered"))
+            self.assertEqual(response.code, 200)
+            for bad in (0, count + 1):
+                response, _ = yield self.get(self.url(name, f"/frames/{bad}/rendered"))
+                self.assertEqual(response.code, 400, (name, bad))
