@@ -24,6 +24,7 @@ setup(
         "pylibjpeg-openjpeg>=2.3",
         "pylibjpeg-rle>=2.0",
         "pyjpegls>=1.4",
+        "imagecodecs>=2024.1",
         "orjson>=3.9",
     ],
     extras_require={

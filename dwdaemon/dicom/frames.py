@@ -11,6 +11,8 @@ import struct
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
+#: Photometric interpretations whose native frames hold two samples per pixel on average.
+SUBSAMPLED_422 = frozenset({"YBR_FULL_422", "YBR_PARTIAL_422"})
 ITEM = 0xFFFEE000
 SEQ_DELIMITER = 0xFFFEE0DD
 

@@ -30,6 +30,8 @@ from pydicom.uid import (
     RLELossless,
 )
 
+from dwdaemon.dicom import frame_codec
+
 __all__ = [
     "NATIVE_SYNTAXES",
     "ENCODABLE_SYNTAXES",
@@ -47,8 +49,11 @@ NATIVE_SYNTAXES = frozenset({
     ImplicitVRLittleEndian, ExplicitVRLittleEndian, DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
 })
-#: Compressed syntaxes we can encode to (all lossless).
-ENCODABLE_SYNTAXES = frozenset({RLELossless, JPEGLSLossless, JPEG2000Lossless})
+#: Compressed syntaxes pydicom encodes for us (all lossless).
+_PYDICOM_ENCODED = frozenset({RLELossless, JPEGLSLossless, JPEG2000Lossless})
+#: Compressed syntaxes we can encode to: the JPEG family (:mod:`frame_codec`, lossy only
+#: when 4.50/4.51 is asked by name) and pydicom's lossless encoders.
+ENCODABLE_SYNTAXES = _PYDICOM_ENCODED | frame_codec.JPEG_SYNTAXES
 #: Every syntax :func:`transcode` can produce.
 OUTPUT_SYNTAXES = frozenset(
     {ImplicitVRLittleEndian, ExplicitVRLittleEndian, DeflatedExplicitVRLittleEndian}
@@ -175,7 +180,10 @@ def transcode(src: Source, target: str) -> bytes:
                 _fix_pixel_vr(ds)
         else:
             _native_little_endian(ds)
-        if target_uid in ENCODABLE_SYNTAXES and "PixelData" in ds:
+        if target_uid in frame_codec.JPEG_SYNTAXES and "PixelData" in ds:
+            _prepare_for_encoding(ds, target_uid)
+            _compress_jpeg(ds, target_uid)
+        elif target_uid in ENCODABLE_SYNTAXES and "PixelData" in ds:
             _prepare_for_encoding(ds, target_uid)
             ds.compress(target_uid, generate_instance_uid=False)
         return _write(ds, target_uid)
@@ -183,6 +191,32 @@ def transcode(src: Source, target: str) -> bytes:
         raise
     except Exception as exc:  # codec refusals come as many exception types
         raise TranscodeError(f"cannot transcode {source} to {target_uid}: {exc}") from exc
+
+
+def _compress_jpeg(ds: Dataset, target: UID) -> None:
+    """Encode every frame of native ``ds`` in a JPEG process (libjpeg-turbo, DCMTK's choices)."""
+    from pydicom.encaps import encapsulate
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        arr = pixel_array(ds, as_rgb=True)
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    allocated = int(ds.BitsAllocated)
+    stored = int(ds.get("BitsStored", allocated) or allocated)
+    signed = int(ds.get("PixelRepresentation", 0) or 0) == 1
+    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2"))
+    encoded = [frame_codec.encode_frame(frame, target, allocated, stored, signed, photometric)
+               for frame in (arr if frames > 1 else [arr])]
+    lossy = target in (frame_codec.JPEG_BASELINE, frame_codec.JPEG_EXTENDED)
+    if int(ds.get("SamplesPerPixel", 1) or 1) == 3:
+        ds.PhotometricInterpretation = "YBR_FULL_422" if lossy else "RGB"
+        ds.PlanarConfiguration = 0
+    if lossy:
+        ds.LossyImageCompression = "01"
+        ds.LossyImageCompressionMethod = "ISO_10918_1"
+    ds.PixelData = encapsulate(encoded)
+    ds["PixelData"].VR = "OB"
+    ds["PixelData"].is_undefined_length = True
 
 
 def _fix_pixel_vr(ds: Dataset) -> None:
@@ -221,15 +255,29 @@ def decode_frame(src: Source | Dataset, index: int) -> tuple[np.ndarray, Dataset
             return arr, src
         try:
             arr = pixel_array(src, ds_out=header, index=index)  # type: ignore[arg-type]
-        except AttributeError:
-            # pixel_array() reads files itself and cannot inflate deflated ones: parse fully
+        except (AttributeError, ValueError):
+            # pixel_array() reads files itself and cannot inflate deflated ones, nor guess a
+            # missing Type 1 element: parse fully, with the defaults Orthanc assumes
             if hasattr(src, "seek"):
                 src.seek(0)  # type: ignore[union-attr]
             ds = dcmread(src, force=True)  # type: ignore[arg-type]
+            _pixel_defaults(ds)
             arr = pixel_array(ds, index=index)
             del ds.PixelData
             return arr, ds
     return arr, header
+
+
+def _pixel_defaults(ds: Dataset) -> None:
+    """Fill Type 1 pixel description elements that some files omit (as Orthanc does)."""
+    allocated = int(ds.get("BitsAllocated", 8) or 8)
+    defaults = {"SamplesPerPixel": 1, "PhotometricInterpretation": "MONOCHROME2",
+                "PixelRepresentation": 0, "BitsStored": allocated}
+    for keyword, value in defaults.items():
+        if keyword not in ds or ds[keyword].value in (None, ""):
+            setattr(ds, keyword, value)
+    if "HighBit" not in ds:
+        ds.HighBit = int(ds.BitsStored) - 1
 
 
 def frame_native_bytes(arr: np.ndarray, bits_allocated: int) -> bytes:
@@ -250,6 +298,8 @@ def encoder_accepts(target: str, bits_allocated: int | None, bits_stored: int | 
         return target in OUTPUT_SYNTAXES
     if bits_allocated is None:
         return True  # no pixel data
+    if target in frame_codec.JPEG_SYNTAXES:
+        return frame_codec.can_encode(target, bits_allocated, bits_stored, samples)
     if bits_allocated not in (8, 16):
         return False
     return bits_stored is None or 1 <= bits_stored <= 16

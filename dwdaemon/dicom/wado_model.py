@@ -141,52 +141,118 @@ class FrameChoice:
     multipart: bool = True
     #: True: a JPEG baseline image of the frame, rendered with its window (lossy, 8-bit)
     render: bool = False
+    #: True: decode, then encode in ``transfer_syntax`` (a compressed syntax)
+    encode: bool = False
 
 
 JPEG_BASELINE = "1.2.840.10008.1.2.4.50"
+#: Default transfer syntax of each frame media type for RESTful services (PS3.18 Table 8.7.3-5).
+DEFAULT_FRAME_SYNTAX: dict[str, str] = {
+    "image/jpeg": "1.2.840.10008.1.2.4.70",
+    "image/jls": "1.2.840.10008.1.2.4.80",
+    "image/jp2": "1.2.840.10008.1.2.4.90",
+    "image/jpx": "1.2.840.10008.1.2.4.92",
+    "image/x-dicom-rle": "1.2.840.10008.1.2.5",
+}
+#: Native syntaxes a client may name for application/octet-stream frames (the bytes are the
+#: same little endian octets; the label echoes the request).
+OCTET_SYNTAXES = frozenset({EXPLICIT_VR_LE, IMPLICIT_VR_LE})
+#: The seed's spelling for a "JPEG preview" of a frame (older PS3.18 name).
+SEED_JPEG = "image/dicom+jpeg"
 
 
 def choose_frames(accept: str | bytes | None, stored_syntax: str,
-                  can_decode: Callable[[str], bool]) -> FrameChoice:
+                  can_decode: Callable[[str], bool],
+                  can_encode: Callable[[str], bool] = lambda _s: False) -> FrameChoice:
     """Choose the frame representation for ``accept`` given the stored transfer syntax.
 
-    Offers: the stored bytes (their own media type) and, when decodable, native
-    ``application/octet-stream`` in Explicit VR Little Endian. Without an Accept header the
-    stored representation is served for compressed data and octet-stream for native data.
+    As Orthanc and PS3.18 (8.7.3.3.2): no Accept, a wildcard or ``application/octet-stream``
+    give native little endian octets (decoded when stored compressed); a compressed media type
+    without ``transfer-syntax`` means its default syntax (``image/jpeg``: JPEG lossless SV1);
+    ``transfer-syntax=*`` keeps the stored one; a named syntax is served as stored when it is
+    the stored one, else decoded and encoded when ``can_encode`` says so (a default syntax
+    that cannot be encoded falls back to the stored frames of that media type). The seed's
+    ``image/dicom+jpeg`` without a syntax gives a rendered JPEG baseline preview.
     """
     stored_type = frame_media_type(stored_syntax)
     native = stored_syntax in NATIVE_SYNTAXES
-    stored = FrameChoice(stored_type, EXPLICIT_VR_LE if native else stored_syntax,
-                         decode=native and stored_syntax == BIG_ENDIAN)
-    decoded = FrameChoice(OCTET_STREAM, EXPLICIT_VR_LE, decode=not native or
-                          stored_syntax == BIG_ENDIAN)
+    decodable = native or can_decode(stored_syntax)
     ranges = parse_accept(accept)
     if not ranges:
-        return stored
-    candidates = [stored] if native else [stored, decoded]
-    if stored_type != "image/jpeg" or stored_syntax != JPEG_BASELINE:
-        # The seed's "JPEG preview" of a frame: lossy JPEG baseline, only when asked by name.
-        candidates.append(FrameChoice("image/jpeg", JPEG_BASELINE, decode=True, render=True))
+        ranges = [MediaRange("multipart/related", {"type": OCTET_STREAM})]
     reasons: list[str] = []
+
+    def octets(label: str | None) -> FrameChoice | None:
+        if not decodable:
+            reasons.append(f"cannot decode {stored_syntax}")
+            return None
+        label = label if label in OCTET_SYNTAXES else EXPLICIT_VR_LE
+        return FrameChoice(OCTET_STREAM, label, decode=not native or stored_syntax == BIG_ENDIAN)
+
+    def compressed(media: str, syntax: str) -> FrameChoice | None:
+        if frame_media_type(syntax) != media:
+            reasons.append(f"transfer syntax {syntax} is not one of {media}")
+            return None
+        if syntax == stored_syntax:
+            return FrameChoice(media, syntax, decode=False)
+        if not decodable:
+            reasons.append(f"cannot decode {stored_syntax}")
+            return None
+        if not can_encode(syntax):
+            reasons.append(f"cannot encode frames as {syntax}")
+            return None
+        return FrameChoice(media, syntax, decode=True, encode=True)
+
     for media_range in ranges:
+        raw_part = (media_range.params.get("type", OCTET_STREAM)
+                    if media_range.media_type == "multipart/related"
+                    else media_range.media_type).lower()
         part, syntax, multipart = _unwrap(media_range)
         concrete = not multipart and "*" not in part
-        for cand in candidates:
-            if not _type_matches(part, cand.media_type):
-                continue
-            if cand.render and part != "image/jpeg":
-                continue  # never picked by a wildcard
-            if syntax not in (None, "*") and syntax != cand.transfer_syntax and not (
-                    cand.media_type == OCTET_STREAM and syntax == IMPLICIT_VR_LE):
-                reasons.append(f"cannot convert frames to {syntax}")
-                continue
-            if cand.decode and not can_decode(stored_syntax):
-                reasons.append(f"cannot decode {stored_syntax}")
-                continue
-            return FrameChoice(cand.media_type, cand.transfer_syntax, cand.decode,
-                               multipart=not concrete, render=cand.render)
-    offered = stored_type if native else f"{stored_type} or {OCTET_STREAM}"
-    detail = f" ({'; '.join(reasons)})" if reasons else ""
+        choice: FrameChoice | None = None
+        if "*" in part:
+            if syntax == "*" and _type_matches(part, stored_type):
+                choice = FrameChoice(stored_type, EXPLICIT_VR_LE if native else stored_syntax,
+                                     decode=stored_syntax == BIG_ENDIAN)
+            elif syntax in (None, "*") or syntax in OCTET_SYNTAXES:
+                if _type_matches(part, OCTET_STREAM):
+                    choice = octets(syntax)
+                elif not native and _type_matches(part, stored_type):
+                    choice = FrameChoice(stored_type, stored_syntax, decode=False)
+            elif _type_matches(part, frame_media_type(syntax)):
+                choice = compressed(frame_media_type(syntax), syntax)
+        elif part == OCTET_STREAM:
+            if syntax in (None, "*") or syntax in OCTET_SYNTAXES:
+                choice = octets(syntax)
+            else:
+                reasons.append(f"application/octet-stream frames are not in {syntax}")
+        elif raw_part == SEED_JPEG and syntax is None:
+            if stored_syntax == JPEG_BASELINE:
+                choice = FrameChoice("image/jpeg", JPEG_BASELINE, decode=False)
+            elif decodable:
+                choice = FrameChoice("image/jpeg", JPEG_BASELINE, decode=True, render=True)
+        elif syntax == "*":
+            if part == stored_type and not native:
+                choice = FrameChoice(stored_type, stored_syntax, decode=False)
+            else:
+                reasons.append(f"frames are not stored as {part}")
+        else:
+            wanted = syntax or DEFAULT_FRAME_SYNTAX.get(part)
+            if wanted is None:
+                if part == stored_type and not native:
+                    choice = FrameChoice(stored_type, stored_syntax, decode=False)
+                else:
+                    reasons.append(f"{part} is not offered")
+            else:
+                choice = compressed(part, wanted)
+                if choice is None and syntax is None and part == stored_type and not native:
+                    choice = FrameChoice(stored_type, stored_syntax, decode=False)
+        if choice is not None:
+            return FrameChoice(choice.media_type, choice.transfer_syntax, choice.decode,
+                               multipart=not concrete, render=choice.render,
+                               encode=choice.encode)
+    offered = OCTET_STREAM if native else f"{stored_type} or {OCTET_STREAM}"
+    detail = f" ({'; '.join(dict.fromkeys(reasons))})" if reasons else ""
     raise NotAcceptable(f"frames are stored as {stored_syntax}; can offer {offered}{detail}")
 
 

@@ -12,7 +12,12 @@ from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID
 
 from dwdaemon.dicom.encodings import python_codecs
-from dwdaemon.dicom.frames import FrameLayout, encapsulated_layout, native_layout
+from dwdaemon.dicom.frames import (
+    SUBSAMPLED_422,
+    FrameLayout,
+    encapsulated_layout,
+    native_layout,
+)
 from dwdaemon.dicom.ids import resource_ids
 from dwdaemon.dicom.jsonmodel import UNDEFINED_LENGTH, dataset_to_json, dumps
 from dwdaemon.dicom.maintags import element_text, main_tags
@@ -160,6 +165,7 @@ def analyse(path: str, default_encoding: str = "Latin1",
     )
 
 
+
 def _int(value: Any) -> int | None:
     try:
         return int(value) if value not in (None, "") else None
@@ -231,6 +237,8 @@ def _frame_layout(path: str, ds: Any, transfer_syntax: str, frames: int,
                 raise IngestError(f"invalid encapsulated pixel data: {exc}") from exc
     samples = _int(ds.get("SamplesPerPixel")) or 1
     bits = _int(ds.get("BitsAllocated")) or 0
+    if samples == 3 and str(ds.get("PhotometricInterpretation", "")).strip() in SUBSAMPLED_422:
+        samples = 2  # PS3.3 C.7.6.3.1.2: two Y, one Cb, one Cr per pair of pixels
     if not (rows and columns and bits):
         return FrameLayout("unresolved", count=frames)
     return native_layout(location.offset, location.length, rows, columns, samples, bits, frames,

@@ -17,6 +17,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from dwdaemon.dicom.ids import ResourceIds
+from dwdaemon.dicom.part10 import add_file_meta
 from dwdaemon.store.index.base import (
     AddResult,
     DuplicateInstance,
@@ -177,6 +178,8 @@ class Store:
             shutil.copyfile(temp_path, own)
             temp_path, digest = own, None
         try:
+            if add_file_meta(temp_path):  # a raw data set, as Orthanc stores them
+                digest = None
             analysis = analyse(temp_path, self.default_encoding, uids_from_meta)
             size, md5 = self.storage.measure_temp(temp_path, digest)
             record = InstanceRecord(file_uuid=str(uuid.uuid4()), file_size=size, file_md5=md5,

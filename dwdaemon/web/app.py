@@ -25,7 +25,8 @@ DICOMWEB_MODULES = (
 #: Installed when ``DicomWeb.EnableWado`` too.
 WADO_URI_MODULES = ("dwdaemon.web.wado_uri",)
 #: Always installed (Orthanc core features).
-CORE_MODULES = ("dwdaemon.web.jobs", "dwdaemon.web.tools", "dwdaemon.web.default_encoding")
+CORE_MODULES = ("dwdaemon.web.jobs", "dwdaemon.web.tools", "dwdaemon.web.default_encoding",
+                "dwdaemon.web.core_images")
 
 
 def _install_optional(name: str, app: Klein, ctx: Context) -> None:

@@ -146,7 +146,40 @@ class ComputedPart:
         self._buf = None
 
 
-Piece = bytes | FilePart | BytesPart | ComputedPart
+class IteratorPart:
+    """Bytes of an iterator created and consumed in the worker thread (streamed conversion):
+    one chunk in memory at a time."""
+
+    def __init__(self, make: Callable[[], Iterator[bytes]]) -> None:
+        self._make = make
+        self.size: int | None = None
+        self._chunks: Iterator[bytes] | None = None
+        self._buf = bytearray()
+
+    def open(self) -> None:
+        self._chunks = self._make()
+        self._buf = bytearray()
+
+    def read(self, size: int) -> bytes:
+        assert self._chunks is not None
+        while len(self._buf) < size:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                break
+            self._buf += chunk
+        out = bytes(self._buf[:size])
+        del self._buf[:size]
+        return out
+
+    def close(self) -> None:
+        close = getattr(self._chunks, "close", None)
+        if close is not None:
+            close()
+        self._chunks = None
+        self._buf = bytearray()
+
+
+Piece = bytes | FilePart | BytesPart | ComputedPart | IteratorPart
 
 
 def multipart_pieces(boundary: str, parts: Iterable[tuple[str, list[tuple[str, str]], Piece]]

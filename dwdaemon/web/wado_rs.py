@@ -12,13 +12,14 @@ import functools
 import hashlib
 import json
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from klein import Klein
 from twisted.internet.defer import inlineCallbacks
 from twisted.web.iweb import IRequest
 
-from dwdaemon.dicom import multipart, render, transcode
+from dwdaemon.dicom import frame_codec, multipart, reencode, render, transcode
 from dwdaemon.dicom import wado_model as wm
 from dwdaemon.dicom.frames import FrameLayout
 from dwdaemon.dicom.jsonmodel import resolve_bulk_uris, stored_bulk_path
@@ -84,6 +85,45 @@ def _first_value(metadata: dict[str, Any], tag: str) -> Any:
     return values[0] if values else None
 
 
+def _instance_number(row: InstanceRow) -> float:
+    try:
+        return float(row.instance_number) if row.instance_number else float("inf")
+    except ValueError:
+        return float("inf")
+
+
+@dataclass(frozen=True)
+class PixelShape:
+    """What the encoders need to know of an instance's pixels (from its stored JSON)."""
+
+    bits_allocated: int
+    bits_stored: int
+    samples: int
+    signed: bool
+    photometric: str
+
+
+def _pixel_shape(row: InstanceRow) -> PixelShape:
+    md = json.loads(row.metadata)
+    allocated = int(_first_value(md, "00280100") or 8)
+    return PixelShape(allocated, int(_first_value(md, "00280101") or allocated),
+                      int(_first_value(md, "00280002") or 1),
+                      int(_first_value(md, "00280103") or 0) == 1,
+                      str(_first_value(md, "00280004") or ""))
+
+
+def _pixel_swap_width(row: InstanceRow) -> int:
+    """Byte-swap width of big endian native Pixel Data: none for OB, else its word size."""
+    try:
+        vr = json.loads(row.bulk)["7FE00010"][2]
+    except (ValueError, KeyError, IndexError, TypeError):
+        vr = "OW"
+    if vr == "OB":
+        return 0
+    allocated = _pixel_shape(row).bits_allocated
+    return allocated // 8 if allocated in (32, 64) else 2
+
+
 class WadoService:
     """The WADO-RS handlers, sharing the context's store, pools and URL helpers."""
 
@@ -131,7 +171,8 @@ class WadoService:
                 if wanted in transcode.ENCODABLE_SYNTAXES and row.number_of_frames:
                     md = metadata_cache.setdefault(row.public_id, json.loads(row.metadata))
                     if not transcode.encoder_accepts(wanted, _first_value(md, "00280100"),
-                                                     _first_value(md, "00280101")):
+                                                     _first_value(md, "00280101"),
+                                                     _first_value(md, "00280002")):
                         return False
             return True
 
@@ -144,15 +185,13 @@ class WadoService:
 
         def parts() -> Iterator[tuple[str, list[tuple[str, str]], producers.Piece]]:
             for row in rows:
-                path = self.path(row)
                 syntax = row.transfer_syntax if wanted == "*" else wanted
-                source: producers.Piece
+                if wanted == "*" and reencode.needs_explicit_le(syntax):
+                    syntax = wm.EXPLICIT_VR_LE  # PS3.18 Table 8.7.3-2
                 headers = [("Content-Location", self.instance_url(request, row))]
                 if syntax == row.transfer_syntax:
-                    source = producers.FilePart(path, size=row.file_size)
                     headers.append(("Content-Length", str(row.file_size)))  # as Orthanc
-                else:
-                    source = producers.ComputedPart(_transcoder(path, syntax))
+                source = instance_source(self.path(row), row, syntax)
                 yield (f"{wm.DICOM}; transfer-syntax={syntax}", headers, source)
 
         return producers.stream(request, producers.multipart_pieces(boundary, parts()),
@@ -190,7 +229,10 @@ class WadoService:
             _send_multipart_body, request)
 
     # -- frames ------------------------------------------------------------------------------
-    def frames(self, request: IRequest, row: InstanceRow, frame_list: str) -> Any:
+    def frames(self, request: IRequest, row: InstanceRow, frame_list: str,
+               stored_by_default: bool = False) -> Any:
+        """Frames of ``row``; ``stored_by_default``: no Accept keeps the stored syntax (bulk
+        data URIs of encapsulated Pixel Data), else native octets as Orthanc answers."""
         count = _frame_count(row)
         if count == 0:
             raise ApiError(400, f"instance {row.sop_uid} has no pixel data frames")
@@ -198,12 +240,22 @@ class WadoService:
             numbers = wm.parse_frame_list(frame_list, count)
         except wm.FrameListError as exc:
             raise ApiError(400, str(exc)) from exc
+        shape = _pixel_shape(row)
+
+        def can_encode(syntax: str) -> bool:
+            return frame_codec.can_encode(syntax, shape.bits_allocated, shape.bits_stored,
+                                          shape.samples)
+
         try:
-            choice = wm.choose_frames(_accept(request), row.transfer_syntax, transcode.can_decode)
+            accept = _accept(request)
+            if accept is None and stored_by_default:
+                accept = "multipart/related; type=*/*; transfer-syntax=*"
+            choice = wm.choose_frames(accept, row.transfer_syntax,
+                                      transcode.can_decode, can_encode)
         except wm.NotAcceptable as exc:
             raise _not_acceptable(exc) from exc
         url = self.instance_url(request, row) + "/frames/"
-        sources = [(n, self._frame_source(row, n - 1, choice)) for n in numbers]
+        sources = [(n, self._frame_source(row, n - 1, choice, shape)) for n in numbers]
         part_type = f"{choice.media_type}; transfer-syntax={choice.transfer_syntax}"
         if not choice.multipart and len(sources) == 1:
             request.setHeader("Content-Type", part_type)
@@ -217,22 +269,29 @@ class WadoService:
         return producers.stream(request, producers.multipart_pieces(boundary, parts),
                                 self.pools.io, sized=True)
 
-    def _frame_source(self, row: InstanceRow, index: int,
-                      choice: wm.FrameChoice) -> producers.Piece:
+    def _frame_source(self, row: InstanceRow, index: int, choice: wm.FrameChoice,
+                      shape: PixelShape | None = None) -> producers.Piece:
         path = self.path(row)
         layout = _layout(row)
+        syntax, metadata = row.transfer_syntax, row.metadata
         if choice.render:
-            syntax, metadata = row.transfer_syntax, row.metadata
             options = render.RenderOptions(media_type="image/jpeg", quality=90)
             return producers.ComputedPart(
                 lambda: _render_stored(path, index, options, layout, syntax, metadata))
+        if choice.encode:
+            target, shape = choice.transfer_syntax, shape or _pixel_shape(row)
+            return producers.ComputedPart(
+                lambda: _encoded_frame(path, index, layout, syntax, metadata, target, shape))
         if not choice.decode and layout.kind in ("native", "encapsulated"):
             return producers.FilePart(path, layout.frame_ranges(index))
         if not choice.decode and row.transfer_syntax not in wm.NATIVE_SYNTAXES:
             # encapsulated but not resolvable from the stored offsets: parse the fragments
             return producers.ComputedPart(lambda: _encapsulated_frame(path, index))
+        if row.transfer_syntax == wm.BIG_ENDIAN and layout.kind == "native":
+            # big endian words of the stored frame, swapped: little endian octets, same layout
+            width = _pixel_swap_width(row)
+            return producers.ComputedPart(lambda: _swapped_frame(path, layout, index, width))
         if layout.kind == "encapsulated":
-            syntax, metadata = row.transfer_syntax, row.metadata
             return producers.ComputedPart(
                 lambda: _decoded_stored_frame(path, index, layout, syntax, metadata))
         return producers.ComputedPart(lambda: _decoded_frame(path, index))
@@ -277,7 +336,8 @@ class WadoService:
         offset, length, vr, little_endian, encapsulated = location[:5]
         if element == "7FE00010" and encapsulated:
             count = _frame_count(row) or 1
-            return self.frames(request, row, ",".join(str(n) for n in range(1, count + 1)))
+            return self.frames(request, row, ",".join(str(n) for n in range(1, count + 1)),
+                               stored_by_default=True)
         accept = _accept(request)
         multipart_wanted = _bulk_multipart(accept)
         path = self.path(row)
@@ -412,10 +472,41 @@ class WadoService:
         if thumbnail:
             row = images[len(images) // 2]
             return self.send_image(request, options, self.render_job(row, 0, options))
-        return self.rendered_parts(request, [(row, 0) for row in images], options)
+        # As Orthanc (its suite's test_rendered_studies_series): the study/series answer is
+        # the first instance (lowest InstanceNumber, then arrival) rendered as its own
+        # rendered resource is, one image with the same bytes.
+        row = min(enumerate(images), key=lambda item: (_instance_number(item[1]), item[0]))[1]
+        if options.media_type == "image/gif" and _frame_count(row) > 1:
+            path, count = self.path(row), _frame_count(row)
+            return self.send_image(request, options,
+                                   lambda: _render_frames(path, list(range(count)), options))
+        return self.send_image(request, options, self.render_job(row, 0, options))
 
 
 # -- blocking helpers (worker threads) -----------------------------------------------------------
+
+def instance_source(path: str, row: InstanceRow, syntax: str) -> producers.Piece:
+    """The stored file of ``row`` in ``syntax``: as stored, streamed from Implicit VR LE or
+    big endian to Explicit VR LE (header parsed, pixel values copied by chunks), or
+    transcoded in memory (one instance at a time) for the other conversions."""
+    if syntax == row.transfer_syntax:
+        return producers.FilePart(path, size=row.file_size)
+    if syntax == wm.EXPLICIT_VR_LE and reencode.needs_explicit_le(row.transfer_syntax):
+        try:
+            location = json.loads(row.bulk).get("7FE00010")
+        except (ValueError, AttributeError):
+            location = None
+        if location is None and not row.number_of_frames:
+            source_syntax = row.transfer_syntax
+            return producers.IteratorPart(
+                lambda: reencode.explicit_le_chunks(path, source_syntax, 0, -1, ""))
+        if location is not None and location[0] >= 0 and not location[4]:
+            offset, length, vr = location[0], location[1], location[2]
+            source_syntax = row.transfer_syntax
+            return producers.IteratorPart(lambda: reencode.explicit_le_chunks(
+                path, source_syntax, offset, length, vr))
+    return producers.ComputedPart(_transcoder(path, syntax))
+
 
 def _transcoder(path: str, syntax: str) -> Callable[[], bytes]:
     return lambda: transcode.transcode(path, syntax)
@@ -460,10 +551,25 @@ def _decoded_stored_frame(path: str, index: int, layout: FrameLayout, syntax: st
     header = _render_header(metadata)
     if header is not None:
         arr = transcode.decode_stored_frame(_read_ranges(path, layout.frame_ranges(index)),
-                                            header, syntax, exact=True)
+                                            header, syntax)
         if arr is not None:
             return transcode.frame_native_bytes(arr, int(header.BitsAllocated))
     return _decoded_frame(path, index)
+
+
+def _encoded_frame(path: str, index: int, layout: FrameLayout, syntax: str, metadata: str,
+                   target: str, shape: PixelShape) -> bytes:
+    """Decode frame ``index`` and encode it in the compressed syntax ``target``."""
+    arr = None
+    if layout.kind in ("native", "encapsulated"):
+        header = _render_header(metadata)
+        if header is not None:
+            arr = transcode.decode_stored_frame(
+                _read_ranges(path, layout.frame_ranges(index)), header, syntax)
+    if arr is None:
+        arr, _header = transcode.decode_frame(path, index)
+    return frame_codec.encode_frame(arr, target, shape.bits_allocated, shape.bits_stored,
+                                    signed=shape.signed, photometric=shape.photometric)
 
 
 def _encapsulated_frame(path: str, index: int) -> bytes:
@@ -478,10 +584,26 @@ def _encapsulated_frame(path: str, index: int) -> bytes:
     raise ValueError(f"frame {index + 1} not found")
 
 
+def _swapped_frame(path: str, layout: FrameLayout, index: int, width: int) -> bytes:
+    """A native big endian frame as little endian octets: the words around it are read
+    from their boundaries (8-bit OW frames may start or end inside a word), swapped, cut."""
+    ((offset, length),) = layout.frame_ranges(index)
+    if width < 2:
+        return _read_ranges(path, [(offset, length)])
+    relative = offset - layout.offset
+    start = relative - relative % width
+    end = relative + length
+    end += -end % width
+    data = _byteswap(_read_ranges(path, [(layout.offset + start, end - start)]), width)
+    return data[relative - start:relative - start + length]
+
+
 _SWAP_WIDTH = {"OW": 2, "OF": 4, "OL": 4, "OD": 8, "OV": 8}
 
 
 def _byteswap(data: bytes, width: int) -> bytes:
+    if width < 2:
+        return data
     import numpy as np
 
     usable = len(data) - len(data) % width
@@ -546,9 +668,14 @@ def _render_failed(failure: Any) -> Any:
 # -- negotiation helpers -------------------------------------------------------------------------
 
 def _choose_metadata(accept: str | None) -> str:
+    """DICOM JSON unless XML is asked as PS3.18 names it (multipart/related; type=
+    application/dicom+xml). A bare XML type counts only when nothing JSON-compatible is also
+    accepted: browsers send ``text/html, ..., application/xml;q=0.9, */*;q=0.8`` and clients
+    ``application/dicom+xml, application/json``; both get JSON, as Orthanc answers."""
     ranges = parse_accept(accept)
     if not ranges:
         return DICOM_JSON
+    bare_xml = False
     for media_range in ranges:
         mtype = media_range.media_type
         if media_range.params.get("transfer-syntax", "*") != "*":
@@ -562,8 +689,10 @@ def _choose_metadata(accept: str | None) -> str:
             continue
         if mtype in (DICOM_JSON, "application/json", "application/*", "*/*", "*"):
             return DICOM_JSON
-        # bare XML types are skipped: XML metadata is multipart (PS3.18 10.4.4 has servers
-        # ignore single part types for multi-item resources; Orthanc ignores them too)
+        if mtype in (DICOM_XML, "application/xml", "text/xml"):
+            bare_xml = True
+    if bare_xml:
+        return DICOM_XML
     raise ApiError(406, "not acceptable: metadata is offered as application/dicom+json or "
                         'multipart/related; type="application/dicom+xml"')
 

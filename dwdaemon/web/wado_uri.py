@@ -14,14 +14,24 @@ from klein import Klein
 from twisted.internet.defer import inlineCallbacks
 from twisted.web.iweb import IRequest
 
-from dwdaemon.dicom import render, transcode
+from dwdaemon.dicom import reencode, render, transcode
 from dwdaemon.dicom import wado_model as wm
 from dwdaemon.web import producers
 from dwdaemon.web.context import Context
 from dwdaemon.web.errors import ApiError
-from dwdaemon.web.wado_rs import WadoService, _arg, _frame_count, _transcoder
+from dwdaemon.web.wado_rs import (
+    WadoService,
+    _arg,
+    _frame_count,
+    _pixel_shape,
+    instance_source,
+)
 
 __all__ = ["install"]
+
+
+#: Names clients use for the rendered types (Orthanc accepts ``image/jpg``).
+_ALIASES = {"image/jpg": "image/jpeg", "image/pjpeg": "image/jpeg", "image/x-png": "image/png"}
 
 
 def _content_type(request: IRequest, has_pixels: bool) -> str:
@@ -31,6 +41,7 @@ def _content_type(request: IRequest, has_pixels: bool) -> str:
         return "image/jpeg" if has_pixels else wm.DICOM
     for item in raw.split(","):
         media = item.split(";", 1)[0].strip().lower()
+        media = _ALIASES.get(media, media)
         if media == wm.DICOM:
             return media
         if media in wm.RENDERED_MEDIA_TYPES or media in ("image/*", "*/*"):
@@ -99,17 +110,20 @@ def install(app: Klein, ctx: Context) -> None:
             wanted = _arg(request, "transferSyntax") or wm.EXPLICIT_VR_LE
             if wanted == "*":
                 wanted = row.transfer_syntax
-            if wanted != row.transfer_syntax and not transcode.can_transcode(
-                    row.transfer_syntax, wanted, has_pixels=count > 0):
+                if reencode.needs_explicit_le(wanted):
+                    wanted = wm.EXPLICIT_VR_LE  # PS3.18 Table 8.7.3-2, as WADO-RS
+            shape = _pixel_shape(row) if count else None
+            if wanted != row.transfer_syntax and not (transcode.can_transcode(
+                    row.transfer_syntax, wanted, has_pixels=count > 0) and (
+                    shape is None or transcode.encoder_accepts(
+                        wanted, shape.bits_allocated, shape.bits_stored, shape.samples))):
                 raise ApiError(406, f"not acceptable: cannot convert {row.transfer_syntax} "
                                     f"to {wanted}")
             request.setHeader("Content-Type", wm.DICOM)
             request.setHeader("Content-Disposition", f'attachment; filename="{sop}.dcm"')
             if wanted == row.transfer_syntax:
                 request.setHeader("Content-Length", str(row.file_size))
-                source: producers.Piece = producers.FilePart(path)
-            else:
-                source = producers.ComputedPart(_transcoder(path, wanted))
+            source = instance_source(path, row, wanted)
             return (yield producers.stream(request, [source], ctx.pools.io))
         options = _options(request, media)
         frame = _arg(request, "frameNumber")

@@ -138,7 +138,11 @@ class CompressTests(unittest.TestCase):
                                                 "1.2.840.10008.1.2.4.100"))
         self.assertTrue(transcode.can_transcode("1.2.840.10008.1.2.4.100",
                                                 ExplicitVRLittleEndian, has_pixels=False))
-        self.assertFalse(transcode.can_transcode(ExplicitVRLittleEndian, "1.2.840.10008.1.2.4.51"))
+        self.assertFalse(transcode.can_transcode(ExplicitVRLittleEndian, "1.2.840.10008.1.2.4.81"))
+        # the JPEG processes are written by libjpeg-turbo; 4.50 only for 8-bit samples
+        self.assertTrue(transcode.can_transcode(ExplicitVRLittleEndian, "1.2.840.10008.1.2.4.51"))
+        self.assertFalse(transcode.encoder_accepts("1.2.840.10008.1.2.4.50", 16, 12))
+        self.assertTrue(transcode.encoder_accepts("1.2.840.10008.1.2.4.70", 16, 16))
 
     def test_no_pixels(self) -> None:
         out = _decode(transcode.transcode(path("test-SR.dcm"), ImplicitVRLittleEndian))

@@ -10,6 +10,7 @@ from dwdaemon.dicom.render import Window
 JPEG = "1.2.840.10008.1.2.4.50"
 RLE = "1.2.840.10008.1.2.5"
 MPEG2 = "1.2.840.10008.1.2.4.100"
+JPEG_LOSSLESS_SV1 = "1.2.840.10008.1.2.4.70"
 
 
 def _decodable(ts: str) -> bool:
@@ -32,22 +33,51 @@ class FrameListTests(unittest.TestCase):
 
 class FrameChoiceTests(unittest.TestCase):
     def test_default(self) -> None:
+        # No Accept: native little endian octets, decoded when stored compressed (Orthanc).
         self.assertEqual(wm.choose_frames(None, JPEG, _decodable),
-                         wm.FrameChoice("image/jpeg", JPEG, False))
+                         wm.FrameChoice(wm.OCTET_STREAM, wm.EXPLICIT_VR_LE, True))
         self.assertEqual(wm.choose_frames(None, wm.EXPLICIT_VR_LE, _decodable),
                          wm.FrameChoice(wm.OCTET_STREAM, wm.EXPLICIT_VR_LE, False))
+        self.assertEqual(wm.choose_frames("*/*", JPEG, _decodable).media_type, wm.OCTET_STREAM)
 
     def test_stored_type(self) -> None:
-        for accept in ('multipart/related; type="image/jpeg"',
+        for accept in ('multipart/related; type="image/jpeg"',  # 4.70 not encodable here
                        "multipart/related; type=image/jpeg; transfer-syntax=" + JPEG,
                        'multipart/related; type="image/dicom+jpeg"',
                        'multipart/related; type="image/*"',
-                       'multipart/related; type="*/*"',
-                       "*/*",
+                       'multipart/related; type="*/*"; transfer-syntax=*',
                        'multipart/related; type="image/jpeg"; transfer-syntax=*'):
             choice = wm.choose_frames(accept, JPEG, _decodable)
             self.assertEqual((choice.media_type, choice.transfer_syntax, choice.decode),
                              ("image/jpeg", JPEG, False), accept)
+
+    def test_default_syntax_of_media_type(self) -> None:
+        # PS3.18 Table 8.7.3-5: image/jpeg means JPEG lossless SV1 unless a syntax is named.
+        choice = wm.choose_frames('multipart/related; type="image/jpeg"', JPEG, _decodable,
+                                  lambda _s: True)
+        self.assertEqual((choice.transfer_syntax, choice.encode), (JPEG_LOSSLESS_SV1, True))
+        choice = wm.choose_frames('multipart/related; type="image/jls"', wm.EXPLICIT_VR_LE,
+                                  _decodable, lambda _s: True)
+        self.assertEqual((choice.media_type, choice.transfer_syntax, choice.encode),
+                         ("image/jls", "1.2.840.10008.1.2.4.80", True))
+
+    def test_encode_named_syntax(self) -> None:
+        for syntax in (JPEG, "1.2.840.10008.1.2.4.51", "1.2.840.10008.1.2.4.57",
+                       JPEG_LOSSLESS_SV1):
+            choice = wm.choose_frames(
+                f"multipart/related; type=image/jpeg; transfer-syntax={syntax}",
+                wm.EXPLICIT_VR_LE, _decodable, lambda _s: True)
+            self.assertEqual((choice.media_type, choice.transfer_syntax, choice.encode),
+                             ("image/jpeg", syntax, True))
+        with self.assertRaises(wm.NotAcceptable):  # a syntax of another media type
+            wm.choose_frames("multipart/related; type=image/jpeg; "
+                             "transfer-syntax=1.2.840.10008.1.2.4.80",
+                             wm.EXPLICIT_VR_LE, _decodable, lambda _s: True)
+
+    def test_octet_stream_label_echoes_implicit(self) -> None:
+        choice = wm.choose_frames("multipart/related; type=application/octet-stream; "
+                                  "transfer-syntax=1.2.840.10008.1.2", JPEG, _decodable)
+        self.assertEqual((choice.transfer_syntax, choice.decode), (wm.IMPLICIT_VR_LE, True))
 
     def test_decode_to_octet_stream(self) -> None:
         for accept in ('multipart/related; type="application/octet-stream"',
@@ -63,6 +93,10 @@ class FrameChoiceTests(unittest.TestCase):
         accept = ('multipart/related; type="application/octet-stream"; q=0.2, '
                   'multipart/related; type="image/jpeg"; q=0.9')
         self.assertEqual(wm.choose_frames(accept, JPEG, _decodable).media_type, "image/jpeg")
+        accept = ('multipart/related; type="application/octet-stream"; q=0.9, '
+                  'multipart/related; type="image/jpeg"; q=0.2')
+        self.assertEqual(wm.choose_frames(accept, JPEG, _decodable).media_type,
+                         wm.OCTET_STREAM)
 
     def test_single_part_when_bare_type(self) -> None:
         self.assertFalse(wm.choose_frames("application/octet-stream", JPEG, _decodable).multipart)
@@ -83,14 +117,19 @@ class FrameChoiceTests(unittest.TestCase):
                 wm.choose_frames(accept, stored, _decodable)
 
     def test_jpeg_preview_only_when_named(self) -> None:
-        choice = wm.choose_frames('multipart/related; type="image/jpeg"', wm.EXPLICIT_VR_LE,
-                                  _decodable)
+        # only the seed's spelling asks for the rendered preview
+        choice = wm.choose_frames('multipart/related; type="image/dicom+jpeg"',
+                                  wm.EXPLICIT_VR_LE, _decodable)
         self.assertEqual((choice.media_type, choice.transfer_syntax, choice.render),
                          ("image/jpeg", wm.JPEG_BASELINE, True))
         choice = wm.choose_frames("*/*", wm.EXPLICIT_VR_LE, _decodable)
         self.assertFalse(choice.render)
-        choice = wm.choose_frames('multipart/related; type="image/jpeg"', JPEG, _decodable)
+        choice = wm.choose_frames('multipart/related; type="image/dicom+jpeg"', JPEG,
+                                  _decodable)
         self.assertFalse(choice.render)  # JPEG baseline frames are served as stored
+        choice = wm.choose_frames('multipart/related; type="image/jpeg"', wm.EXPLICIT_VR_LE,
+                                  _decodable, lambda _s: True)
+        self.assertEqual((choice.render, choice.transfer_syntax), (False, JPEG_LOSSLESS_SV1))
 
     def test_media_type_table(self) -> None:
         self.assertEqual(wm.frame_media_type(RLE), "image/x-dicom-rle")

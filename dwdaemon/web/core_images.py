@@ -1,0 +1,81 @@
+"""Orthanc core routes that render an instance: ``GET /instances/{id}/rendered`` and
+``GET /instances/{id}/frames/{n}/rendered``.
+
+DICOMweb users call them beside WADO (Orthanc's own suite compares them with WADO-URI): PNG
+by default, JPEG when ``Accept: image/jpeg`` (``quality``, default 90), the file's window
+(or the one of ``window-center``/``window-width``), ``width``/``height`` to fit. The image
+is rendered exactly as WADO-URI renders it (same bytes for the same parameters).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from klein import Klein
+from twisted.internet.defer import inlineCallbacks
+from twisted.web.iweb import IRequest
+
+from dwdaemon.dicom import render
+from dwdaemon.dicom import wado_model as wm
+from dwdaemon.dicom.mediatypes import AcceptError, negotiate
+from dwdaemon.web.context import Context
+from dwdaemon.web.errors import ApiError
+from dwdaemon.web.wado_rs import WadoService, _arg, _frame_count
+
+__all__ = ["install"]
+
+#: Orthanc's core /rendered answers PNG unless JPEG is asked.
+OFFERS = ("image/png", "image/jpeg")
+
+
+def _options(request: IRequest) -> render.RenderOptions:
+    try:
+        media = negotiate(request.getHeader("accept"), OFFERS,
+                          {"image/jpg": "image/jpeg", "image/*": "image/png"})
+    except AcceptError as exc:
+        raise ApiError(400, str(exc)) from exc
+    if media is None:
+        raise ApiError(406, "not acceptable: rendered images are image/png or image/jpeg")
+    try:
+        center, width = _arg(request, "window-center"), _arg(request, "window-width")
+        if (center is None) != (width is None):
+            raise ValueError("window-center and window-width go together")
+        rows, columns, quality = (_arg(request, "height"), _arg(request, "width"),
+                                  _arg(request, "quality"))
+        return render.RenderOptions(
+            media_type=media,
+            window=wm.parse_window(f"{center},{width}") if center is not None else None,
+            rows=wm.parse_positive_int(rows, "height") if rows else None,
+            columns=wm.parse_positive_int(columns, "width") if columns else None,
+            quality=wm.parse_quality(quality) if quality else 90)
+    except ValueError as exc:
+        raise ApiError(400, str(exc)) from exc
+
+
+def install(app: Klein, ctx: Context) -> None:
+    """Register the core rendering routes."""
+    service: WadoService = ctx.extras.get("wado_rs") or WadoService(ctx)
+
+    @inlineCallbacks
+    def rendered(request: IRequest, public_id: str, frame: int) -> Any:
+        row = yield ctx.store.instance(public_id)
+        if row is None:
+            raise ApiError(404, f"unknown instance {public_id}")
+        count = _frame_count(row)
+        if count == 0:
+            raise ApiError(400, f"instance {public_id} has no pixel data to render")
+        if not 0 <= frame < count:
+            raise ApiError(400, f"frame {frame} out of range (the instance has {count})")
+        options = _options(request)
+        return (yield service.send_image(request, options,
+                                         service.render_job(row, frame, options)))
+
+    @ctx.route("/instances/<public_id>/rendered", methods=["GET"],
+               endpoint="core_instance_rendered")
+    def instance_rendered(request: IRequest, public_id: str) -> Any:
+        return rendered(request, public_id, 0)
+
+    @ctx.route("/instances/<public_id>/frames/<int:frame>/rendered", methods=["GET"],
+               endpoint="core_frame_rendered")
+    def frame_rendered(request: IRequest, public_id: str, frame: int) -> Any:
+        return rendered(request, public_id, frame)  # Orthanc numbers frames from 0 here
