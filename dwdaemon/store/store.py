@@ -278,10 +278,11 @@ class Store:
         except Exception as exc:
             return exc
 
-    def ingest_bytes(self, data: bytes) -> Deferred[IngestResult]:
-        """Store a DICOM file given in memory (small bodies)."""
+    def ingest_bytes(self, data: bytes, uids_from_meta: bool = False) -> Deferred[IngestResult]:
+        """Store a DICOM file given in memory (small bodies); ``uids_from_meta`` as in
+        :meth:`ingest_path`."""
         d = self.pools.io(self._write_temp, data)
-        d.addCallback(lambda written: self.ingest_path(*written))
+        d.addCallback(lambda written: self.ingest_path(*written, uids_from_meta=uids_from_meta))
         return d
 
     def _write_temp(self, data: bytes) -> tuple[str, tuple[int, str] | None]:

@@ -675,7 +675,6 @@ def _choose_metadata(accept: str | None) -> str:
     ranges = parse_accept(accept)
     if not ranges:
         return DICOM_JSON
-    bare_xml = False
     for media_range in ranges:
         mtype = media_range.media_type
         if media_range.params.get("transfer-syntax", "*") != "*":
@@ -689,10 +688,8 @@ def _choose_metadata(accept: str | None) -> str:
             continue
         if mtype in (DICOM_JSON, "application/json", "application/*", "*/*", "*"):
             return DICOM_JSON
-        if mtype in (DICOM_XML, "application/xml", "text/xml"):
-            bare_xml = True
-    if bare_xml:
-        return DICOM_XML
+        # bare XML types are skipped: XML metadata is multipart (PS3.18 10.4.4 has servers
+        # ignore single part types for multi-item resources; Orthanc ignores them too)
     raise ApiError(406, "not acceptable: metadata is offered as application/dicom+json or "
                         'multipart/related; type="application/dicom+xml"')
 

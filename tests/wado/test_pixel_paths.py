@@ -477,7 +477,7 @@ class MetaUidTests(WadoTestBase):
 
     @inlineCallbacks
     def test_sop_class_only_in_file_meta(self):
-        # Orthanc stores a file whose data set lacks SOPClassUID (the meta information has it);
+        # POST /instances stores a file whose data set lacks SOPClassUID (the meta has it);
         # the index takes the meta's, the stored DICOM JSON stays the data set's own
         import json
 
@@ -489,7 +489,7 @@ class MetaUidTests(WadoTestBase):
         del ds.SOPClassUID
         out = io.BytesIO()
         ds.save_as(out)
-        result = yield self.daemon.store.ingest_bytes(out.getvalue())
+        result = yield self.daemon.store.ingest_bytes(out.getvalue(), uids_from_meta=True)
         self.assertEqual(result.sop_class_uid, ds.file_meta.MediaStorageSOPClassUID)
         row = yield self.daemon.store.instance(result.ids.instance)
         self.assertNotIn("00080016", json.loads(row.metadata))
