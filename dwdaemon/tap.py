@@ -18,6 +18,7 @@ from dwdaemon.threads import ThreadPools
 from dwdaemon.web.app import build_app
 from dwdaemon.web.bodies import limited_request_class
 from dwdaemon.web.channel import HTTPChannel
+from dwdaemon.web.cors import wrap as with_cors
 
 log = Logger()
 
@@ -97,7 +98,7 @@ def build_site(config: Config, reactor: Any = None, pools: ThreadPools | None = 
     store = Store(StorageArea(config.storage_directory), index, pools,
                   overwrite=config.overwrite_instances, orphan_min_age=orphan_min_age)
     app, ctx = build_app(config, store, pools, reactor)
-    site = Site(app.resource())
+    site = Site(with_cors(app.resource(), config))
     site.requestFactory = limited_request_class(config.maximum_request_size * 1024 * 1024)
     site.displayTracebacks = False
     site.protocol = HTTPChannel
