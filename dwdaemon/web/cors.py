@@ -23,6 +23,7 @@ from typing import Any
 
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource, Resource
+from twisted.web.server import NOT_DONE_YET
 
 from dwdaemon.config import Config, CorsConfig
 from dwdaemon.web.auth import client_host, is_loopback
@@ -131,7 +132,8 @@ class CorsResource(Resource):
                                         or is_loopback(client_host(request))):
                 request.setResponseCode(204)
                 _set(request, headers)
-                return b""
+                request.finish()  # no body, and no Content-Length on a 204 (RFC 9110 8.6)
+                return NOT_DONE_YET
         # Set before the routes run: error answers only add their own headers.
         _set(request, self.policy.response_headers(origin))
         return self.wrapped.render(request)

@@ -137,6 +137,7 @@ class DaemonTests(TestCase):
                     headers=_preflight(method, "authorization,accept,range,if-none-match"))
                 self.assertEqual(response.code, 204, (path, method))
                 self.assertEqual(body, b"")
+                self.assertIsNone(response.headers.getRawHeaders("content-length"))
                 h = response.headers
                 self.assertEqual(h.getRawHeaders("access-control-allow-origin"), [VIEWER])
                 self.assertIn(method.lower(),
