@@ -18,7 +18,7 @@ from dwdaemon.threads import ThreadPools
 from dwdaemon.web.app import build_app
 from dwdaemon.web.bodies import limited_request_class
 from dwdaemon.web.channel import HTTPChannel
-from dwdaemon.web.cors import wrap as with_cors
+from dwdaemon.web.cors import install as install_cors
 
 log = Logger()
 
@@ -98,10 +98,11 @@ def build_site(config: Config, reactor: Any = None, pools: ThreadPools | None = 
     store = Store(StorageArea(config.storage_directory), index, pools,
                   overwrite=config.overwrite_instances, orphan_min_age=orphan_min_age)
     app, ctx = build_app(config, store, pools, reactor)
-    site = Site(with_cors(app.resource(), config))
+    site = Site(app.resource())
     site.requestFactory = limited_request_class(config.maximum_request_size * 1024 * 1024)
     site.displayTracebacks = False
     site.protocol = HTTPChannel
+    install_cors(site, config)
     return site, store, pools, ctx
 
 

@@ -1,6 +1,6 @@
 """CORS: let browsers on other origins (web viewers such as OHIF) call the API.
 
-Wired once around the whole site (:func:`wrap`), so every answer -- DICOMweb, WADO-URI, the
+Wired once into the whole site (:func:`install`), so every answer -- DICOMweb, WADO-URI, the
 core API, errors (401, 404, 405...) included -- carries the same headers:
 
 - a request from an allowed ``Origin`` gets ``Access-Control-Allow-Origin`` (``*`` when any
@@ -23,7 +23,7 @@ from typing import Any
 
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource, Resource
-from twisted.web.server import NOT_DONE_YET
+from twisted.web.server import NOT_DONE_YET, Site
 
 from dwdaemon.config import Config, CorsConfig
 from dwdaemon.web.auth import client_host, is_loopback
@@ -34,7 +34,7 @@ __all__ = [
     "EXPOSED_HEADERS",
     "CorsPolicy",
     "CorsResource",
-    "wrap",
+    "install",
 ]
 
 #: Methods a cross-origin page may use (the API's methods).
@@ -139,8 +139,18 @@ class CorsResource(Resource):
         return self.wrapped.render(request)
 
 
-def wrap(resource: IResource, config: Config) -> IResource:
-    """The site's root resource with CORS when ``Cors.Enabled`` (else ``resource`` itself)."""
+def install(site: Site, config: Config) -> None:
+    """Wire CORS into ``site`` when ``Cors.Enabled``: its root resource (every route, errors
+    and preflights) and its request class (the early ``413`` of ``MaximumRequestSize``)."""
     if not config.cors.enabled:
-        return resource
-    return CorsResource(resource, CorsPolicy(config.cors), config.remote_access_allowed)
+        return
+    policy = CorsPolicy(config.cors)
+    site.resource = CorsResource(site.resource, policy, config.remote_access_allowed)
+    base = site.requestFactory
+
+    def refusal_headers(request: IRequest) -> list[tuple[str, str]]:
+        origin = _header(request, b"origin")
+        return [*base.refusal_headers(request), *policy.response_headers(origin)]
+
+    if hasattr(base, "refusal_headers"):
+        site.requestFactory = type(base.__name__, (base,), {"refusal_headers": refusal_headers})

@@ -220,6 +220,18 @@ class VariantTests(TestCase):
             self.assertEqual(h.getRawHeaders("access-control-allow-credentials"), ["true"])
 
     @inlineCallbacks
+    def test_early_413_carries_headers(self) -> None:
+        """The 413 of MaximumRequestSize, written before routing, is readable cross-origin."""
+        daemon = start_daemon(self, maximum_request_size=1, cors=CorsConfig(enabled=True))
+        response, body = yield daemon.request(
+            "POST", "/dicom-web/studies", data=b"x" * (2 * 1024 * 1024),
+            headers={"Origin": [VIEWER], "Content-Type": [b"multipart/related; boundary=b"]})
+        self.assertEqual(response.code, 413)
+        self.assertEqual(json.loads(body)["HttpStatus"], 413)
+        self.assertEqual(response.headers.getRawHeaders("access-control-allow-origin"), ["*"])
+        self.assertEqual(response.headers.getRawHeaders("vary"), ["Origin"])
+
+    @inlineCallbacks
     def test_remote_access_switch_still_applies(self) -> None:
         daemon = start_daemon(self, cors=CorsConfig(enabled=True))
         daemon.site.requestFactory = _remote_request_class(daemon.site.requestFactory,

@@ -157,3 +157,4 @@ class OhifTests(TestCase):
         result = yield self.run_viewer(lambda origin: CorsConfig(), wait_ms=8000)
         self.assertFalse(result["ok"])
         self.assertTrue(result["failures"], result)
+        self.assertIn("blocked by CORS policy", " ".join(result["consoleErrors"]))
