@@ -2,7 +2,7 @@
 
 The file is JSON with ``//`` and ``/* */`` comments (outside strings) and
 tolerated trailing commas.  Keys and defaults are Orthanc's (core and the
-DICOMweb plugin's ``DicomWeb`` section), plus two extensions:
+DICOMweb plugin's ``DicomWeb`` section), plus these extensions:
 
 ``HttpBindAddress``
     Address the HTTP server listens on.  Unset (or ``""``): ``127.0.0.1`` when
@@ -10,6 +10,9 @@ DICOMweb plugin's ``DicomWeb`` section), plus two extensions:
     host such as Linux with ``net.ipv6.bindv6only=0``, all IPv4 addresses).
 ``MaximumRequestSize``
     Largest accepted request body in MB (0 = no limit); larger STOW bodies get 413.
+``Cors``
+    CORS for browsers on other origins (web viewers): ``Enabled``, ``AllowedOrigins``,
+    ``AllowCredentials``, ``MaxAge``, ``AllowedHeaders`` (see :mod:`dwdaemon.web.cors`).
 
 Every key is validated: a wrong type or value raises :class:`ConfigError` whose
 message names the key path (``DicomWeb.StowMaxSize``) and what was expected.
