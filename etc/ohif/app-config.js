@@ -71,8 +71,8 @@ window.config = {
         supportsReject: false,
         // WADO-RS frames for the viewports (dwdaemon serves native and encapsulated frames).
         imageRendering: 'wadors',
-        // Series thumbnails from dwdaemon's .../series/{uid}/thumbnail (one JPEG of the middle
-        // instance), fetched with the same Authorization header.
+        // Thumbnails from dwdaemon's WADO-RS .../thumbnail (one JPEG), fetched with the same
+        // Authorization header. 'rendered' works too.
         thumbnailRendering: 'thumbnail',
         thumbnailRequestStrategy: 'fetch',
         enableStudyLazyLoad: true,

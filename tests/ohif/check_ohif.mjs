@@ -86,6 +86,9 @@ try {
   // Let the remaining requests (other slices, thumbnails) finish before judging them.
   await page.waitForNetworkIdle({ idleTime: 1000, timeout }).catch(() => {});
   mark('idle');
+  // Series thumbnails in the study browser: images loaded from dwdaemon (blob: URLs).
+  result.thumbnails = await page.evaluate(() => [...document.images].filter(
+    img => img.src.startsWith('blob:') && img.complete && img.naturalWidth > 0).length);
   await page.screenshot({ path: path.join(outDir, 'viewer.png') });
   result.text = (await page.evaluate(() => document.body.innerText)).slice(0, 2000);
   result.ok = Boolean(stats && stats.litShare > 0.05 && stats.levels > 32) &&

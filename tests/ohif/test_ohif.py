@@ -3,7 +3,8 @@
 OHIF's built ``dist/`` (npm ``@ohif/app``) is served by a small static site on one loopback
 port with ``etc/ohif/app-config.js`` pointed at a daemon on another port; Debian's Chromium,
 driven by ``puppeteer-core`` (``check_ohif.mjs``), opens the study list and the study: the study
-must be listed, the viewport must show non-blank pixels and no request may fail.  Screenshots
+must be listed, the viewport must show non-blank pixels, the series thumbnail must load and no
+request may fail.  Screenshots
 are left in ``tests/ohif/out/<test>/`` (git-ignored).  About 10 s per viewer run.
 
 Needs ``node``, ``/usr/bin/chromium`` (or ``$CHROMIUM``) and ``tests/ohif/setup.sh`` run once;
@@ -144,6 +145,7 @@ class OhifTests(TestCase):
         self.assertTrue(result["ok"], json.dumps(result, indent=1)[:4000])
         self.assertEqual(result["failures"], [])
         self.assertGreater(result["viewport"]["litShare"], 0.05)
+        self.assertGreaterEqual(result["thumbnails"], 1)  # the series thumbnail is shown
 
     @inlineCallbacks
     def test_any_origin_without_auth(self) -> None:
