@@ -465,6 +465,9 @@ class WadoService:
 
     def rendered_group(self, request: IRequest, rows: list[InstanceRow], thumbnail: bool
                        ) -> Any:
+        """Study/series ``rendered``: one image (Orthanc's choice: first frame of the instance
+        with the smallest Orthanc ID) unless ``multipart/related`` was asked, then one part per
+        instance. ``thumbnail``: one image of the middle instance."""
         images = [row for row in rows if _frame_count(row) > 0]
         if not images:
             raise ApiError(400, "no instance with pixel data to render")
@@ -472,6 +475,12 @@ class WadoService:
         if thumbnail:
             row = images[len(images) // 2]
             return self.send_image(request, options, self.render_job(row, 0, options))
+        try:
+            _media, multipart_asked = wm.choose_rendered_answer(_accept(request))
+        except wm.NotAcceptable as exc:  # pragma: no cover - render_options raised already
+            raise _not_acceptable(exc) from exc
+        if multipart_asked:  # one part per instance, only when asked
+            return self.rendered_parts(request, [(row, 0) for row in images], options)
         # As Orthanc (its suite's test_rendered_studies_series): the study/series answer is
         # the first instance (lowest InstanceNumber, then arrival) rendered as its own
         # rendered resource is, one image with the same bytes.
