@@ -47,6 +47,9 @@ __all__ = ["install"]
 HEAD_BYTES = 64 * 1024
 #: Parts ingested concurrently per request while the next ones are parsed.
 PIPELINE = 3
+#: Longest boundary parameter accepted (RFC 2046 allows 70; some clients go beyond).
+MAX_BOUNDARY = 200
+
 #: Bytes of the body's end searched for the closing boundary before anything is stored.
 TAIL_BYTES = 256 * 1024
 CHUNK = 1 << 20
@@ -166,6 +169,9 @@ def _check_request(request: IRequest, study: str | None) -> _Request:
     boundary = params.get("boundary", "")
     if not boundary:
         raise ApiError(400, "multipart/related Content-Type without a boundary parameter")
+    if len(boundary) > MAX_BOUNDARY or not boundary.isascii():
+        raise ApiError(400, f"multipart boundary parameter over {MAX_BOUNDARY} characters "
+                            "or not ASCII (RFC 2046 allows 70)")
     return _Request(boundary, body_type, study, accept)
 
 
