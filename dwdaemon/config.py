@@ -70,6 +70,14 @@ TOP_LEVEL_KEYS = (
     "LimitFindResults",
     "LimitFindInstances",
     "MaximumRequestSize",
+    # Limits against hostile clients (dwdaemon.web.limits).
+    "HttpRequestTimeout",
+    "MaximumRequestHeadSize",
+    "MaximumUploadSize",
+    "MaximumConnections",
+    "MaximumConnectionsPerClient",
+    "MaximumPixelJobs",
+    "MaximumPixelQueue",
     "DicomWeb",
     "PostgreSQL",
 )
@@ -228,7 +236,15 @@ class Config:
     https_ca_certificates: str | None = None
     limit_find_results: int = 0
     limit_find_instances: int = 0
-    maximum_request_size: int = 0  # MB, 0 = no limit
+    maximum_request_size: int = 64  # MB, bodies other than uploads; 0 = no limit
+    # Limits against hostile clients (dwdaemon.web.limits):
+    http_request_timeout: int = 30  # s to receive a request head (Orthanc's key); 0 = none
+    maximum_request_head_size: int = 64  # KB, request line + headers (414/431)
+    maximum_upload_size: int = 4096  # MB, STOW-RS and POST /instances bodies; 0 = no limit
+    maximum_connections: int = 1000  # open HTTP connections; 0 = no limit (503 beyond)
+    maximum_connections_per_client: int = 100  # per client address; 0 = no limit
+    maximum_pixel_jobs: int = 2  # concurrent rendering/transcoding/decoding threads
+    maximum_pixel_queue: int = 64  # pixel jobs waiting before 503; 0 = no limit
     dicomweb: DicomWebConfig = field(default_factory=DicomWebConfig)
     postgresql: PostgresConfig = field(default_factory=PostgresConfig)
     source: str | None = None
@@ -837,6 +853,7 @@ def _parse_config(text: str, base_dir: str, source: str | None) -> tuple[Config,
         limit_find_results=sec.get("LimitFindResults", _int, d.limit_find_results),
         limit_find_instances=sec.get("LimitFindInstances", _int, d.limit_find_instances),
         maximum_request_size=sec.get("MaximumRequestSize", _int, d.maximum_request_size),
+        **_limit_keys(sec, d),
         dicomweb=dicomweb,
         postgresql=postgresql,
         source=source,
@@ -854,6 +871,26 @@ def _parse_config(text: str, base_dir: str, source: str | None) -> tuple[Config,
             "anyone who can reach the port can read and change the store"
         )
     return config, warnings
+
+
+def _limit_keys(sec: _Section, d: Config) -> dict[str, int]:
+    """The limits against hostile clients.  A file that sets ``MaximumRequestSize`` but not
+    ``MaximumUploadSize`` keeps the old meaning (one limit for every body, uploads included)."""
+    upload_default = (sec.get("MaximumRequestSize", _int, d.maximum_request_size)
+                      if sec.has("MaximumRequestSize") else d.maximum_upload_size)
+    return {
+        "http_request_timeout": sec.get("HttpRequestTimeout", _int, d.http_request_timeout),
+        "maximum_request_head_size": sec.get(
+            "MaximumRequestHeadSize", lambda p, v: _int(p, v, 1, 1024 * 1024),
+            d.maximum_request_head_size),
+        "maximum_upload_size": sec.get("MaximumUploadSize", _int, upload_default),
+        "maximum_connections": sec.get("MaximumConnections", _int, d.maximum_connections),
+        "maximum_connections_per_client": sec.get(
+            "MaximumConnectionsPerClient", _int, d.maximum_connections_per_client),
+        "maximum_pixel_jobs": sec.get("MaximumPixelJobs", lambda p, v: _int(p, v, 1, 256),
+                                      d.maximum_pixel_jobs),
+        "maximum_pixel_queue": sec.get("MaximumPixelQueue", _int, d.maximum_pixel_queue),
+    }
 
 
 def _nonempty(path: str, value: object) -> str:
