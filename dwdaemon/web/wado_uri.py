@@ -109,8 +109,10 @@ def install(app: Klein, ctx: Context) -> None:
                 request.setHeader("Content-Length", str(row.file_size))
                 source: producers.Piece = producers.FilePart(path)
             else:
+                service.admit_pixel_work()
                 source = producers.ComputedPart(_transcoder(path, wanted))
-            return (yield producers.stream(request, [source], ctx.pools.io))
+            return (yield producers.stream(request, [source], ctx.pools.io,
+                                           pixel_run=ctx.pools.pixels))
         options = _options(request, media)
         frame = _arg(request, "frameNumber")
         try:
