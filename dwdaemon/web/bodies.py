@@ -197,9 +197,9 @@ class LimitedRequest(server.Request):
                 status, message, headers = error
                 self._answer_early(status, message, headers)
                 return
-        super()._handleStar()
         if self.method == b"OPTIONS":
             self.setHeader(b"Allow", b"DELETE, GET, HEAD, OPTIONS, POST, PUT")
+        super()._handleStar()
 
     def _answer_early(self, status: int, message: str,
                       headers: dict[str, str] | None = None) -> None:
