@@ -87,8 +87,20 @@ def _required_uid(ds: Any, keyword: str) -> str:
 def analyse(path: str) -> Analysis:
     """Parse the file at ``path`` once (large values deferred) and compute its index data.
 
-    Raises :class:`IngestError` for input that is not a complete DICOM instance.
+    Raises :class:`IngestError` for input that is not a complete DICOM instance (whatever
+    pydicom raised on it: malformed input is the client's fault, never a 500 or a traceback).
     """
+    try:
+        return _analyse(path)
+    except IngestError:
+        raise
+    except RecursionError:
+        raise IngestError("cannot parse DICOM file: sequences nested too deeply") from None
+    except Exception as exc:  # pydicom raises many kinds on malformed data
+        raise IngestError(f"cannot parse DICOM file: {exc}") from exc
+
+
+def _analyse(path: str) -> Analysis:
     size = os.path.getsize(path)
     if size == 0:
         raise IngestError("empty body: not a DICOM file")
@@ -96,7 +108,9 @@ def analyse(path: str) -> Analysis:
         ds = dcmread(path, defer_size=DEFER_SIZE)
     except InvalidDicomError as exc:
         raise IngestError(f"not a DICOM file: {exc}") from exc
-    except (EOFError, ValueError, OSError, KeyError, IndexError, TypeError) as exc:
+    except RecursionError:
+        raise IngestError("cannot parse DICOM file: sequences nested too deeply") from None
+    except Exception as exc:  # pydicom raises many kinds on malformed data
         raise IngestError(f"cannot parse DICOM file: {exc}") from exc
     meta = getattr(ds, "file_meta", None)
     if meta is None or "TransferSyntaxUID" not in meta:
@@ -112,6 +126,8 @@ def analyse(path: str) -> Analysis:
         converted = dataset_to_json(ds)
     except IngestError:
         raise
+    except RecursionError:
+        raise IngestError("cannot parse DICOM file: sequences nested too deeply") from None
     except Exception as exc:  # pydicom raises many kinds on malformed data
         raise IngestError(f"cannot parse DICOM file: {exc}") from exc
     patient_id = str(ds.get("PatientID", "") or "")
