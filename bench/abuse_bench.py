@@ -229,7 +229,8 @@ def big_bodies(target: Target, stop: threading.Event, tally: Tally) -> None:
 
 def queries(target: Target, stop: threading.Event, tally: Tally) -> None:
     paths = [f"{target.root}/studies?PatientName=*A*&includefield=all",
-             f"{target.root}/instances?Modality=CT", f"{target.root}/series?StudyDate=20000101-20301231"]
+             f"{target.root}/instances?Modality=CT",
+             f"{target.root}/series?StudyDate=20000101-20301231"]
 
     def one(i: int) -> None:
         try:
