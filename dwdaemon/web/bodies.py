@@ -177,6 +177,11 @@ class LimitedRequest(server.Request):
         Clients join a base URL ending in ``/`` with a path starting with ``/``; werkzeug would
         answer such paths with a 308 redirect, which breaks every POST.
         """
+        if self.path[:1] != b"/" and _ABSOLUTE.match(self.path):
+            # absolute-form request target (RFC 9112 3.2.2): route by its path
+            self.path = _ABSOLUTE.sub(b"", self.path, count=1) or b"/"
+            if self.path[:1] == b"?":
+                self.path = b"/" + self.path
         if b"//" in self.path:
             self.path = _SLASHES.sub(b"/", self.path)
         try:
@@ -219,6 +224,7 @@ class LimitedRequest(server.Request):
 
 
 _SLASHES = re.compile(rb"/{2,}")
+_ABSOLUTE = re.compile(rb"(?i)https?://[^/?#]*")
 _FORM_TYPES = (b"application/x-www-form-urlencoded", b"multipart/form-data")
 
 

@@ -216,3 +216,19 @@ class OptionsAndPathTests(TestCase):
         self.assertEqual(response.code, 400)
         self.assertIn("UTF-8", json.loads(body)["Message"])
         self.assertEqual(self.flushLoggedErrors(), [])
+
+
+class AbsoluteFormTests(TestCase):
+    def test_absolute_form_is_routed_by_its_path(self) -> None:
+        config = make_config(self.mktemp())
+        site, store, _, _ = build_site(config, pools=ThreadPools(synchronous=True))
+        store.open()
+        self.addCleanup(store.close)
+        address = IPv4Address("TCP", "127.0.0.1", 40000)
+        channel = site.buildProtocol(address)
+        channel.callLater = Clock().callLater
+        transport = StringTransport(peerAddress=address)
+        channel.makeConnection(transport)
+        channel.dataReceived(b"GET http://example.org:8042/system HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertIn(b" 200 ", transport.value().split(b"\r\n")[0])
+        channel.connectionLost(None)
