@@ -106,6 +106,7 @@ def build_site(config: Config, reactor: Any = None, pools: ThreadPools | None = 
     site.displayTracebacks = False
     site.protocol = LimitedChannel
     site.dw_limits = HttpLimits.from_config(config)
+    ctx.extras["refusals"] = site.dw_limits.refusals
     site.dw_access_check = lambda request: access_error(ctx, request)
     ctx.extras["pixel_queue"] = config.maximum_pixel_queue
     return site, store, pools, ctx

@@ -49,7 +49,7 @@ class RefusalLog:
         self.emit = emit or (lambda line: log.warn("{line}", line=line))
         self._seen: dict[str, list[float]] = {}  # host -> [window start, logged, dropped]
 
-    def refused(self, host: str, status: int, what: str) -> bool:
+    def refused(self, host: str, status: int | str, what: str) -> bool:
         """Log ``host: status what`` unless the host is over its budget; True if logged."""
         now = self.clock()
         entry = self._seen.get(host)

@@ -56,6 +56,28 @@ class StowInputTests(TestCase):
         self.assertEqual(self.flushLoggedErrors(), [])
 
 
+    @inlineCallbacks
+    def test_deeply_nested_dicom_part(self) -> None:
+        """Refused (409) with one warning line, no traceback (the issue saw 2,000 lines)."""
+        from twisted.logger import globalLogPublisher
+
+        from tests.fuzz.test_ingest_fuzz import nested
+
+        events: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        part = b"--xx\r\nContent-Type: application/dicom\r\n\r\n" + nested(1000) + b"\r\n--xx--"
+        code, content = yield self.stow(part, 'multipart/related; type="application/dicom"; '
+                                              "boundary=xx")
+        self.assertEqual(code, 409)
+        self.assertEqual(self.flushLoggedErrors(), [])
+        warnings = [e for e in events if e.get("log_level") is not None
+                    and e["log_level"].name == "warn"]
+        self.assertEqual(len(warnings), 1)
+        self.assertIn("nested too deeply", warnings[0]["line"])
+        self.assertFalse([e for e in events if e.get("log_failure") is not None])
+
+
 class PixelAdmissionTests(TestCase):
     def test_queue_over_the_limit_is_503(self) -> None:
         class Pools:
