@@ -9,7 +9,11 @@ DICOMweb plugin's ``DicomWeb`` section), plus two extensions:
     ``RemoteAccessAllowed`` is false, else ``::`` (all IPv6 and, on a dual-stack
     host such as Linux with ``net.ipv6.bindv6only=0``, all IPv4 addresses).
 ``MaximumRequestSize``
-    Largest accepted request body in MB (0 = no limit); larger STOW bodies get 413.
+    Largest accepted request body in MB other than uploads (0 = no limit); larger get 413.
+``MaximumRequestHeadSize``, ``MaximumUploadSize``, ``MaximumConnections``,
+``MaximumConnectionsPerClient``, ``MaximumPixelJobs``, ``MaximumPixelQueue``
+    Limits against hostile clients (see :mod:`dwdaemon.web.limits` and the README), with
+    Orthanc's ``HttpRequestTimeout`` (seconds to receive a request head).
 
 Every key is validated: a wrong type or value raises :class:`ConfigError` whose
 message names the key path (``DicomWeb.StowMaxSize``) and what was expected.
