@@ -60,3 +60,34 @@ class QueryPropertyTests(SynchronousTestCase):
         for dataset in stored:
             for criterion in query.criteria:
                 self.assertIn(criterion.matches(dataset), (True, False))
+
+
+class _Request:
+    def __init__(self, uri: bytes) -> None:
+        self.uri = uri
+
+
+RAW = ["%", "%2", "%ff", "%c0%ae", "%e5%b1%b1", "+", "&", "=", ";", "#", "?", "PatientName",
+       "StudyDate", "limit", "20200101-", "%2B", "%00", "a", "*", "\\", "%5C", "%%", "é"]
+
+
+class QueryStringPropertyTests(SynchronousTestCase):
+    @PROFILE
+    @given(st.lists(st.sampled_from(RAW), max_size=12).map("".join)
+           | st.binary(max_size=60).map(lambda b: b.decode("latin-1")))
+    @counted
+    def test_raw_query_strings(self, raw: str) -> None:
+        """Any query string: parameters, or a 400 naming the encoding problem."""
+        from dwdaemon.web.errors import ApiError
+        from dwdaemon.web.qido import query_pairs
+
+        uri = ("/dicom-web/studies?" + raw).encode("latin-1")
+        try:
+            pairs = query_pairs(_Request(uri))  # type: ignore[arg-type]
+        except ApiError as exc:
+            self.assertEqual(exc.status, 400)
+            return
+        try:
+            parse_query(pairs)
+        except QueryError:
+            pass
