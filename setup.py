@@ -29,7 +29,7 @@ setup(
     ],
     extras_require={
         "postgres": ["psycopg[binary]>=3.1"],
-        "test": ["dicomweb-client>=0.59", "ruff>=0.5", "psycopg[binary]>=3.1"],
+        "test": ["dicomweb-client>=0.59", "ruff>=0.5", "psycopg[binary]>=3.1", "hypothesis>=6.100"],
     },
     zip_safe=False,
 )

@@ -9,7 +9,11 @@ DICOMweb plugin's ``DicomWeb`` section), plus these extensions:
     ``RemoteAccessAllowed`` is false, else ``::`` (all IPv6 and, on a dual-stack
     host such as Linux with ``net.ipv6.bindv6only=0``, all IPv4 addresses).
 ``MaximumRequestSize``
-    Largest accepted request body in MB (0 = no limit); larger STOW bodies get 413.
+    Largest accepted request body in MB other than uploads (0 = no limit); larger get 413.
+``MaximumRequestHeadSize``, ``MaximumUploadSize``, ``MaximumConnections``,
+``MaximumConnectionsPerClient``, ``MaximumPixelJobs``, ``MaximumPixelQueue``
+    Limits against hostile clients (see :mod:`dwdaemon.web.limits` and the README), with
+    Orthanc's ``HttpRequestTimeout`` (seconds to receive a request head).
 ``Cors``
     CORS for browsers on other origins (web viewers): ``Enabled``, ``AllowedOrigins``,
     ``AllowCredentials``, ``MaxAge``, ``AllowedHeaders`` (see :mod:`dwdaemon.web.cors`).
@@ -80,6 +84,14 @@ TOP_LEVEL_KEYS = (
     "Dictionary",
     "DefaultPrivateCreator",
     "CaseSensitivePN",
+    # Limits against hostile clients (dwdaemon.web.limits).
+    "HttpRequestTimeout",
+    "MaximumRequestHeadSize",
+    "MaximumUploadSize",
+    "MaximumConnections",
+    "MaximumConnectionsPerClient",
+    "MaximumPixelJobs",
+    "MaximumPixelQueue",
     "DicomWeb",
     "PostgreSQL",
     "Cors",
@@ -283,11 +295,19 @@ class Config:
     https_ca_certificates: str | None = None
     limit_find_results: int = 0
     limit_find_instances: int = 0
-    maximum_request_size: int = 0  # MB, 0 = no limit
     default_encoding: str = "Latin1"  # Orthanc's name; decodes files without 0008,0005
     dictionary: tuple[DictionaryEntry, ...] = ()
     default_private_creator: str = ""
     case_sensitive_pn: bool = False  # Orthanc: PN matching is case-insensitive by default
+    maximum_request_size: int = 64  # MB, bodies other than uploads; 0 = no limit
+    # Limits against hostile clients (dwdaemon.web.limits):
+    http_request_timeout: int = 30  # s to receive a request head (Orthanc's key); 0 = none
+    maximum_request_head_size: int = 64  # KB, request line + headers (414/431)
+    maximum_upload_size: int = 4096  # MB, STOW-RS and POST /instances bodies; 0 = no limit
+    maximum_connections: int = 1000  # open HTTP connections; 0 = no limit (503 beyond)
+    maximum_connections_per_client: int = 100  # per client address; 0 = no limit
+    maximum_pixel_jobs: int = 2  # concurrent rendering/transcoding/decoding threads
+    maximum_pixel_queue: int = 64  # pixel jobs waiting before 503; 0 = no limit
     dicomweb: DicomWebConfig = field(default_factory=DicomWebConfig)
     postgresql: PostgresConfig = field(default_factory=PostgresConfig)
     cors: CorsConfig = field(default_factory=CorsConfig)
@@ -968,6 +988,7 @@ def _parse_config(text: str, base_dir: str, source: str | None) -> tuple[Config,
         default_private_creator=sec.get("DefaultPrivateCreator", _str,
                                         d.default_private_creator),
         case_sensitive_pn=sec.get("CaseSensitivePN", _bool, d.case_sensitive_pn),
+        **_limit_keys(sec, d),
         dicomweb=dicomweb,
         postgresql=postgresql,
         cors=cors,
@@ -1025,6 +1046,26 @@ def _dictionary(path: str, value: object) -> tuple[DictionaryEntry, ...]:
         entries.append(DictionaryEntry(int(text, 16), vr, spec[1], min_vm, max_vm,
                                        creator or None))
     return tuple(entries)
+
+
+def _limit_keys(sec: _Section, d: Config) -> dict[str, int]:
+    """The limits against hostile clients.  A file that sets ``MaximumRequestSize`` but not
+    ``MaximumUploadSize`` keeps the old meaning (one limit for every body, uploads included)."""
+    upload_default = (sec.get("MaximumRequestSize", _int, d.maximum_request_size)
+                      if sec.has("MaximumRequestSize") else d.maximum_upload_size)
+    return {
+        "http_request_timeout": sec.get("HttpRequestTimeout", _int, d.http_request_timeout),
+        "maximum_request_head_size": sec.get(
+            "MaximumRequestHeadSize", lambda p, v: _int(p, v, 1, 1024 * 1024),
+            d.maximum_request_head_size),
+        "maximum_upload_size": sec.get("MaximumUploadSize", _int, upload_default),
+        "maximum_connections": sec.get("MaximumConnections", _int, d.maximum_connections),
+        "maximum_connections_per_client": sec.get(
+            "MaximumConnectionsPerClient", _int, d.maximum_connections_per_client),
+        "maximum_pixel_jobs": sec.get("MaximumPixelJobs", lambda p, v: _int(p, v, 1, 256),
+                                      d.maximum_pixel_jobs),
+        "maximum_pixel_queue": sec.get("MaximumPixelQueue", _int, d.maximum_pixel_queue),
+    }
 
 
 def _nonempty(path: str, value: object) -> str:

@@ -18,8 +18,9 @@ from dwdaemon.store.store import Store
 from dwdaemon.threads import ThreadPools
 from dwdaemon.web.app import build_app
 from dwdaemon.web.bodies import limited_request_class
-from dwdaemon.web.channel import HTTPChannel
 from dwdaemon.web.cors import install as install_cors
+from dwdaemon.web.limits import HttpLimits, LimitedChannel
+from dwdaemon.web.routing import access_error
 
 log = Logger()
 
@@ -92,7 +93,7 @@ def build_index(config: Config) -> tuple[Any, float]:
 def build_site(config: Config, reactor: Any = None, pools: ThreadPools | None = None
                ) -> tuple[Site, Store, ThreadPools, Any]:
     """The web site, store and pools of a daemon (used by makeService and by tests)."""
-    pools = pools or ThreadPools(reactor)
+    pools = pools or ThreadPools(reactor, pixels=config.maximum_pixel_jobs)
     os.makedirs(config.storage_directory, exist_ok=True)
     os.makedirs(config.index_directory, exist_ok=True)
     index, orphan_min_age = build_index(config)
@@ -102,9 +103,16 @@ def build_site(config: Config, reactor: Any = None, pools: ThreadPools | None = 
                   default_encoding=config.default_encoding)
     app, ctx = build_app(config, store, pools, reactor)
     site = Site(app.resource())
-    site.requestFactory = limited_request_class(config.maximum_request_size * 1024 * 1024)
+    mb = 1024 * 1024
+    site.requestFactory = limited_request_class(
+        config.maximum_request_size * mb, config.maximum_upload_size * mb,
+        upload_paths=(config.dicomweb.root + "studies", "/instances"))
     site.displayTracebacks = False
-    site.protocol = HTTPChannel
+    site.protocol = LimitedChannel
+    site.dw_limits = HttpLimits.from_config(config)
+    ctx.extras["refusals"] = site.dw_limits.refusals
+    site.dw_access_check = lambda request: access_error(ctx, request)
+    ctx.extras["pixel_queue"] = config.maximum_pixel_queue
     install_cors(site, config)
     return site, store, pools, ctx
 

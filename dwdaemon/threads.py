@@ -14,14 +14,14 @@ T = TypeVar("T")
 
 
 class ThreadPools(Service):
-    """The pools: ``parse`` (pydicom, pixels), ``io`` (files), ``db_read`` and ``db_write``.
+    """The pools: ``parse`` (pydicom), ``io`` (files), ``db_read``, ``db_write`` and ``pixels``.
 
     ``db_write`` has a single thread: index writes are serialised in-process, which keeps SQLite
     free of lock contention. With ``synchronous=True`` (unit tests) work runs inline.
     """
 
     def __init__(self, reactor: Any = None, parse: int = 4, io: int = 4, db_read: int = 4,
-                 synchronous: bool = False) -> None:
+                 synchronous: bool = False, pixels: int = 2) -> None:
         if reactor is None:
             from twisted.internet import reactor as default_reactor
 
@@ -33,6 +33,8 @@ class ThreadPools(Service):
             "io": ThreadPool(1, io, "dwdaemon-io"),
             "db_read": ThreadPool(1, db_read, "dwdaemon-db-read"),
             "db_write": ThreadPool(1, 1, "dwdaemon-db-write"),
+            # Rendering, transcoding, decoding: CPU-heavy, so few at once (MaximumPixelJobs).
+            "pixels": ThreadPool(1, max(1, pixels), "dwdaemon-pixels"),
         }
         self._started = False
 
@@ -72,6 +74,15 @@ class ThreadPools(Service):
 
     def db_read(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> Deferred[T]:
         return self.run("db_read", fn, *args, **kwargs)
+
+    def pixels(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> Deferred[T]:
+        return self.run("pixels", fn, *args, **kwargs)
+
+    def backlog(self, pool: str) -> int:
+        """Work items of ``pool`` waiting for a thread (0 when running inline)."""
+        if self.synchronous or not self._started:
+            return 0
+        return self.pools[pool].q.qsize()
 
     def db_write(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> Deferred[T]:
         return self.run("db_write", fn, *args, **kwargs)

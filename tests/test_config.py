@@ -53,7 +53,9 @@ class DefaultsTests(SynchronousTestCase):
         self.assertIsNone(config.https_ca_certificates)
         self.assertEqual(config.limit_find_results, 0)
         self.assertEqual(config.limit_find_instances, 0)
-        self.assertEqual(config.maximum_request_size, 0)
+        self.assertEqual(config.maximum_request_size, 64)
+        self.assertEqual(config.maximum_upload_size, 4096)
+        self.assertEqual(config.http_request_timeout, 30)
         self.assertIsNone(config.source)
         self.assertEqual(config.dicomweb, DicomWebConfig())
 

@@ -129,7 +129,7 @@ class MultipartParser:
         if isinstance(boundary, str):
             boundary = boundary.encode("latin-1")
         if not boundary or len(boundary) > 200:
-            raise ValueError("a multipart boundary must be 1 to 200 characters")
+            raise MultipartError("a multipart boundary must be 1 to 200 characters")
         self._boundary = boundary
         self._on_part = on_part
         self._max_header = max_header_bytes

@@ -233,6 +233,8 @@ def metadata_datasets(media_type: str, data: bytes) -> list[dict[str, Any]]:
             doc = json.loads(data)
         except ValueError as e:
             raise StowError(f"metadata part is not valid JSON: {e}") from e
+        except RecursionError as e:
+            raise StowError("metadata part is not usable JSON: nested too deeply") from e
         if isinstance(doc, dict):
             doc = [doc]
         if not isinstance(doc, list) or not all(isinstance(d, dict) for d in doc):
@@ -243,7 +245,7 @@ def metadata_datasets(media_type: str, data: bytes) -> list[dict[str, Any]]:
 
         try:
             return [xml_to_dataset_json(data)]
-        except ValueError as e:
+        except (ValueError, RecursionError) as e:
             raise StowError(f"metadata part is not valid DICOM XML: {e}") from e
     raise StowError(f"not a metadata media type: {media_type}")
 
@@ -297,9 +299,13 @@ _UNCOMPRESSED = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.
 
 
 def _text(ds: Mapping[str, Any], tag: str) -> str:
-    value = ds.get(tag, {}).get("Value") or [""]
+    """The first value of ``tag`` as text ("" when absent or not a DICOM JSON attribute)."""
+    attr = ds.get(tag) if isinstance(ds, Mapping) else None
+    value = attr.get("Value") if isinstance(attr, Mapping) else None
+    if not isinstance(value, list) or not value:
+        return ""
     v = value[0]
-    return str(v).strip() if v is not None else ""
+    return str(v).strip() if isinstance(v, (str, int, float)) else ""
 
 
 def assemble_instance(dataset_json: dict[str, Any], bulk: BulkIndex, out: IO[bytes]) -> Dataset:
@@ -326,6 +332,8 @@ def assemble_instance(dataset_json: dict[str, Any], bulk: BulkIndex, out: IO[byt
     pixel = data.pop(_PIXEL_DATA, None) or data.pop(_PIXEL_DATA.lower(), None)
     pixel_parts: list[BulkPart] = []
     pixel_inline: dict[str, Any] | None = None
+    if pixel is not None and not isinstance(pixel, Mapping):
+        raise fail("PixelData (7FE00010) is not a DICOM JSON attribute object")
     if pixel is not None:
         uri = pixel.get("BulkDataURI")
         if uri:

@@ -108,8 +108,20 @@ def analyse(path: str, default_encoding: str = "Latin1",
     ``uids_from_meta``: a data set without SOPClassUID or SOPInstanceUID takes them from the
     file meta information (MediaStorageSOPClassUID/InstanceUID), as Orthanc's ``POST
     /instances`` does; the file and its stored DICOM JSON stay as they are. Raises
-    :class:`IngestError` for input that is not a complete DICOM instance.
+    :class:`IngestError` for input that is not a complete DICOM instance (whatever
+    pydicom raised on it: malformed input is the client's fault, never a 500 or a traceback).
     """
+    try:
+        return _analyse(path, default_encoding, uids_from_meta)
+    except IngestError:
+        raise
+    except RecursionError:
+        raise IngestError("cannot parse DICOM file: sequences nested too deeply") from None
+    except Exception as exc:  # pydicom raises many kinds on malformed data
+        raise IngestError(f"cannot parse DICOM file: {exc}") from exc
+
+
+def _analyse(path: str, default_encoding: str, uids_from_meta: bool) -> Analysis:
     size = os.path.getsize(path)
     if size == 0:
         raise IngestError("empty body: not a DICOM file")
@@ -117,7 +129,9 @@ def analyse(path: str, default_encoding: str = "Latin1",
         ds = dcmread(path, defer_size=DEFER_SIZE)
     except InvalidDicomError as exc:
         raise IngestError(f"not a DICOM file: {exc}") from exc
-    except (EOFError, ValueError, OSError, KeyError, IndexError, TypeError) as exc:
+    except RecursionError:
+        raise IngestError("cannot parse DICOM file: sequences nested too deeply") from None
+    except Exception as exc:  # pydicom raises many kinds on malformed data
         raise IngestError(f"cannot parse DICOM file: {exc}") from exc
     meta = getattr(ds, "file_meta", None)
     if meta is None or "TransferSyntaxUID" not in meta:
@@ -137,6 +151,8 @@ def analyse(path: str, default_encoding: str = "Latin1",
         converted = dataset_to_json(ds, utf8_charset=False)
     except IngestError:
         raise
+    except RecursionError:
+        raise IngestError("cannot parse DICOM file: sequences nested too deeply") from None
     except Exception as exc:  # pydicom raises many kinds on malformed data
         raise IngestError(f"cannot parse DICOM file: {exc}") from exc
     patient_id = str(ds.get("PatientID", "") or "")

@@ -14,9 +14,13 @@ from __future__ import annotations
 import io
 import json
 import re
+from collections.abc import Iterable
 from typing import IO
+from urllib.parse import unquote_to_bytes
 
 from twisted.web import server
+
+from dwdaemon.web.errors import error_body
 
 __all__ = ["DiscardFile", "limited_request_class", "rewind"]
 
@@ -53,12 +57,13 @@ class DiscardFile:
         pass
 
 
-def _payload_too_large(limit: int, headers: list[tuple[str, str]] | None = None) -> bytes:
+def _payload_too_large(limit: int, key: str = "MaximumRequestSize",
+                       headers: list[tuple[str, str]] | None = None) -> bytes:
     body = json.dumps({
         "HttpError": "Request Entity Too Large",
         "HttpStatus": 413,
         "Message": "Request entity too large",
-        "Details": f"the request body exceeds MaximumRequestSize ({limit // (1024 * 1024)} MB)",
+        "Details": f"the request body exceeds {key} ({limit // (1024 * 1024)} MB)",
     }).encode()
     head = (
         b"HTTP/1.1 413 Request Entity Too Large\r\n"
@@ -71,9 +76,17 @@ def _payload_too_large(limit: int, headers: list[tuple[str, str]] | None = None)
 
 
 class LimitedRequest(server.Request):
-    """A request whose body may not exceed ``max_body_bytes`` (0 = no limit)."""
+    """A request whose body may not exceed ``max_body_bytes`` (0 = no limit).
+
+    Uploads (``POST`` to a path matching ``upload_paths``: STOW-RS, ``/instances``) have their
+    own limit, ``max_upload_bytes`` (``MaximumUploadSize``).
+    """
 
     max_body_bytes = 0
+    max_upload_bytes = 0
+    upload_paths: re.Pattern[bytes] | None = None
+    _limit_key = "MaximumRequestSize"
+    _limit: int | None = None
     _received = 0
     _drained = 0
     _closing = False
@@ -93,7 +106,7 @@ class LimitedRequest(server.Request):
             transport = getattr(self.channel, "transport", None)
             if transport is not None and getattr(transport, "bufferSize", 0) < READ_SIZE:
                 transport.bufferSize = READ_SIZE
-        limit = self.max_body_bytes
+        limit = self._body_limit()
         if limit and length is not None and length > limit:
             # No "100 Continue" for a body we refuse (the channel checks after this call).
             self.requestHeaders.removeHeader(b"Expect")
@@ -111,11 +124,24 @@ class LimitedRequest(server.Request):
                     transport.loseConnection()
             return
         self._received += len(data)
-        limit = self.max_body_bytes
+        limit = self._body_limit()
         if limit and self._received > limit:
             self._refuse()
             return
         super().handleContentChunk(data)
+
+    def _body_limit(self) -> int:
+        """The body limit of this request (its method and path are known once headers are)."""
+        if self._limit is None:
+            channel = self.channel
+            method = getattr(channel, "_command", b"")
+            path = getattr(channel, "_path", b"").split(b"?", 1)[0]
+            if (method == b"POST" and self.upload_paths is not None
+                    and self.upload_paths.match(_SLASHES.sub(b"/", path))):
+                self._limit, self._limit_key = self.max_upload_bytes, "MaximumUploadSize"
+            else:
+                self._limit = self.max_body_bytes
+        return self._limit
 
     def _refuse(self) -> None:
         self.refused = True
@@ -127,7 +153,12 @@ class LimitedRequest(server.Request):
                 pass
         transport = getattr(self.channel, "transport", None)
         if transport is not None:
-            transport.write(_payload_too_large(self.max_body_bytes, self.refusal_headers()))
+            transport.write(_payload_too_large(self._body_limit(), self._limit_key,
+                                               self.refusal_headers()))
+        limits = getattr(getattr(self.channel, "site", None), "dw_limits", None)
+        if limits is not None:
+            host = getattr(self.getClientAddress(), "host", "?")
+            limits.refusals.refused(host, 413, f"request body over {self._limit_key}")
 
     def refusal_headers(self) -> list[tuple[str, str]]:
         """Extra headers of the 413 answer (:mod:`dwdaemon.web.cors` adds its own)."""
@@ -153,18 +184,71 @@ class LimitedRequest(server.Request):
         Clients join a base URL ending in ``/`` with a path starting with ``/``; werkzeug would
         answer such paths with a 308 redirect, which breaks every POST.
         """
+        if self.path[:1] != b"/" and _ABSOLUTE.match(self.path):
+            # absolute-form request target (RFC 9112 3.2.2): route by its path
+            self.path = _ABSOLUTE.sub(b"", self.path, count=1) or b"/"
+            if self.path[:1] == b"?":
+                self.path = b"/" + self.path
         if b"//" in self.path:
             self.path = _SLASHES.sub(b"/", self.path)
+        try:
+            unquote_to_bytes(self.path.split(b"?", 1)[0]).decode("utf-8")
+        except UnicodeDecodeError:
+            self._answer_early(400, "the URL path is not UTF-8 once percent-decoded")
+            return
         super().process()
+
+    def _handleStar(self) -> None:  # noqa: N802 - Twisted interface
+        """``OPTIONS *`` (a server-wide probe): the methods the server implements, after the
+        access checks; any other method on ``*``: 405."""
+        self.site = self.channel.site
+        check = getattr(self.site, "dw_access_check", None)
+        if check is not None:
+            error = check(self)
+            if error is not None:
+                status, message, headers = error
+                self._answer_early(status, message, headers)
+                return
+        if self.method == b"OPTIONS":
+            self.setHeader(b"Allow", b"DELETE, GET, HEAD, OPTIONS, POST, PUT")
+        super()._handleStar()
+
+    def _answer_early(self, status: int, message: str,
+                      headers: dict[str, str] | None = None) -> None:
+        """Answer a JSON error before routing (one rate-limited log line)."""
+        self.setResponseCode(status)
+        for name, value in (headers or {}).items():
+            self.setHeader(name, value)
+        body = error_body(self, status, message)
+        self.setHeader(b"Content-Type", b"application/json")
+        self.setHeader(b"Content-Length", str(len(body)).encode())
+        limits = getattr(getattr(self.channel, "site", None), "dw_limits", None)
+        if limits is not None:
+            host = getattr(self.getClientAddress(), "host", "?")
+            limits.refusals.refused(host, status, message)
+        self.write(body)
+        self.finish()
 
 
 _SLASHES = re.compile(rb"/{2,}")
+_ABSOLUTE = re.compile(rb"(?i)https?://[^/?#]*")
 _FORM_TYPES = (b"application/x-www-form-urlencoded", b"multipart/form-data")
 
 
-def limited_request_class(max_body_bytes: int) -> type[server.Request]:
-    """A :class:`~twisted.web.server.Request` class enforcing ``max_body_bytes`` (0 = none)."""
-    return type("LimitedRequest", (LimitedRequest,), {"max_body_bytes": int(max_body_bytes)})
+def limited_request_class(max_body_bytes: int, max_upload_bytes: int | None = None,
+                          upload_paths: Iterable[str] = ()) -> type[server.Request]:
+    """A :class:`~twisted.web.server.Request` class enforcing ``max_body_bytes`` (0 = none),
+    and ``max_upload_bytes`` (default: the same) for POSTs to ``upload_paths`` (path prefixes
+    followed by the end of the path or ``/``)."""
+    paths = list(upload_paths)
+    pattern = None
+    if paths:
+        alternatives = b"|".join(re.escape(p.rstrip("/").encode()) for p in paths)
+        pattern = re.compile(b"(?:" + alternatives + b")(?:/|$)")
+    upload = max_body_bytes if max_upload_bytes is None else max_upload_bytes
+    return type("LimitedRequest", (LimitedRequest,), {
+        "max_body_bytes": int(max_body_bytes), "max_upload_bytes": int(upload),
+        "upload_paths": pattern})
 
 
 def rewind(content: IO[bytes] | None) -> IO[bytes] | None:

@@ -216,10 +216,12 @@ class BodyProducer:
     """
 
     def __init__(self, request: Any, pieces: Iterable[Piece], run: Runner,
-                 chunk_size: int = CHUNK_SIZE) -> None:
+                 chunk_size: int = CHUNK_SIZE, pixel_run: Runner | None = None) -> None:
         self._request = request
         self._pieces = iter(pieces)
         self._run = run
+        #: Runner of the computed parts (pixel work: the bounded ``pixels`` pool).
+        self._pixel_run = pixel_run or run
         self._chunk_size = chunk_size
         self._paused = False
         self._stopped = False
@@ -312,7 +314,8 @@ class BodyProducer:
                 continue
             self._current = piece
             self._in_flight = True
-            self._run(self._open_and_read, piece).addCallbacks(self._got_chunk, self._failed)
+            run = self._pixel_run if isinstance(piece, ComputedPart) else self._run
+            run(self._open_and_read, piece).addCallbacks(self._got_chunk, self._failed)
             return
 
     def _open_and_read(self, part: Part) -> bytes:
@@ -361,7 +364,8 @@ class BodyProducer:
 
 
 def stream(request: Any, pieces: Iterable[Piece], run: Runner,
-           chunk_size: int = CHUNK_SIZE, sized: bool = False) -> Deferred[None]:
+           chunk_size: int = CHUNK_SIZE, sized: bool = False,
+           pixel_run: Runner | None = None) -> Deferred[None]:
     """Stream ``pieces`` to ``request``; the route returns this Deferred.
 
     With ``sized``, ``pieces`` (then a list) sets ``Content-Length`` when all sizes are known,
@@ -372,4 +376,4 @@ def stream(request: Any, pieces: Iterable[Piece], run: Runner,
         length = body_length(pieces)
         if length is not None:
             request.setHeader("Content-Length", str(length))
-    return BodyProducer(request, pieces, run, chunk_size).start()
+    return BodyProducer(request, pieces, run, chunk_size, pixel_run).start()

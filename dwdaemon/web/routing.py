@@ -33,6 +33,15 @@ def check_access(ctx: Context, request: IRequest) -> None:
         request.dwdaemon_user = user  # type: ignore[attr-defined]
 
 
+def access_error(ctx: Context, request: IRequest) -> tuple[int, str, dict[str, str]] | None:
+    """``(status, message, headers)`` when :func:`check_access` refuses the request, else None."""
+    try:
+        check_access(ctx, request)
+    except ApiError as exc:
+        return exc.status, exc.message, exc.headers
+    return None
+
+
 def guarded(ctx: Context, handler: Callable[..., Any]) -> Callable[..., Any]:
     """Wrap ``handler(request, **kwargs)`` with access checks and error mapping."""
 
@@ -82,7 +91,7 @@ def route(ctx: Context, path: str, methods: list[str], endpoint: str | None = No
 
 def install_error_handlers(ctx: Context) -> None:
     """Unknown paths (404) and wrong methods (405) also pass the access checks first."""
-    from werkzeug.exceptions import HTTPException
+    from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
     @ctx.app.handle_errors(HTTPException)
     def http_errors(request: IRequest, failure: Failure) -> Any:
@@ -90,4 +99,11 @@ def install_error_handlers(ctx: Context) -> None:
             check_access(ctx, request)
         except ApiError as exc:
             return failure_to_response(request, Failure(exc))
+        exc = failure.value
+        if request.method == b"OPTIONS" and isinstance(exc, MethodNotAllowed):
+            # OPTIONS on a known path: the methods it allows, no body.
+            methods = set(exc.valid_methods or []) | {"OPTIONS"}
+            request.setResponseCode(204)
+            request.setHeader("Allow", ", ".join(sorted(methods)))
+            return b""
         return failure_to_response(request, failure)

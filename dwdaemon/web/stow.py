@@ -47,6 +47,9 @@ __all__ = ["install"]
 HEAD_BYTES = 64 * 1024
 #: Parts ingested concurrently per request while the next ones are parsed.
 PIPELINE = 3
+#: Longest boundary parameter accepted (RFC 2046 allows 70; some clients go beyond).
+MAX_BOUNDARY = 200
+
 #: Bytes of the body's end searched for the closing boundary before anything is stored.
 TAIL_BYTES = 256 * 1024
 CHUNK = 1 << 20
@@ -166,6 +169,9 @@ def _check_request(request: IRequest, study: str | None) -> _Request:
     boundary = params.get("boundary", "")
     if not boundary:
         raise ApiError(400, "multipart/related Content-Type without a boundary parameter")
+    if len(boundary) > MAX_BOUNDARY or not boundary.isascii():
+        raise ApiError(400, f"multipart boundary parameter over {MAX_BOUNDARY} characters "
+                            "or not ASCII (RFC 2046 allows 70)")
     return _Request(boundary, body_type, study, accept)
 
 
@@ -422,8 +428,13 @@ class StowTransaction:
             result.sop_class_uid, result.sop_uid, result.study_uid, url, warning)))
 
     def fail(self, order: int, sop_class: str, sop_uid: str, reason: int, message: str) -> None:
-        log.info("STOW-RS refused an instance ({reason:#06x}): {message}", reason=reason,
-                 message=message)
+        refusals = self.ctx.extras.get("refusals")
+        if refusals is not None:  # one warning line, rate-limited per client address
+            host = getattr(self.request.getClientAddress(), "host", "?")
+            refusals.refused(host, f"STOW-RS instance {reason:#06x}", message)
+        else:
+            log.info("STOW-RS refused an instance ({reason:#06x}): {message}", reason=reason,
+                     message=message)
         self.failed.append((order, sm.FailedInstance(sop_class, sop_uid, reason, message)))
 
     @inlineCallbacks

@@ -194,8 +194,10 @@ class WadoService:
                 source = instance_source(self.path(row), row, syntax)
                 yield (f"{wm.DICOM}; transfer-syntax={syntax}", headers, source)
 
+        if wanted != "*" and any(row.transfer_syntax != wanted for row in rows):
+            self.admit_pixel_work()
         return producers.stream(request, producers.multipart_pieces(boundary, parts()),
-                                self.pools.io, sized=True)
+                                self.pools.io, sized=True, pixel_run=self.pools.pixels)
 
     # -- metadata ----------------------------------------------------------------------------
     def metadata(self, request: IRequest, rows: list[InstanceRow]) -> Any:
@@ -257,17 +259,20 @@ class WadoService:
         url = self.instance_url(request, row) + "/frames/"
         sources = [(n, self._frame_source(row, n - 1, choice, shape)) for n in numbers]
         part_type = f"{choice.media_type}; transfer-syntax={choice.transfer_syntax}"
+        if any(isinstance(source, producers.ComputedPart) for _, source in sources):
+            self.admit_pixel_work()
         if not choice.multipart and len(sources) == 1:
             request.setHeader("Content-Type", part_type)
             request.setHeader("Content-Location", url + str(numbers[0]))
-            return producers.stream(request, [sources[0][1]], self.pools.io, sized=True)
+            return producers.stream(request, [sources[0][1]], self.pools.io, sized=True,
+                                    pixel_run=self.pools.pixels)
         boundary = multipart.new_boundary()
         request.setHeader("Content-Type", multipart.content_type(
             boundary, choice.media_type, transfer_syntax=choice.transfer_syntax))
         parts = ((part_type, [("Content-Location", url + str(n))], source)
                  for n, source in sources)
         return producers.stream(request, producers.multipart_pieces(boundary, parts),
-                                self.pools.io, sized=True)
+                                self.pools.io, sized=True, pixel_run=self.pools.pixels)
 
     def _frame_source(self, row: InstanceRow, index: int, choice: wm.FrameChoice,
                       shape: PixelShape | None = None) -> producers.Piece:
@@ -416,7 +421,16 @@ class WadoService:
             request.setHeader("Content-Length", str(len(data)))
             return data
 
-        return self.pools.parse(produce).addCallbacks(done, _render_failed)
+        self.admit_pixel_work()
+        return self.pools.pixels(produce).addCallbacks(done, _render_failed)
+
+    def admit_pixel_work(self) -> None:
+        """503 when more pixel jobs wait than ``MaximumPixelQueue`` allows."""
+        limit = self.ctx.extras.get("pixel_queue", 0)
+        if limit and self.pools.backlog("pixels") >= limit:
+            raise ApiError(503, "too many rendering/transcoding jobs waiting "
+                                f"(MaximumPixelQueue is {limit}); try again later",
+                           headers={"Retry-After": "2"})
 
     def rendered_instance(self, request: IRequest, row: InstanceRow, thumbnail: bool) -> Any:
         options = self.render_options(request, thumbnail)
@@ -460,8 +474,9 @@ class WadoService:
                 yield (options.media_type, [("Content-Location", location)],
                        producers.ComputedPart(self.render_job(row, index, options)))
 
+        self.admit_pixel_work()
         return producers.stream(request, producers.multipart_pieces(boundary, parts()),
-                                self.pools.parse)
+                                self.pools.io, pixel_run=self.pools.pixels)
 
     def rendered_group(self, request: IRequest, rows: list[InstanceRow], thumbnail: bool
                        ) -> Any:

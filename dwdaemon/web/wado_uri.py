@@ -123,8 +123,11 @@ def install(app: Klein, ctx: Context) -> None:
             request.setHeader("Content-Disposition", f'attachment; filename="{sop}.dcm"')
             if wanted == row.transfer_syntax:
                 request.setHeader("Content-Length", str(row.file_size))
+            else:
+                service.admit_pixel_work()
             source = instance_source(path, row, wanted)
-            return (yield producers.stream(request, [source], ctx.pools.io))
+            return (yield producers.stream(request, [source], ctx.pools.io,
+                                           pixel_run=ctx.pools.pixels))
         options = _options(request, media)
         frame = _arg(request, "frameNumber")
         try:

@@ -239,7 +239,7 @@ class CoreApiTests(TestCase):
 class RequestLimitTests(TestCase):
     @inlineCallbacks
     def test_body_over_the_limit_is_413(self) -> None:
-        daemon = start_daemon(self, maximum_request_size=1)
+        daemon = start_daemon(self, maximum_upload_size=1)
         response, body = yield daemon.request("POST", "/instances", data=b"\0" * (2 << 20))
         self.assertEqual(response.code, 413)
         ids = yield daemon.request("GET", "/instances")

@@ -502,7 +502,7 @@ class BadBodyTests(StowServerMixin, TestCase):
 
 
 class LimitTests(StowServerMixin, TestCase):
-    config = {"MaximumRequestSize": 1}
+    config = {"MaximumUploadSize": 1}
 
     @inlineCallbacks
     def test_413(self) -> Any:
@@ -512,7 +512,7 @@ class LimitTests(StowServerMixin, TestCase):
         big = multipart([os.urandom(2 << 20)])
         code, _, content = yield self.stow(big)
         self.assertEqual(code, 413)
-        self.assertIn(b"MaximumRequestSize", content)
+        self.assertIn(b"MaximumUploadSize", content)
         code, _, content = yield self.stow(big, chunked=True)
         self.assertEqual(code, 413)
         # The server closes refused connections once the client is done with them.
