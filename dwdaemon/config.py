@@ -72,6 +72,9 @@ TOP_LEVEL_KEYS = (
     "MaximumRequestSize",
     "DicomWeb",
     "PostgreSQL",
+    "MetricsEnabled",
+    "MetricsLoopbackWithoutAuth",
+    "LogFormat",
 )
 
 #: Keys of the ``PostgreSQL`` section understood (names of Orthanc's PostgreSQL plugin).
@@ -231,6 +234,9 @@ class Config:
     maximum_request_size: int = 0  # MB, 0 = no limit
     dicomweb: DicomWebConfig = field(default_factory=DicomWebConfig)
     postgresql: PostgresConfig = field(default_factory=PostgresConfig)
+    metrics_enabled: bool = True  # GET /metrics and /tools/metrics-prometheus
+    metrics_loopback_without_auth: bool = False  # loopback scrapers need no credentials
+    log_format: str = "text"  # "text" or "json" (one JSON object per line)
     source: str | None = None
 
     def __post_init__(self) -> None:
@@ -839,6 +845,10 @@ def _parse_config(text: str, base_dir: str, source: str | None) -> tuple[Config,
         maximum_request_size=sec.get("MaximumRequestSize", _int, d.maximum_request_size),
         dicomweb=dicomweb,
         postgresql=postgresql,
+        metrics_enabled=sec.get("MetricsEnabled", _bool, d.metrics_enabled),
+        metrics_loopback_without_auth=sec.get("MetricsLoopbackWithoutAuth", _bool,
+                                              d.metrics_loopback_without_auth),
+        log_format=sec.get("LogFormat", _log_format, d.log_format),
         source=source,
     )
     sec.warn_unknown()
@@ -854,6 +864,13 @@ def _parse_config(text: str, base_dir: str, source: str | None) -> tuple[Config,
             "anyone who can reach the port can read and change the store"
         )
     return config, warnings
+
+
+def _log_format(path: str, value: object) -> str:
+    text = _str(path, value).lower()
+    if text not in ("text", "json"):
+        raise _fail(path, '"text" or "json"', value)
+    return text
 
 
 def _nonempty(path: str, value: object) -> str:

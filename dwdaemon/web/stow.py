@@ -78,6 +78,8 @@ class DicomPartSink:
         self.error: BaseException | None = None
         #: The part belongs to another study than the URL's (removed, named by ``uids``).
         self.other_study = False
+        #: Handed to :meth:`StowTransaction.ingest_part` (the store owns its file now).
+        self.taken = False
 
     def write(self, data: bytes) -> None:
         if len(self.head) < HEAD_BYTES:
@@ -287,6 +289,12 @@ class PartPump:
             self.parser.abort()
 
 
+def _discard_all(paths: list[str]) -> None:
+    """Remove temporary files (worker thread)."""
+    for path in paths:
+        discard(path)
+
+
 class _Completing:
     """Wraps a sink to queue it once complete."""
 
@@ -320,6 +328,9 @@ class StowTransaction:
         self.metadata: list[tuple[int, MetadataSink]] = []
         self.bulk = sm.BulkIndex()
         self.temp_paths: list[str] = []
+        #: DICOM part sinks; those never handed to the store are removed when the request
+        #: fails or is lost (a client gone mid-request left them in the storage's .tmp).
+        self.dicom_sinks: list[DicomPartSink] = []
         self.order = 0
         #: The DICOMweb root URL as the client sees it (computed once per request).
         self.base_url = ctx.dicomweb_url(request)
@@ -333,7 +344,9 @@ class StowTransaction:
             # In an application/dicom body every other part is an instance too (clients
             # label them application/octet-stream...); a part that is not DICOM fails alone.
             path, fp = self.store.new_temp()
-            return DicomPartSink(path, fp)
+            sink = DicomPartSink(path, fp)
+            self.dicom_sinks.append(sink)
+            return sink
         path, fp = self.store.new_temp()
         self.temp_paths.append(path)
         return BulkSink(path, fp, headers, media, params)
@@ -376,6 +389,9 @@ class StowTransaction:
             pump.abort()
             for path in self.temp_paths:
                 discard(path)
+            leftovers = [s.path for s in self.dicom_sinks if not s.taken]
+            if leftovers:
+                yield pools.io(_discard_all, leftovers)
         if malformed is not None:
             if not self.stored and not self.failed:
                 raise ApiError(400, f"malformed multipart body: {malformed}")
@@ -387,6 +403,7 @@ class StowTransaction:
 
     def ingest_part(self, order: int, sink: DicomPartSink) -> Any:
         """Commit one prepared DICOM part; record success or failure."""
+        sink.taken = True
         if sink.other_study:
             sop_class, sop_uid, study = sink.uids or ("", "", "")
             self.fail(order, sop_class, sop_uid, sm.DATASET_MISMATCH,
