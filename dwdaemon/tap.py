@@ -18,6 +18,7 @@ from dwdaemon.threads import ThreadPools
 from dwdaemon.web.app import build_app
 from dwdaemon.web.bodies import limited_request_class
 from dwdaemon.web.channel import HTTPChannel
+from dwdaemon.web.observe import Observer, observed_request_class
 
 log = Logger()
 
@@ -98,8 +99,11 @@ def build_site(config: Config, reactor: Any = None, pools: ThreadPools | None = 
                   overwrite=config.overwrite_instances, orphan_min_age=orphan_min_age)
     app, ctx = build_app(config, store, pools, reactor)
     site = Site(app.resource())
-    site.requestFactory = limited_request_class(config.maximum_request_size * 1024 * 1024)
+    site.requestFactory = observed_request_class(
+        limited_request_class(config.maximum_request_size * 1024 * 1024),
+        Observer(ctx.extras.get("metrics")))
     site.displayTracebacks = False
+    site.log = lambda request: None  # the access line is dwdaemon.web.observe's (request id)
     site.protocol = HTTPChannel
     return site, store, pools, ctx
 

@@ -13,6 +13,7 @@ from twisted.web.iweb import IRequest
 
 from dwdaemon.web.auth import REALM, check_basic, client_host, is_loopback
 from dwdaemon.web.errors import ApiError, failure_to_response
+from dwdaemon.web.observe import mark_route
 
 log = Logger()
 
@@ -33,13 +34,22 @@ def check_access(ctx: Context, request: IRequest) -> None:
         request.dwdaemon_user = user  # type: ignore[attr-defined]
 
 
-def guarded(ctx: Context, handler: Callable[..., Any]) -> Callable[..., Any]:
-    """Wrap ``handler(request, **kwargs)`` with access checks and error mapping."""
+def guarded(ctx: Context, handler: Callable[..., Any],
+            access: Callable[[Context, IRequest], None] = check_access,
+            template: str | None = None) -> Callable[..., Any]:
+    """Wrap ``handler(request, **kwargs)`` with access checks and error mapping.
+
+    ``template`` (the route's path) labels the request's metrics and log line.
+    """
+    module = getattr(handler, "__module__", "")
 
     @functools.wraps(handler)
     def wrapper(request: IRequest, *args: Any, **kwargs: Any) -> Any:
+        if template is not None:
+            mark_route(request, template, module)
+
         def run() -> Any:
-            check_access(ctx, request)
+            access(ctx, request)
             return handler(request, *args, **kwargs)
 
         d = maybeDeferred(run)
@@ -74,7 +84,8 @@ def route(ctx: Context, path: str, methods: list[str], endpoint: str | None = No
 
     def deco(handler: Callable[..., Any]) -> Callable[..., Any]:
         name = endpoint or f"{handler.__module__}.{handler.__name__}"
-        ctx.app.route(path, methods=methods, endpoint=name, **kwargs)(guarded(ctx, handler))
+        ctx.app.route(path, methods=methods, endpoint=name, **kwargs)(
+            guarded(ctx, handler, template=path))
         return handler
 
     return deco
@@ -90,4 +101,7 @@ def install_error_handlers(ctx: Context) -> None:
             check_access(ctx, request)
         except ApiError as exc:
             return failure_to_response(request, Failure(exc))
+        options = ctx.extras.get("options")
+        if request.method == b"OPTIONS" and options is not None:
+            return options(request)  # capabilities of a routed path (dwdaemon.web.capabilities)
         return failure_to_response(request, failure)

@@ -441,6 +441,9 @@ class StowTransaction:
     def fail(self, order: int, sop_class: str, sop_uid: str, reason: int, message: str) -> None:
         log.info("STOW-RS refused an instance ({reason:#06x}): {message}", reason=reason,
                  message=message)
+        metrics = self.ctx.extras.get("metrics")
+        if metrics is not None:
+            metrics.part_refused(reason)
         self.failed.append((order, sm.FailedInstance(sop_class, sop_uid, reason, message)))
 
     @inlineCallbacks
