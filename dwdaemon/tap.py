@@ -114,6 +114,10 @@ def makeService(options: Options) -> service.MultiService:  # noqa: N802 - Twist
     for warning in options.warnings:
         log.warn("configuration: {warning}", warning=warning)
     top = service.MultiService()
+    if config.log_format == "json":
+        from dwdaemon.logs import JsonLogService
+
+        JsonLogService().setServiceParent(top)  # first: later start-up lines are JSON too
     site, store, pools, ctx = build_site(config)
     pools.setServiceParent(top)
     StoreService(store).setServiceParent(top)
