@@ -23,7 +23,7 @@ from typing import IO, Any
 from klein import Klein
 from pydicom import dcmread
 from twisted.internet import defer
-from twisted.internet.defer import DeferredSemaphore, gatherResults, inlineCallbacks
+from twisted.internet.defer import DeferredList, DeferredSemaphore, gatherResults, inlineCallbacks
 from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 
@@ -359,13 +359,13 @@ class StowTransaction:
         pools = self.ctx.pools
         pump = PartPump(body, self.req.boundary, self.sink_for, self.req.expected_study,
                         self.store.prepare)
-        try:
-            parts, finished, malformed = yield pools.io(pump.start)
-        except MultipartError as exc:
-            raise ApiError(400, f"malformed multipart body: {exc}") from exc
         sem = DeferredSemaphore(PIPELINE)
-        pending = []
+        pending: list[Any] = []
         try:
+            try:
+                parts, finished, malformed = yield pools.io(pump.start)
+            except MultipartError as exc:
+                raise ApiError(400, f"malformed multipart body: {exc}") from exc
             while True:
                 for sink in parts:
                     order = self.order
@@ -392,6 +392,9 @@ class StowTransaction:
             leftovers = [s.path for s in self.dicom_sinks if not s.taken]
             if leftovers:
                 yield pools.io(_discard_all, leftovers)
+            # On failure, let the parts already handed over finish (committed or removed)
+            # before the request ends, so nothing of it is left in flight.
+            yield DeferredList(pending, consumeErrors=True)
         if malformed is not None:
             if not self.stored and not self.failed:
                 raise ApiError(400, f"malformed multipart body: {malformed}")
