@@ -23,7 +23,13 @@ from typing import IO, Any
 from klein import Klein
 from pydicom import dcmread
 from twisted.internet import defer
-from twisted.internet.defer import DeferredList, DeferredSemaphore, gatherResults, inlineCallbacks
+from twisted.internet.defer import (
+    Deferred,
+    DeferredList,
+    DeferredSemaphore,
+    gatherResults,
+    inlineCallbacks,
+)
 from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 
@@ -515,8 +521,25 @@ def install(app: Klein, ctx: Context) -> None:
 
     @ctx.route(ctx.dw("studies"), methods=["POST"])
     def stow_studies(request: IRequest) -> Any:
-        return StowTransaction(ctx, request, _check_request(request, None)).run()
+        return _uncancellable(StowTransaction(ctx, request, _check_request(request, None)).run())
 
     @ctx.route(ctx.dw("studies/<string:study>"), methods=["POST"])
     def stow_study(request: IRequest, study: str) -> Any:
-        return StowTransaction(ctx, request, _check_request(request, study)).run()
+        return _uncancellable(StowTransaction(ctx, request, _check_request(request, study)).run())
+
+
+def _uncancellable(work: Any) -> Any:
+    """``work`` as seen by Klein, which cancels a handler's Deferred when the client leaves.
+
+    Cancelling would stop the transaction at its current wait (a worker thread still parsing,
+    parts still in flight) and skip its clean-up; instead the transaction runs to its end
+    (the lost body fails it soon) and removes its temporary files, and its result is dropped.
+    """
+    out: Deferred[Any] = Deferred(lambda _: None)
+
+    def forward(result: Any) -> None:
+        if not out.called:
+            out.callback(result)  # a Failure goes to the errbacks
+
+    work.addBoth(forward)
+    return out
