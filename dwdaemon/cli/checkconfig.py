@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import sys
 from typing import Any
 
@@ -34,6 +35,9 @@ def effective_settings(config: Config) -> dict[str, Any]:
 
 
 def run_check_config(args: Any) -> int:
+    if args.file is not None and not os.path.isfile(args.file):
+        print(f"cannot read the configuration: no file {args.file}", file=sys.stderr)
+        return exitcodes.FATAL
     try:
         config, warnings = load_config(args.file)
     except ConfigError as exc:
