@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import io
 import json
+import os
 
 from twisted.logger import FileLogObserver, LogLevel, LogPublisher, formatEventAsClassicLogText
 from twisted.trial.unittest import TestCase
 
-from dwdaemon.logs import event_json, swap_text_observers
+from dwdaemon import tap
+from dwdaemon.logs import JsonLogService, event_json, swap_text_observers
 
 
 class JsonLogTests(TestCase):
@@ -37,3 +39,22 @@ class JsonLogTests(TestCase):
         (line,) = out.getvalue().splitlines()
         self.assertEqual(json.loads(line)["message"], "hello\nworld")
         self.assertEqual(swap_text_observers(publisher), 0)
+
+
+class LogFormatServiceTests(TestCase):
+    def test_json_log_format_adds_the_service_first(self) -> None:
+        directory = os.path.abspath(self.mktemp())
+        os.makedirs(directory)
+        path = os.path.join(directory, "c.json")
+        with open(path, "w") as fp:
+            json.dump({"StorageDirectory": os.path.join(directory, "s"), "HttpPort": 9499,
+                              "LogFormat": "json"}, fp)
+        options = tap.Options()
+        options.parseOptions(["--config", path])
+        top = tap.makeService(options)
+        self.assertIsInstance(list(top)[0], JsonLogService)
+        options = tap.Options()
+        with open(path, "w") as fp:
+            json.dump({"StorageDirectory": os.path.join(directory, "s")}, fp)
+        options.parseOptions(["--config", path])
+        self.assertFalse(any(isinstance(s, JsonLogService) for s in tap.makeService(options)))
