@@ -28,8 +28,9 @@ import urllib.request
 import uuid
 import warnings
 import zipfile
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -392,48 +393,66 @@ def _import_store(args: Any, todo: list[Item], journal: Journal, summary: Summar
 
 def _import_stow(args: Any, todo: list[Item], journal: Journal, summary: Summary,
                  bar: Any) -> None:
+    """Read and check files in this thread; ``--parallel`` batches travel at once."""
     target = StowTarget(args.url, args.user, args.timeout, args.insecure)
     limit = max(1, int(args.batch_mb * 1024 * 1024))
+    parallel = max(1, args.parallel)
     batch: list[tuple[Item, bytes, str]] = []
     size = 0
+    in_flight: deque[Future[Any]] = deque()
 
-    def flush() -> None:
-        nonlocal batch, size
-        if not batch:
-            return
-        uids = [uid for _, _, uid in batch]
-        have = target.stored_already(uids)
-        send = [entry for entry in batch if entry[2] not in have]
-        done = [entry[0].key for entry in batch if entry[2] in have]
-        summary.already += len(batch) - len(send)
-        outcome = target.send(send) if send else {}
-        for item, _, uid in send:
-            reason = outcome.get(uid)
-            if reason is None:
+    def exchange(entries: list[tuple[Item, bytes, str]]) -> tuple[list[Any], set[str], dict]:
+        """Network only (worker thread): what is stored already, then STOW-RS of the rest."""
+        have = target.stored_already([uid for _, _, uid in entries])
+        send = [entry for entry in entries if entry[2] not in have]
+        return entries, have, target.send(send) if send else {}
+
+    def settle(future: Future[Any]) -> None:
+        """Count the outcome of a batch (this thread, in submission order)."""
+        entries, have, outcome = future.result()
+        done = []
+        for item, _, uid in entries:
+            if uid in have:
+                summary.already += 1
+                done.append(item.key)
+            elif outcome.get(uid) is None:
                 summary.stored += 1
                 done.append(item.key)
             else:
-                summary.refused.append((item.label, reason))
+                summary.refused.append((item.label, outcome[uid]))
         journal.add(done)
-        bar.update(sum(entry[0].size for entry in batch))
+        bar.update(sum(entry[0].size for entry in entries))
         bar.set_postfix(stored=summary.stored, refused=len(summary.refused), refresh=False)
-        batch, size = [], 0
 
-    for item in todo:
-        try:
-            data = item.read()
-        except OSError as exc:
-            summary.refused.append((item.label, f"unreadable: {exc}"))
-            bar.update(item.size)
-            continue
-        uid = sop_instance_uid(data)
-        if uid is None:
-            summary.not_dicom += 1
-            bar.update(item.size)
-            continue
-        if batch and (len(batch) >= args.batch or size + len(data) > limit
-                      or uid in {entry[2] for entry in batch}):
-            flush()  # (one SOP Instance UID per batch: the answer names instances by UID)
-        batch.append((item, data, uid))
-        size += len(data)
-    flush()
+    def flush() -> None:
+        nonlocal batch, size
+        if batch:
+            in_flight.append(pool.submit(exchange, batch))
+            batch, size = [], 0
+        while len(in_flight) >= parallel:
+            settle(in_flight.popleft())
+
+    pool = ThreadPoolExecutor(parallel, thread_name_prefix="dwdaemon-import")
+    try:
+        for item in todo:
+            try:
+                data = item.read()
+            except OSError as exc:
+                summary.refused.append((item.label, f"unreadable: {exc}"))
+                bar.update(item.size)
+                continue
+            uid = sop_instance_uid(data)
+            if uid is None:
+                summary.not_dicom += 1
+                bar.update(item.size)
+                continue
+            if batch and (len(batch) >= args.batch or size + len(data) > limit
+                          or uid in {entry[2] for entry in batch}):
+                flush()  # (one SOP Instance UID per batch: the answer names instances by UID)
+            batch.append((item, data, uid))
+            size += len(data)
+        flush()
+        while in_flight:
+            settle(in_flight.popleft())
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)

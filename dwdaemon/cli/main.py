@@ -33,6 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="instances per STOW-RS request (default %(default)s)")
     imp.add_argument("--batch-mb", type=float, default=64.0, metavar="MB",
                      help="largest STOW-RS request body in MB (default %(default)s)")
+    imp.add_argument("--parallel", type=int, default=2, metavar="N",
+                     help="STOW-RS requests in flight at once (default %(default)s)")
     imp.add_argument("--journal", metavar="FILE",
                      help="record files done in FILE and skip them when run again")
     imp.add_argument("--timeout", type=float, default=300.0, metavar="SECONDS",
