@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 log = Logger(namespace="dwdaemon.access")
 
 REQUEST_ID_HEADER = b"x-request-id"
+#: Status logged and counted for a request whose client left before any answer (as nginx).
+CLIENT_CLOSED = 499
 #: A client's request id is kept when it is short and printable; else a new one is made.
 _SANE_ID = re.compile(rb"^[A-Za-z0-9._:@/+=-]{1,128}$")
 
@@ -73,6 +75,8 @@ class Observer:
         service = getattr(request, "dwdaemon_service", "core")
         method = request.method.decode("latin-1", "replace")
         status = int(getattr(request, "code", 0) or 0)
+        if lost and not getattr(request, "startedWriting", False):
+            status = CLIENT_CLOSED  # no answer was sent: not the 200 Twisted preset
         if self.metrics is not None:
             self.metrics.in_progress.dec()
             self.metrics.request_done(method, route, service, status, duration, lost)
