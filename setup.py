@@ -26,10 +26,13 @@ setup(
         "pyjpegls>=1.4",
         "imagecodecs>=2024.1",
         "orjson>=3.9",
+        "prometheus_client>=0.17",
+        "tqdm>=4.60",
     ],
     extras_require={
         "postgres": ["psycopg[binary]>=3.1"],
         "test": ["dicomweb-client>=0.59", "ruff>=0.5", "psycopg[binary]>=3.1", "hypothesis>=6.100"],
     },
+    entry_points={"console_scripts": ["dwdaemon = dwdaemon.cli.main:main"]},
     zip_safe=False,
 )

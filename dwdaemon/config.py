@@ -94,6 +94,9 @@ TOP_LEVEL_KEYS = (
     "MaximumPixelQueue",
     "DicomWeb",
     "PostgreSQL",
+    "MetricsEnabled",
+    "MetricsLoopbackWithoutAuth",
+    "LogFormat",
     "Cors",
 )
 
@@ -311,6 +314,9 @@ class Config:
     dicomweb: DicomWebConfig = field(default_factory=DicomWebConfig)
     postgresql: PostgresConfig = field(default_factory=PostgresConfig)
     cors: CorsConfig = field(default_factory=CorsConfig)
+    metrics_enabled: bool = True  # GET /metrics and /tools/metrics-prometheus
+    metrics_loopback_without_auth: bool = False  # loopback scrapers need no credentials
+    log_format: str = "text"  # "text" or "json" (one JSON object per line)
     source: str | None = None
 
     def __post_init__(self) -> None:
@@ -992,6 +998,10 @@ def _parse_config(text: str, base_dir: str, source: str | None) -> tuple[Config,
         dicomweb=dicomweb,
         postgresql=postgresql,
         cors=cors,
+        metrics_enabled=sec.get("MetricsEnabled", _bool, d.metrics_enabled),
+        metrics_loopback_without_auth=sec.get("MetricsLoopbackWithoutAuth", _bool,
+                                              d.metrics_loopback_without_auth),
+        log_format=sec.get("LogFormat", _log_format, d.log_format),
         source=source,
     )
     sec.warn_unknown()
@@ -1066,6 +1076,13 @@ def _limit_keys(sec: _Section, d: Config) -> dict[str, int]:
                                       d.maximum_pixel_jobs),
         "maximum_pixel_queue": sec.get("MaximumPixelQueue", _int, d.maximum_pixel_queue),
     }
+
+
+def _log_format(path: str, value: object) -> str:
+    text = _str(path, value).lower()
+    if text not in ("text", "json"):
+        raise _fail(path, '"text" or "json"', value)
+    return text
 
 
 def _nonempty(path: str, value: object) -> str:

@@ -20,6 +20,7 @@ from dwdaemon.web.app import build_app
 from dwdaemon.web.bodies import limited_request_class
 from dwdaemon.web.cors import install as install_cors
 from dwdaemon.web.limits import HttpLimits, LimitedChannel
+from dwdaemon.web.observe import Observer, observed_request_class
 from dwdaemon.web.routing import access_error
 
 log = Logger()
@@ -104,10 +105,12 @@ def build_site(config: Config, reactor: Any = None, pools: ThreadPools | None = 
     app, ctx = build_app(config, store, pools, reactor)
     site = Site(app.resource())
     mb = 1024 * 1024
-    site.requestFactory = limited_request_class(
-        config.maximum_request_size * mb, config.maximum_upload_size * mb,
-        upload_paths=(config.dicomweb.root + "studies", "/instances"))
+    site.requestFactory = observed_request_class(
+        limited_request_class(config.maximum_request_size * mb, config.maximum_upload_size * mb,
+                              upload_paths=(config.dicomweb.root + "studies", "/instances")),
+        Observer(ctx.extras.get("metrics")))
     site.displayTracebacks = False
+    site.log = lambda request: None  # the access line is dwdaemon.web.observe's (request id)
     site.protocol = LimitedChannel
     site.dw_limits = HttpLimits.from_config(config)
     ctx.extras["refusals"] = site.dw_limits.refusals
@@ -123,6 +126,10 @@ def makeService(options: Options) -> service.MultiService:  # noqa: N802 - Twist
     for warning in options.warnings:
         log.warn("configuration: {warning}", warning=warning)
     top = service.MultiService()
+    if config.log_format == "json":
+        from dwdaemon.logs import JsonLogService
+
+        JsonLogService().setServiceParent(top)  # first: later start-up lines are JSON too
     site, store, pools, ctx = build_site(config)
     pools.setServiceParent(top)
     StoreService(store).setServiceParent(top)

@@ -91,6 +91,8 @@ class Store:
         self.default_encoding = default_encoding
         self._pending: list[tuple[Prepared, Deferred[AddResult]]] = []
         self._flushing = False
+        #: Called with ``(IngestResult, file size)`` for each instance ingested (metrics).
+        self.listeners: list[Any] = []
 
     # -- life cycle --------------------------------------------------------------------------
     def open(self) -> dict[str, int]:
@@ -204,11 +206,14 @@ class Store:
             raise
         if added.obsolete_file:
             yield self.pools.io(self.storage.remove, added.obsolete_file)
-        return IngestResult(
+        result = IngestResult(
             status=added.status, ids=analysis.ids, sop_class_uid=analysis.sop_class_uid,
             sop_uid=analysis.sop_uid, study_uid=analysis.study_uid,
             series_uid=analysis.series_uid, transfer_syntax=analysis.transfer_syntax,
             overwritten=added.overwritten, warnings=analysis.warnings)
+        for listener in self.listeners:
+            listener(result, prepared.record.file_size)
+        return result
 
     def _drop(self, prepared: Prepared) -> None:
         """Remove what a failed commit left: the temporary or the renamed file."""

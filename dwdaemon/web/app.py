@@ -26,7 +26,9 @@ DICOMWEB_MODULES = (
 WADO_URI_MODULES = ("dwdaemon.web.wado_uri",)
 #: Always installed (Orthanc core features).
 CORE_MODULES = ("dwdaemon.web.jobs", "dwdaemon.web.tools", "dwdaemon.web.default_encoding",
-                "dwdaemon.web.core_images")
+                "dwdaemon.web.core_images", "dwdaemon.web.metrics")
+#: Installed last: describe the routes of the modules above (OPTIONS, PS3.18 capabilities).
+LAST_MODULES = ("dwdaemon.web.capabilities",)
 
 
 def _install_optional(name: str, app: Klein, ctx: Context) -> None:
@@ -50,4 +52,6 @@ def build_app(config: Config, store: Store, pools: ThreadPools, reactor: Any = N
         if config.dicomweb.enable_wado:
             for name in WADO_URI_MODULES:
                 _install_optional(name, app, ctx)
+    for name in LAST_MODULES:
+        _install_optional(name, app, ctx)
     return app, ctx

@@ -13,6 +13,7 @@ from twisted.web.iweb import IRequest
 
 from dwdaemon.web.auth import REALM, check_basic, client_host, is_loopback
 from dwdaemon.web.errors import ApiError, failure_to_response
+from dwdaemon.web.observe import mark_route
 
 log = Logger()
 
@@ -42,13 +43,22 @@ def access_error(ctx: Context, request: IRequest) -> tuple[int, str, dict[str, s
     return None
 
 
-def guarded(ctx: Context, handler: Callable[..., Any]) -> Callable[..., Any]:
-    """Wrap ``handler(request, **kwargs)`` with access checks and error mapping."""
+def guarded(ctx: Context, handler: Callable[..., Any],
+            access: Callable[[Context, IRequest], None] = check_access,
+            template: str | None = None) -> Callable[..., Any]:
+    """Wrap ``handler(request, **kwargs)`` with access checks and error mapping.
+
+    ``template`` (the route's path) labels the request's metrics and log line.
+    """
+    module = getattr(handler, "__module__", "")
 
     @functools.wraps(handler)
     def wrapper(request: IRequest, *args: Any, **kwargs: Any) -> Any:
+        if template is not None:
+            mark_route(request, template, module)
+
         def run() -> Any:
-            check_access(ctx, request)
+            access(ctx, request)
             return handler(request, *args, **kwargs)
 
         d = maybeDeferred(run)
@@ -83,7 +93,8 @@ def route(ctx: Context, path: str, methods: list[str], endpoint: str | None = No
 
     def deco(handler: Callable[..., Any]) -> Callable[..., Any]:
         name = endpoint or f"{handler.__module__}.{handler.__name__}"
-        ctx.app.route(path, methods=methods, endpoint=name, **kwargs)(guarded(ctx, handler))
+        ctx.app.route(path, methods=methods, endpoint=name, **kwargs)(
+            guarded(ctx, handler, template=path))
         return handler
 
     return deco
@@ -100,6 +111,9 @@ def install_error_handlers(ctx: Context) -> None:
         except ApiError as exc:
             return failure_to_response(request, Failure(exc))
         exc = failure.value
+        options = ctx.extras.get("options")
+        if request.method == b"OPTIONS" and options is not None:
+            return options(request)  # capabilities of a routed path (dwdaemon.web.capabilities)
         if request.method == b"OPTIONS" and isinstance(exc, MethodNotAllowed):
             # OPTIONS on a known path: the methods it allows, no body.
             methods = set(exc.valid_methods or []) | {"OPTIONS"}

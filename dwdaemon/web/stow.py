@@ -23,7 +23,13 @@ from typing import IO, Any
 from klein import Klein
 from pydicom import dcmread
 from twisted.internet import defer
-from twisted.internet.defer import DeferredSemaphore, gatherResults, inlineCallbacks
+from twisted.internet.defer import (
+    Deferred,
+    DeferredList,
+    DeferredSemaphore,
+    gatherResults,
+    inlineCallbacks,
+)
 from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 
@@ -81,6 +87,8 @@ class DicomPartSink:
         self.error: BaseException | None = None
         #: The part belongs to another study than the URL's (removed, named by ``uids``).
         self.other_study = False
+        #: Handed to :meth:`StowTransaction.ingest_part` (the store owns its file now).
+        self.taken = False
 
     def write(self, data: bytes) -> None:
         if len(self.head) < HEAD_BYTES:
@@ -293,6 +301,12 @@ class PartPump:
             self.parser.abort()
 
 
+def _discard_all(paths: list[str]) -> None:
+    """Remove temporary files (worker thread)."""
+    for path in paths:
+        discard(path)
+
+
 class _Completing:
     """Wraps a sink to queue it once complete."""
 
@@ -326,6 +340,9 @@ class StowTransaction:
         self.metadata: list[tuple[int, MetadataSink]] = []
         self.bulk = sm.BulkIndex()
         self.temp_paths: list[str] = []
+        #: DICOM part sinks; those never handed to the store are removed when the request
+        #: fails or is lost (a client gone mid-request left them in the storage's .tmp).
+        self.dicom_sinks: list[DicomPartSink] = []
         self.order = 0
         #: The DICOMweb root URL as the client sees it (computed once per request).
         self.base_url = ctx.dicomweb_url(request)
@@ -339,7 +356,9 @@ class StowTransaction:
             # In an application/dicom body every other part is an instance too (clients
             # label them application/octet-stream...); a part that is not DICOM fails alone.
             path, fp = self.store.new_temp()
-            return DicomPartSink(path, fp)
+            sink = DicomPartSink(path, fp)
+            self.dicom_sinks.append(sink)
+            return sink
         path, fp = self.store.new_temp()
         self.temp_paths.append(path)
         return BulkSink(path, fp, headers, media, params)
@@ -352,13 +371,13 @@ class StowTransaction:
         pools = self.ctx.pools
         pump = PartPump(body, self.req.boundary, self.sink_for, self.req.expected_study,
                         self.store.prepare)
-        try:
-            parts, finished, malformed = yield pools.io(pump.start)
-        except MultipartError as exc:
-            raise ApiError(400, f"malformed multipart body: {exc}") from exc
         sem = DeferredSemaphore(PIPELINE)
-        pending = []
+        pending: list[Any] = []
         try:
+            try:
+                parts, finished, malformed = yield pools.io(pump.start)
+            except MultipartError as exc:
+                raise ApiError(400, f"malformed multipart body: {exc}") from exc
             while True:
                 for sink in parts:
                     order = self.order
@@ -382,6 +401,12 @@ class StowTransaction:
             pump.abort()
             for path in self.temp_paths:
                 discard(path)
+            leftovers = [s.path for s in self.dicom_sinks if not s.taken]
+            if leftovers:
+                yield pools.io(_discard_all, leftovers)
+            # On failure, let the parts already handed over finish (committed or removed)
+            # before the request ends, so nothing of it is left in flight.
+            yield DeferredList(pending, consumeErrors=True)
         if malformed is not None:
             if not self.stored and not self.failed:
                 raise ApiError(400, f"malformed multipart body: {malformed}")
@@ -393,6 +418,7 @@ class StowTransaction:
 
     def ingest_part(self, order: int, sink: DicomPartSink) -> Any:
         """Commit one prepared DICOM part; record success or failure."""
+        sink.taken = True
         if sink.other_study:
             sop_class, sop_uid, study = sink.uids or ("", "", "")
             self.fail(order, sop_class, sop_uid, sm.PROCESSING_FAILURE,
@@ -435,6 +461,9 @@ class StowTransaction:
         else:
             log.info("STOW-RS refused an instance ({reason:#06x}): {message}", reason=reason,
                      message=message)
+        metrics = self.ctx.extras.get("metrics")
+        if metrics is not None:
+            metrics.part_refused(reason)
         self.failed.append((order, sm.FailedInstance(sop_class, sop_uid, reason, message)))
 
     @inlineCallbacks
@@ -503,8 +532,25 @@ def install(app: Klein, ctx: Context) -> None:
 
     @ctx.route(ctx.dw("studies"), methods=["POST"])
     def stow_studies(request: IRequest) -> Any:
-        return StowTransaction(ctx, request, _check_request(request, None)).run()
+        return _uncancellable(StowTransaction(ctx, request, _check_request(request, None)).run())
 
     @ctx.route(ctx.dw("studies/<string:study>"), methods=["POST"])
     def stow_study(request: IRequest, study: str) -> Any:
-        return StowTransaction(ctx, request, _check_request(request, study)).run()
+        return _uncancellable(StowTransaction(ctx, request, _check_request(request, study)).run())
+
+
+def _uncancellable(work: Any) -> Any:
+    """``work`` as seen by Klein, which cancels a handler's Deferred when the client leaves.
+
+    Cancelling would stop the transaction at its current wait (a worker thread still parsing,
+    parts still in flight) and skip its clean-up; instead the transaction runs to its end
+    (the lost body fails it soon) and removes its temporary files, and its result is dropped.
+    """
+    out: Deferred[Any] = Deferred(lambda _: None)
+
+    def forward(result: Any) -> None:
+        if not out.called:
+            out.callback(result)  # a Failure goes to the errbacks
+
+    work.addBoth(forward)
+    return out

@@ -59,7 +59,7 @@ class StowInputTests(TestCase):
 
     @inlineCallbacks
     def test_deeply_nested_dicom_part(self) -> None:
-        """Refused (400: 0xC000 only) with one warning line, no traceback (the issue saw 2,000 lines)."""
+        """Refused (400: 0xC000 only), one warning line, no traceback (the issue saw 2,000)."""
         from twisted.logger import globalLogPublisher
 
         from tests.fuzz.test_ingest_fuzz import nested

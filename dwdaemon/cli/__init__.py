@@ -1,0 +1,1 @@
+"""The ``dwdaemon`` command line: ``import``, ``check-config``, ``verify``."""
