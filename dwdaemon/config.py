@@ -70,6 +70,8 @@ TOP_LEVEL_KEYS = (
     "LimitFindResults",
     "LimitFindInstances",
     "MaximumRequestSize",
+    "OrthancExplorerEnabled",
+    "ExplorerViewerUrl",
     "DicomWeb",
     "PostgreSQL",
 )
@@ -229,6 +231,8 @@ class Config:
     limit_find_results: int = 0
     limit_find_instances: int = 0
     maximum_request_size: int = 0  # MB, 0 = no limit
+    orthanc_explorer_enabled: bool = True  # the web page at "/"
+    explorer_viewer_url: str = ""  # "" = no "open in viewer"; {StudyInstanceUID} is replaced
     dicomweb: DicomWebConfig = field(default_factory=DicomWebConfig)
     postgresql: PostgresConfig = field(default_factory=PostgresConfig)
     source: str | None = None
@@ -837,6 +841,9 @@ def _parse_config(text: str, base_dir: str, source: str | None) -> tuple[Config,
         limit_find_results=sec.get("LimitFindResults", _int, d.limit_find_results),
         limit_find_instances=sec.get("LimitFindInstances", _int, d.limit_find_instances),
         maximum_request_size=sec.get("MaximumRequestSize", _int, d.maximum_request_size),
+        orthanc_explorer_enabled=sec.get("OrthancExplorerEnabled", _bool,
+                                         d.orthanc_explorer_enabled),
+        explorer_viewer_url=sec.get("ExplorerViewerUrl", _viewer_url, d.explorer_viewer_url),
         dicomweb=dicomweb,
         postgresql=postgresql,
         source=source,
@@ -854,6 +861,15 @@ def _parse_config(text: str, base_dir: str, source: str | None) -> tuple[Config,
             "anyone who can reach the port can read and change the store"
         )
     return config, warnings
+
+
+def _viewer_url(path: str, value: object) -> str:
+    """``""`` or an http(s) URL (absolute, or a path starting with ``/``) of a web viewer."""
+    s = _str(path, value)
+    if s and not (re.match(r"^https?://[^\s/]+\S*$", s) or re.match(r"^/\S*$", s)):
+        raise _fail(path, 'an http(s) URL or a path such as '
+                          '"/ohif/viewer?StudyInstanceUIDs={StudyInstanceUID}"', value)
+    return s
 
 
 def _nonempty(path: str, value: object) -> str:

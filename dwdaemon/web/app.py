@@ -25,7 +25,7 @@ DICOMWEB_MODULES = (
 #: Installed when ``DicomWeb.EnableWado`` too.
 WADO_URI_MODULES = ("dwdaemon.web.wado_uri",)
 #: Always installed (Orthanc core features).
-CORE_MODULES = ("dwdaemon.web.jobs",)
+CORE_MODULES = ("dwdaemon.web.jobs", "dwdaemon.web.webpage")
 
 
 def _install_optional(name: str, app: Klein, ctx: Context) -> None:
