@@ -92,15 +92,16 @@ function facts(dl, pairs) {
   dl.replaceChildren();
   for (const [k, v] of pairs) {
     if (v === "" || v === null || v === undefined) continue;
-    dl.append(el("dt", { text: k }), el("dd", { text: String(v) }));
+    dl.append(el("div", {}, el("dt", { text: k }), el("dd", { text: String(v) })));
   }
 }
 function progressBar(fraction, label) {
   const pct = Math.max(0, Math.min(100, Math.round(fraction * 100)));
+  const fill = el("span");
+  fill.style.width = `${pct}%`; // CSSOM: the page's CSP forbids style attributes
   return el("div", { class: "bar", role: "progressbar", "aria-valuemin": "0",
                      "aria-valuemax": "100", "aria-valuenow": String(pct),
-                     "aria-label": label || "progress" },
-            el("span", { style: `width:${pct}%` }), el("em", { text: `${pct}%` }));
+                     "aria-label": label || "progress" }, fill, el("em", { text: `${pct}%` }));
 }
 /* A preview image; a failure shows a neutral placeholder, never a broken-image icon. */
 function preview(src, alt) {
@@ -250,6 +251,7 @@ async function viewStudy(uid) {
     viewer.hidden = false;
   }
   setupSendTo(view, orthancId(patientId, uid), title);
+  $(".delete-study", view).disabled = false;
   $(".delete-study", view).addEventListener("click", async () => {
     const ok = await confirmDialog("Delete study",
       `Delete the study “${title}” of ${fmtName(val(study, T.PatientName)) || "(no name)"} ` +
@@ -281,6 +283,7 @@ function setupSendTo(view, resourceId, title) {
   const box = $(".send-to", view);
   if (!state.servers.length) { box.hidden = true; return; }
   select.replaceChildren(...state.servers.map((s) => el("option", { value: s, text: s })));
+  $(".send-button", view).disabled = false;
   $(".send-button", view).addEventListener("click", async () => {
     const server = select.value;
     try {
@@ -316,6 +319,7 @@ async function viewSeries(studyUid, seriesUid) {
   facts($(".facts", view), [["Modality", val(series, T.Modality)],
     ["Series number", val(series, T.SeriesNumber)], ["Instances", (instances || []).length],
     ["Series UID", seriesUid]]);
+  $(".delete-series", view).disabled = false;
   $(".delete-series", view).addEventListener("click", async () => {
     const ok = await confirmDialog("Delete series",
       `Delete the series “${title}” (${(instances || []).length} instances)? This cannot be undone.`);
@@ -346,7 +350,11 @@ async function viewSeries(studyUid, seriesUid) {
     const inst = instances[index];
     for (const c of $$(".instance-cards .card", view)) c.classList.toggle("selected", c.dataset.index === String(index));
     const card = $(`.instance-cards .card[data-index="${index}"]`, view);
-    card.scrollIntoView({ block: "nearest" });
+    const list = card.closest("ul");
+    const top = card.offsetTop - list.offsetTop;
+    if (top < list.scrollTop || top + card.offsetHeight > list.scrollTop + list.clientHeight) {
+      list.scrollTop = top - 8;
+    }
     img.alt = `Instance ${val(inst, T.InstanceNumber)}`;
     img.src = base(inst) + "/rendered";
     $(".preview-label", view).textContent = `Instance ${val(inst, T.InstanceNumber) || index + 1} of ${instances.length}`;
@@ -365,7 +373,7 @@ async function viewSeries(studyUid, seriesUid) {
     if (ev.key === "ArrowLeft" || ev.key === "ArrowUp") { ev.preventDefault(); select(current - 1); }
   });
   view.tabIndex = -1;
-  view.focus();
+  view.focus({ preventScroll: true });
   select(0);
 }
 
@@ -657,6 +665,12 @@ document.addEventListener("keydown", (ev) => {
   }
 });
 
+function refreshStats() {
+  api("/statistics").then((s) => {
+    $("#stats").textContent = `${s.CountStudies} studies · ${s.CountInstances} instances · ${s.TotalDiskSizeMB} MB`;
+  }).catch(() => {});
+}
+
 async function start() {
   try {
     state.config = await api("/app/config.json");
@@ -670,12 +684,10 @@ async function start() {
   if (!state.config.DicomWebEnabled) {
     for (const a of $$("[data-nav=upload], [data-nav=servers]")) a.hidden = true;
   }
-  api("/statistics").then((s) => {
-    $("#stats").textContent = `${s.CountStudies} studies · ${s.CountInstances} instances · ${s.TotalDiskSizeMB} MB`;
-  }).catch(() => {});
+  refreshStats();
   await loadServers();
   refreshJobsBadge();
-  window.addEventListener("hashchange", route);
+  window.addEventListener("hashchange", () => { refreshStats(); route(); });
   route();
 }
 
