@@ -121,6 +121,8 @@ try {
   check(img.loaded && img.std > 1, `rendered image blank: ${JSON.stringify(img)}`);
   console.log(`  rendered ${img.width}x${img.height}, pixel std ${img.std.toFixed(1)}`);
   await shot("04-series");
+  await page.keyboard.press("Escape"); // back to the study
+  await page.waitForSelector(".series-cards .card");
 
   step("upload a DICOM file and a refused file");
   await page.goto(base + "/#/upload", { waitUntil: "networkidle0" });

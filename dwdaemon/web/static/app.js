@@ -25,7 +25,9 @@ function dw(path) { return state.config.DicomWebRoot + path.replace(/^\//, ""); 
 
 function notify(message, kind = "error") {
   const box = $("#notice");
-  box.textContent = message;
+  box.replaceChildren(el("span", { text: message }),
+    el("button", { type: "button", class: "close", "aria-label": "Dismiss", text: "×",
+                   onclick: () => { box.hidden = true; } }));
   box.className = "notice " + kind;
   box.hidden = false;
   clearTimeout(notify.timer);
@@ -82,6 +84,7 @@ function fmtDate(da) {
   const s = String(da || "");
   return /^\d{8}$/.test(s) ? `${s.slice(0, 4)}-${s.slice(4, 6)}-${s.slice(6, 8)}` : s;
 }
+function plural(n, word) { return `${n} ${word}${Number(n) === 1 ? "" : "s"}`; }
 function fmtSize(n) {
   if (n < 1024) return `${n} B`;
   if (n < 1048576) return `${(n / 1024).toFixed(1)} KB`;
@@ -255,7 +258,7 @@ async function viewStudy(uid) {
   $(".delete-study", view).addEventListener("click", async () => {
     const ok = await confirmDialog("Delete study",
       `Delete the study “${title}” of ${fmtName(val(study, T.PatientName)) || "(no name)"} ` +
-      `(${val(study, T.NumberOfStudyRelatedInstances)} instances) from this server? This cannot be undone.`);
+      `(${plural(val(study, T.NumberOfStudyRelatedInstances), "instance")}) from this server? This cannot be undone.`);
     if (!ok) return;
     try {
       await api(`/studies/${orthancId(patientId, uid)}`, { method: "DELETE" });
@@ -272,7 +275,7 @@ async function viewStudy(uid) {
       preview(dw(`studies/${uid}/series/${se}/thumbnail`), `Series ${val(s, T.SeriesNumber)}`),
       el("span", { class: "card-title", text: val(s, T.SeriesDescription) || "(no description)" }),
       el("span", { class: "card-sub",
-        text: `${val(s, T.Modality)} · #${val(s, T.SeriesNumber) || "?"} · ${n} image${n === 1 ? "" : "s"}` })));
+        text: `${val(s, T.Modality)} · #${val(s, T.SeriesNumber) || "?"} · ${plural(n, "image")}` })));
   }));
   const first = $(".series-cards a", view);
   if (first) first.focus();
@@ -322,7 +325,7 @@ async function viewSeries(studyUid, seriesUid) {
   $(".delete-series", view).disabled = false;
   $(".delete-series", view).addEventListener("click", async () => {
     const ok = await confirmDialog("Delete series",
-      `Delete the series “${title}” (${(instances || []).length} instances)? This cannot be undone.`);
+      `Delete the series “${title}” (${plural((instances || []).length, "instance")})? This cannot be undone.`);
     if (!ok) return;
     try {
       await api(`/series/${orthancId(patientId, studyUid, seriesUid)}`, { method: "DELETE" });
@@ -343,7 +346,19 @@ async function viewSeries(studyUid, seriesUid) {
   });
   $(".instance-cards", view).replaceChildren(...cards);
   let current = -1;
+  let frame = 1;
   const img = $(".preview-img", view);
+  const label = $(".preview-label", view);
+  function frames(inst) { return Number(val(inst, T.NumberOfFrames)) || 1; }
+  function showFrame(n) {
+    const inst = instances[current];
+    const count = frames(inst);
+    if (n < 1 || n > count) return;
+    frame = n;
+    img.src = count > 1 ? `${base(inst)}/frames/${n}/rendered` : `${base(inst)}/rendered`;
+    label.textContent = `Instance ${val(inst, T.InstanceNumber) || current + 1} of ${instances.length}` +
+      (count > 1 ? ` · frame ${n} of ${count} (PgUp/PgDn)` : "");
+  }
   function select(index) {
     if (index < 0 || index >= instances.length) return;
     current = index;
@@ -356,21 +371,24 @@ async function viewSeries(studyUid, seriesUid) {
       list.scrollTop = top - 8;
     }
     img.alt = `Instance ${val(inst, T.InstanceNumber)}`;
-    img.src = base(inst) + "/rendered";
-    $(".preview-label", view).textContent = `Instance ${val(inst, T.InstanceNumber) || index + 1} of ${instances.length}`;
+    showFrame(1);
     const download = $(".download", view);
     download.href = `/instances/${orthancId(patientId, studyUid, seriesUid, val(inst, T.SOPInstanceUID))}/file`;
     download.hidden = false;
     facts($(".tags", view), [["Rows × Columns", val(inst, T.Rows) ? `${val(inst, T.Rows)} × ${val(inst, T.Columns)}` : ""],
       ["Frames", val(inst, T.NumberOfFrames)], ["SOP Instance UID", val(inst, T.SOPInstanceUID)]]);
   }
-  img.addEventListener("error", () => { $(".preview-label", view).textContent = "This instance has no renderable image."; });
+  img.addEventListener("error", () => { label.textContent = "This instance has no image the server can render."; });
   $(".prev", view).addEventListener("click", () => select(current - 1));
   $(".next", view).addEventListener("click", () => select(current + 1));
   view.addEventListener("keydown", (ev) => {
     if (ev.target.matches("input, select, textarea")) return;
     if (ev.key === "ArrowRight" || ev.key === "ArrowDown") { ev.preventDefault(); select(current + 1); }
     if (ev.key === "ArrowLeft" || ev.key === "ArrowUp") { ev.preventDefault(); select(current - 1); }
+    if (ev.key === "PageDown") { ev.preventDefault(); showFrame(frame + 1); }
+    if (ev.key === "PageUp") { ev.preventDefault(); showFrame(frame - 1); }
+    if (ev.key === "Home") { ev.preventDefault(); select(0); }
+    if (ev.key === "End") { ev.preventDefault(); select(instances.length - 1); }
   });
   view.tabIndex = -1;
   view.focus({ preventScroll: true });
@@ -659,6 +677,12 @@ function confirmDialog(title, text) {
 
 document.addEventListener("keydown", (ev) => {
   if (ev.target.matches("input, select, textarea") || ev.ctrlKey || ev.metaKey || ev.altKey) return;
+  if (ev.key === "Escape" && !$("#confirm").open) {
+    if (!$("#notice").hidden) { $("#notice").hidden = true; return; }
+    const crumbs = $$(".crumbs a");
+    if (crumbs.length) location.hash = crumbs[crumbs.length - 1].getAttribute("href");
+    return;
+  }
   if (ev.key === "/") {
     ev.preventDefault();
     if (state.view !== "studies") location.hash = "#/studies"; else $("#q-name").focus();
