@@ -106,10 +106,14 @@ try {
   const thumb = await imageStats(".series-cards .card img");
   check(thumb.loaded && thumb.std > 1, `series thumbnail blank or missing: ${JSON.stringify(thumb)}`);
   console.log(`  thumbnail ${thumb.width}x${thumb.height}, pixel std ${thumb.std.toFixed(1)}`);
+  const viewerVisible = await page.$eval(".viewer-link", (a) => a.offsetParent !== null);
   if (args.viewer) {
-    const href = await page.$eval(".viewer-link", (a) => (a.hidden ? "" : a.href));
-    check(href.startsWith(args.viewer), `no "Open in viewer" link (${href})`);
+    const href = await page.$eval(".viewer-link", (a) => a.href);
+    check(viewerVisible && href.startsWith(args.viewer), `no "Open in viewer" link (${href})`);
+  } else {
+    check(!viewerVisible, '"Open in viewer" shown without ExplorerViewerUrl');
   }
+  check(await page.$eval("#notice", (n) => n.offsetParent === null), "an empty notice is shown");
   await shot("03-study");
 
   step("open the series, see the rendered image");
@@ -178,6 +182,13 @@ try {
     await page.click("#servers-table tbody tr button");
     await page.waitForSelector("#remote-table tbody tr button");
     await shot("08-servers");
+    await page.click("#remote-table tbody tr button"); // retrieve the first study
+    await waitText("#notice", "Retrieving from");
+    await page.click("a[data-nav=jobs]");
+    await page.waitForFunction(() => Array.from(document.querySelectorAll("#jobs-table tbody tr"))
+      .some((tr) => tr.innerText.includes("DicomWebRetrieveClient") && /Success/.test(tr.innerText)),
+    { timeout: 20000 });
+    console.log("  retrieve job succeeded");
   }
 
   step("delete a study with confirmation");
@@ -186,14 +197,18 @@ try {
   const before = await page.$$eval("#studies-table tbody tr.link-row", (r) => r.length);
   await page.click("#studies-table tbody tr.link-row a");
   await page.waitForSelector(".delete-study:not([disabled])");
-  await page.click(".delete-study");
+  await page.focus(".delete-study"); // with the keyboard
+  await page.keyboard.press("Enter");
   await page.waitForSelector("#confirm[open]");
+  check(await page.evaluate(() => document.activeElement.value === "cancel"), "Cancel is not the default");
   await shot("09-confirm-delete");
   await page.keyboard.press("Escape"); // cancel first: nothing is deleted
   await page.waitForFunction(() => !document.querySelector("#confirm").open);
-  await page.click(".delete-study");
+  await page.focus(".delete-study");
+  await page.keyboard.press("Enter");
   await page.waitForSelector("#confirm[open]");
-  await page.click(".confirm-ok");
+  await page.keyboard.press("Tab"); // from Cancel to Delete
+  await page.keyboard.press("Enter");
   await page.waitForFunction(() => location.hash === "#/studies");
   await page.waitForFunction((n) => document.querySelectorAll("#studies-table tbody tr.link-row").length === n - 1
     || (n === 1 && document.querySelector("#studies-table .empty")), { timeout: 10000 }, before);
@@ -205,6 +220,15 @@ try {
   console.log("ALL OK");
 } catch (e) {
   console.log(`FAILED: ${e.message}`);
+  if (consoleErrors.length) console.log(`console errors: ${consoleErrors.join(" | ")}`);
+  if (page) {
+    console.log(await page.evaluate(() => {
+      const b = document.querySelector(".delete-study");
+      const r = b && b.getBoundingClientRect();
+      return JSON.stringify({ hash: location.hash, dialog: document.querySelector("#confirm").open,
+        at: r ? document.elementFromPoint(r.x + 5, r.y + 5)?.outerHTML.slice(0, 120) : null });
+    }).catch((x) => String(x)));
+  }
   if (page) await shot("zz-failure").catch(() => {});
   status = 1;
 } finally {

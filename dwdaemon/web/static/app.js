@@ -178,6 +178,10 @@ function viewStudies() {
 async function searchStudies(form) {
   const tbody = $("#studies-table tbody");
   const count = $("#result-count");
+  if (!state.config.DicomWebEnabled) {
+    count.textContent = "DICOMweb is disabled on this server (DicomWeb.Enable): nothing to search.";
+    return;
+  }
   const args = new URLSearchParams({ ...qidoArgs(form), limit: "200",
     includefield: "PatientBirthDate" });
   count.textContent = "Searching…";
