@@ -17,6 +17,7 @@ const base = args.url.replace(/\/$/, "");
 const screens = args.screens;
 fs.mkdirSync(screens, { recursive: true });
 const browserPath = process.env.CHROMIUM || "/usr/bin/chromium";
+const T = Number(args.timeout || 45000); // generous: CI machines and parallel test runs are slow
 
 const failures = [];   // requests that failed or answered >= 400 (except the expected ones)
 const consoleErrors = [];
@@ -27,7 +28,7 @@ function check(cond, message) { if (!cond) throw new Error(message); }
 async function shot(name) {
   await page.screenshot({ path: path.join(screens, `${name}.png`), fullPage: false });
 }
-async function waitText(selector, text, timeout = 10000) {
+async function waitText(selector, text, timeout = T) {
   await page.waitForFunction((s, t) => Array.from(document.querySelectorAll(s))
     .some((e) => e.textContent.includes(t)), { timeout }, selector, text);
 }
@@ -56,6 +57,7 @@ const browser = await puppeteer.launch({
 let status = 0;
 try {
   page = await browser.newPage();
+  page.setDefaultTimeout(T);
   if (args.user) await page.authenticate({ username: args.user, password: args.password });
   page.on("console", (m) => {
     // a refused upload is reported on the page; Chromium also logs its status as an error
@@ -91,7 +93,7 @@ try {
   await page.waitForFunction((w) => {
     const r = Array.from(document.querySelectorAll("#studies-table tbody tr.link-row"));
     return r.length > 0 && r.every((tr) => tr.cells[0].textContent.toLowerCase().includes(w.toLowerCase()));
-  }, { timeout: 10000 }, word);
+  }, { timeout: T }, word);
   const found = await page.$$eval("#studies-table tbody tr.link-row", (r) => r.length);
   console.log(`  "${word}": ${found} studies`);
   check(found <= rows, "search did not narrow the list");
@@ -102,7 +104,7 @@ try {
   await page.keyboard.press("Enter");
   await page.waitForSelector(".series-cards .card img, .series-cards .card .noimg");
   await page.waitForFunction(() => Array.from(document.querySelectorAll(".series-cards img"))
-    .every((i) => i.complete), { timeout: 15000 });
+    .every((i) => i.complete), { timeout: T });
   const thumb = await imageStats(".series-cards .card img");
   check(thumb.loaded && thumb.std > 1, `series thumbnail blank or missing: ${JSON.stringify(thumb)}`);
   console.log(`  thumbnail ${thumb.width}x${thumb.height}, pixel std ${thumb.std.toFixed(1)}`);
@@ -120,7 +122,7 @@ try {
   await page.keyboard.press("Enter"); // the first series card has the focus
   await page.waitForSelector(".preview-img[src]");
   await page.waitForFunction(() => { const i = document.querySelector(".preview-img"); return i.complete && i.naturalWidth > 0; },
-    { timeout: 15000 });
+    { timeout: T });
   const img = await imageStats(".preview-img");
   check(img.loaded && img.std > 1, `rendered image blank: ${JSON.stringify(img)}`);
   console.log(`  rendered ${img.width}x${img.height}, pixel std ${img.std.toFixed(1)}`);
@@ -133,7 +135,7 @@ try {
   const input = await page.$("#pick-files");
   await input.uploadFile(args.dicom, args.bad);
   await page.waitForFunction(() => document.querySelectorAll("#upload-table tbody tr[data-done]").length === 2,
-    { timeout: 20000 });
+    { timeout: T });
   const results = await page.$$eval("#upload-table tbody tr", (r) => r.map((tr) => ({
     file: tr.cells[0].textContent, result: tr.cells[3].textContent, ok: tr.classList.contains("ok"),
     progress: tr.querySelector(".bar").getAttribute("aria-valuenow") })));
@@ -158,7 +160,7 @@ try {
   await page.click("a[data-nav=studies]");
   await page.click("#search-clear");
   await page.waitForFunction((n) => document.querySelectorAll("#studies-table tbody tr.link-row").length === n,
-    { timeout: 10000 }, rows + (args["new-study"] === "0" ? 0 : 1));
+    { timeout: T }, rows + (args["new-study"] === "0" ? 0 : 1));
   console.log(`  ${rows + 1} studies listed`);
   if (args["new-patient"]) await waitText("#studies-table tbody td", args["new-patient"]);
   await shot("06-after-upload");
@@ -173,7 +175,7 @@ try {
     await page.click("a[data-nav=jobs]");
     await page.waitForSelector("#jobs-table tbody tr .state");
     await page.waitForFunction(() => Array.from(document.querySelectorAll("#jobs-table .state"))
-      .some((s) => ["Success", "Failure"].includes(s.textContent)), { timeout: 20000 });
+      .some((s) => ["Success", "Failure"].includes(s.textContent)), { timeout: T });
     const jobs = await page.$$eval("#jobs-table tbody tr", (r) => r.map((tr) => tr.innerText.replace(/\s+/g, " ")));
     console.log(`  ${JSON.stringify(jobs)}`);
     await shot("07-jobs");
@@ -187,7 +189,7 @@ try {
     await page.click("a[data-nav=jobs]");
     await page.waitForFunction(() => Array.from(document.querySelectorAll("#jobs-table tbody tr"))
       .some((tr) => tr.innerText.includes("DicomWebRetrieveClient") && /Success/.test(tr.innerText)),
-    { timeout: 20000 });
+    { timeout: T });
     console.log("  retrieve job succeeded");
   }
 
@@ -204,14 +206,12 @@ try {
   await shot("09-confirm-delete");
   await page.keyboard.press("Escape"); // cancel first: nothing is deleted
   await page.waitForFunction(() => !document.querySelector("#confirm").open);
-  await page.focus(".delete-study");
-  await page.keyboard.press("Enter");
+  await page.click(".delete-study"); // now with the mouse
   await page.waitForSelector("#confirm[open]");
-  await page.keyboard.press("Tab"); // from Cancel to Delete
-  await page.keyboard.press("Enter");
+  await page.click(".confirm-ok");
   await page.waitForFunction(() => location.hash === "#/studies");
   await page.waitForFunction((n) => document.querySelectorAll("#studies-table tbody tr.link-row").length === n - 1
-    || (n === 1 && document.querySelector("#studies-table .empty")), { timeout: 10000 }, before);
+    || (n === 1 && document.querySelector("#studies-table .empty")), { timeout: T }, before);
   console.log(`  ${before} -> ${before - 1} studies`);
 
   check(consoleErrors.length === 0, `console errors: ${consoleErrors.join(" | ")}`);

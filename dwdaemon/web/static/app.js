@@ -620,8 +620,8 @@ function jobDetails(job) {
   const r = job.Result || {};
   const parts = [];
   if (c.Server) parts.push(`server ${c.Server}`);
-  if (c.Instances !== undefined) parts.push(`${c.Instances} instances`);
-  if (Array.isArray(c.Resources)) parts.push(`${c.Resources.length} resource${c.Resources.length === 1 ? "" : "s"}`);
+  if (c.Instances !== undefined) parts.push(plural(c.Instances, "instance"));
+  if (Array.isArray(c.Resources)) parts.push(plural(c.Resources.length, "resource"));
   if (r && typeof r === "object" && Array.isArray(r.Instances)) parts.push(`${r.Instances.length} received`);
   return parts.join(" · ");
 }
