@@ -79,6 +79,12 @@ try {
   if (args["expect-studies"]) check(rows === Number(args["expect-studies"]), `expected ${args["expect-studies"]} studies, saw ${rows}`);
   check(rows > 0, "no study listed");
   console.log(`  ${rows} studies listed in ${Date.now() - t0} ms`);
+  await page.waitForFunction(() => {
+    const imgs = Array.from(document.querySelectorAll("#studies-table td.strip img"));
+    return imgs.length > 0 && imgs.every((i) => i.complete);
+  }, { timeout: T });
+  const strips = await page.$$eval("#studies-table td.strip img", (i) => i.filter((x) => x.naturalWidth > 0).length);
+  check(strips >= rows, `series previews in the list: ${strips} for ${rows} studies`);
   await shot("01-studies");
 
   step("search by patient name (keyboard)");

@@ -210,6 +210,7 @@ async function searchStudies(form) {
       el("td", { text: val(s, T.StudyDescription) }),
       el("td", { text: vals(s, T.ModalitiesInStudy).join(", ") }),
       el("td", { text: val(s, T.AccessionNumber) }),
+      el("td", { class: "strip", "data-study": uid }),
       el("td", { class: "num", text: val(s, T.NumberOfStudyRelatedSeries) }),
       el("td", { class: "num", text: val(s, T.NumberOfStudyRelatedInstances) }));
     row.addEventListener("click", (ev) => { if (ev.target.tagName !== "A") location.hash = href; });
@@ -221,8 +222,36 @@ async function searchStudies(form) {
     return row;
   }));
   if (!studies.length) {
-    tbody.append(el("tr", {}, el("td", { colspan: "9", class: "empty", text: "No study matches." })));
+    tbody.append(el("tr", {}, el("td", { colspan: "10", class: "empty", text: "No study matches." })));
   }
+  watchStrips(tbody);
+}
+
+/* Series thumbnails of the study rows, loaded when a row scrolls into view. */
+const STRIP_MAX = 6;
+function watchStrips(tbody) {
+  const observer = new IntersectionObserver((entries) => {
+    for (const entry of entries) {
+      if (!entry.isIntersecting) continue;
+      observer.unobserve(entry.target);
+      fillStrip(entry.target);
+    }
+  }, { rootMargin: "200px" });
+  for (const cell of $$("td.strip", tbody)) observer.observe(cell);
+}
+
+async function fillStrip(cell) {
+  const uid = cell.dataset.study;
+  let series;
+  try { series = await api(dw(`studies/${encodeURIComponent(uid)}/series`)); } catch (e) { return; }
+  series = (series || []).sort((a, b) => Number(val(a, T.SeriesNumber) || 0) - Number(val(b, T.SeriesNumber) || 0));
+  cell.replaceChildren(...series.slice(0, STRIP_MAX).map((se) => {
+    const img = preview(dw(`studies/${uid}/series/${val(se, T.SeriesInstanceUID)}/thumbnail?viewport=64,64`),
+      `${val(se, T.Modality)} series ${val(se, T.SeriesNumber)}`);
+    img.title = `${val(se, T.SeriesDescription) || "(no description)"} · ${plural(val(se, T.NumberOfSeriesRelatedInstances), "image")}`;
+    return img;
+  }));
+  if (series.length > STRIP_MAX) cell.append(el("span", { class: "more", text: `+${series.length - STRIP_MAX}` }));
 }
 
 async function studyDataset(uid) {
