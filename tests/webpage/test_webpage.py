@@ -115,6 +115,19 @@ class RootTests(TestCase):
         self.assertEqual((doc["DicomWebRoot"], doc["ViewerUrl"]), ("/dw/", ""))
 
 
+class NoDicomWebTests(TestCase):
+    @inlineCallbacks
+    def test_dicomweb_disabled(self) -> None:
+        """With ``DicomWeb.Enable: false`` the page is still served and says so to its script."""
+        from dwdaemon.config import DicomWebConfig
+
+        daemon = start_daemon(self, dicomweb=DicomWebConfig(enable=False))
+        response, _ = yield daemon.request("GET", "/")
+        self.assertEqual(response.code, 200)
+        _, body = yield daemon.request("GET", "/app/config.json")
+        self.assertIs(json.loads(body)["DicomWebEnabled"], False)
+
+
 class SwitchTests(TestCase):
     @inlineCallbacks
     def test_disabled(self) -> None:

@@ -553,7 +553,9 @@ function sendFile(item) {
     xhr.setRequestHeader("Accept", "application/dicom+json");
     result().textContent = "Sending…";
     xhr.upload.onprogress = (ev) => {
-      if (ev.lengthComputable) cell().replaceChildren(progressBar(ev.loaded / ev.total, `upload of ${item.path}`));
+      if (!ev.lengthComputable) return;
+      cell().replaceChildren(progressBar(ev.loaded / ev.total, `upload of ${item.path}`));
+      if (ev.loaded === ev.total) result().textContent = "Sent; the server is storing it…";
     };
     const finish = (ok, message, studyUid) => {
       row.dataset.done = "1";
