@@ -203,7 +203,7 @@ async function searchStudies(form) {
     const uid = val(s, T.StudyInstanceUID);
     const href = `#/study/${encodeURIComponent(uid)}`;
     const row = el("tr", { tabindex: "0", "data-uid": uid, class: "link-row" },
-      el("td", {}, el("a", { href, text: fmtName(val(s, T.PatientName)) || "(no name)" })),
+      el("td", {}, el("a", { href, tabindex: "-1", text: fmtName(val(s, T.PatientName)) || "(no name)" })),
       el("td", { text: val(s, T.PatientID) }),
       el("td", { text: fmtDate(val(s, T.PatientBirthDate)) }),
       el("td", { text: fmtDate(val(s, T.StudyDate)) }),
