@@ -94,7 +94,7 @@ try {
   await page.click("body");
   await page.keyboard.press("/");
   check(await page.evaluate(() => document.activeElement.id === "q-name"), "'/' does not focus the search");
-  await page.keyboard.type(word);
+  await page.keyboard.type(word.toLowerCase()); // case does not matter
   await page.keyboard.press("Enter");
   await page.waitForFunction((w) => {
     const r = Array.from(document.querySelectorAll("#studies-table tbody tr.link-row"));

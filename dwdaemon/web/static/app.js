@@ -113,14 +113,17 @@ function preview(src, alt) {
   return img;
 }
 
-/* QIDO arguments from a search form (wildcards added to free text, DA ranges). */
-function qidoArgs(form) {
+/* QIDO arguments from a search form. A name without wildcards is searched with our fuzzy
+ * matching (each word starts a word of the name; case and accents ignored) when `fuzzy`, else
+ * as `*name*`; IDs and accession numbers are prefixes; dates become a DA range. */
+function qidoArgs(form, fuzzy = false) {
   const data = new FormData(form);
   const args = {};
   for (const key of ["PatientName", "PatientID", "AccessionNumber"]) {
     let v = (data.get(key) || "").trim();
     if (!v) continue;
-    if (!/[*?]/.test(v)) v = key === "PatientName" ? `*${v}*` : `${v}*`;
+    if (key === "PatientName" && fuzzy && !/[*?]/.test(v)) args.fuzzymatching = "true";
+    else if (!/[*?]/.test(v)) v = key === "PatientName" ? `*${v}*` : `${v}*`;
     args[key] = v;
   }
   const from = toDa(data.get("from")), to = toDa(data.get("to"));
@@ -182,7 +185,7 @@ async function searchStudies(form) {
     count.textContent = "DICOMweb is disabled on this server (DicomWeb.Enable): nothing to search.";
     return;
   }
-  const args = new URLSearchParams({ ...qidoArgs(form), limit: "200",
+  const args = new URLSearchParams({ ...qidoArgs(form, true), limit: "200",
     includefield: "PatientBirthDate" });
   count.textContent = "Searching…";
   let studies;
