@@ -8,7 +8,7 @@ setup(
     description="DICOMweb daemon (STOW-RS, QIDO-RS, WADO-RS, WADO-URI), Orthanc-style core API",
     python_requires=">=3.11",
     packages=find_packages(include=["dwdaemon", "dwdaemon.*"]) + ["twisted.plugins"],
-    package_data={"twisted.plugins": ["dicomweb.py"]},
+    package_data={"twisted.plugins": ["dicomweb.py"], "dwdaemon.web": ["static/*"]},
     install_requires=[
         "twisted[tls]>=23.10",
         "klein>=23.5",

@@ -92,6 +92,8 @@ TOP_LEVEL_KEYS = (
     "MaximumConnectionsPerClient",
     "MaximumPixelJobs",
     "MaximumPixelQueue",
+    "OrthancExplorerEnabled",
+    "ExplorerViewerUrl",
     "DicomWeb",
     "PostgreSQL",
     "MetricsEnabled",
@@ -311,6 +313,8 @@ class Config:
     maximum_connections_per_client: int = 100  # per client address; 0 = no limit
     maximum_pixel_jobs: int = 2  # concurrent rendering/transcoding/decoding threads
     maximum_pixel_queue: int = 64  # pixel jobs waiting before 503; 0 = no limit
+    orthanc_explorer_enabled: bool = True  # the web page at "/"
+    explorer_viewer_url: str = ""  # "" = no "open in viewer"; {StudyInstanceUID} is replaced
     dicomweb: DicomWebConfig = field(default_factory=DicomWebConfig)
     postgresql: PostgresConfig = field(default_factory=PostgresConfig)
     cors: CorsConfig = field(default_factory=CorsConfig)
@@ -995,6 +999,9 @@ def _parse_config(text: str, base_dir: str, source: str | None) -> tuple[Config,
                                         d.default_private_creator),
         case_sensitive_pn=sec.get("CaseSensitivePN", _bool, d.case_sensitive_pn),
         **_limit_keys(sec, d),
+        orthanc_explorer_enabled=sec.get("OrthancExplorerEnabled", _bool,
+                                         d.orthanc_explorer_enabled),
+        explorer_viewer_url=sec.get("ExplorerViewerUrl", _viewer_url, d.explorer_viewer_url),
         dicomweb=dicomweb,
         postgresql=postgresql,
         cors=cors,
@@ -1083,6 +1090,15 @@ def _log_format(path: str, value: object) -> str:
     if text not in ("text", "json"):
         raise _fail(path, '"text" or "json"', value)
     return text
+
+
+def _viewer_url(path: str, value: object) -> str:
+    """``""`` or an http(s) URL (absolute, or a path starting with ``/``) of a web viewer."""
+    s = _str(path, value)
+    if s and not (re.match(r"^https?://[^\s/]+\S*$", s) or re.match(r"^/\S*$", s)):
+        raise _fail(path, 'an http(s) URL or a path such as '
+                          '"/ohif/viewer?StudyInstanceUIDs={StudyInstanceUID}"', value)
+    return s
 
 
 def _nonempty(path: str, value: object) -> str:

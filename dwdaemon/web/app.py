@@ -26,7 +26,8 @@ DICOMWEB_MODULES = (
 WADO_URI_MODULES = ("dwdaemon.web.wado_uri",)
 #: Always installed (Orthanc core features).
 CORE_MODULES = ("dwdaemon.web.jobs", "dwdaemon.web.tools", "dwdaemon.web.default_encoding",
-                "dwdaemon.web.core_images", "dwdaemon.web.metrics")
+                "dwdaemon.web.core_images", "dwdaemon.web.metrics",
+                "dwdaemon.web.webpage")
 #: Installed last: describe the routes of the modules above (OPTIONS, PS3.18 capabilities).
 LAST_MODULES = ("dwdaemon.web.capabilities",)
 
