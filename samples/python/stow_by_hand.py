@@ -54,6 +54,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--password", default=os.environ.get("DICOMWEB_PASSWORD"))
     args = parser.parse_args(argv)
 
+    missing = [path for path in args.files if not os.path.isfile(path)]
+    if missing:
+        print(f"no such file: {', '.join(missing)}", file=sys.stderr)
+        return 1
     boundary = uuid.uuid4().hex  # must not occur in any file: a random one will not
     headers = {
         "Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}',
