@@ -28,7 +28,7 @@ setup(
     ],
     extras_require={
         "postgres": ["psycopg[binary]>=3.1"],
-        "test": ["dicomweb-client>=0.59", "ruff>=0.5", "psycopg[binary]>=3.1"],
+        "test": ["dicomweb-client>=0.59", "requests>=2.28", "ruff>=0.5", "psycopg[binary]>=3.1"],
     },
     zip_safe=False,
 )

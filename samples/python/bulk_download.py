@@ -102,9 +102,15 @@ def main(reactor: Any, *argv: str) -> Any:
     parser.add_argument("--password", default=os.environ.get("DICOMWEB_PASSWORD"))
     parser.add_argument("--out", default="study")
     parser.add_argument("--parallel", type=int, default=4)
-    return download(reactor, parser.parse_args(argv))
+    args = parser.parse_args(argv)
+
+    def failed(failure: Any) -> None:
+        print(f"error: {failure.getErrorMessage()}", file=sys.stderr)
+        raise SystemExit(1)
+
+    return download(reactor, args).addErrback(failed)
 
 
 if __name__ == "__main__":
-    # task.react runs the reactor until main's Deferred fires; a failure exits with status 1.
+    # task.react runs the reactor until main's Deferred fires, then exits with its status.
     task.react(main, sys.argv[1:])
