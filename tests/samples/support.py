@@ -11,14 +11,17 @@ import base64
 import json
 import os
 import shutil
+import socket
 import sys
 from dataclasses import dataclass
 from typing import Any
 
 import pydicom
+import treq
 from pydicom.uid import generate_uid
-from twisted.internet import utils
-from twisted.internet.defer import inlineCallbacks
+from twisted.internet import protocol, reactor, utils
+from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.task import deferLater
 
 from tests.support import Daemon, read, start_daemon, testdata
 
@@ -153,3 +156,82 @@ def chromium() -> str | None:
         if path:
             return path
     return None
+
+
+class _Twistd(protocol.ProcessProtocol):
+    """Collects a twistd child's output and tells when it ends."""
+
+    def __init__(self) -> None:
+        self.output = b""
+        self.ended: Deferred = Deferred()
+
+    def outReceived(self, data: bytes) -> None:
+        self.output += data
+
+    errReceived = outReceived
+
+    def processEnded(self, reason: Any) -> None:
+        self.ended.callback(None)
+
+
+@dataclass
+class TwistdDaemon:
+    """A daemon run as the README says (``twistd -n --pidfile= dicomweb --config ...``)."""
+
+    url: str
+    process: Any
+    protocol: _Twistd
+
+    @property
+    def dicomweb(self) -> str:
+        return self.url + "/dicom-web"
+
+
+def free_port() -> int:
+    """A loopback port that was free a moment ago."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@inlineCallbacks
+def start_twistd(case: Any, settings: dict[str, Any]) -> Any:
+    """Run this checkout's daemon with twistd and a configuration file; stopped at clean-up."""
+    directory = os.path.abspath(case.mktemp())
+    os.makedirs(directory)
+    port = free_port()
+    config = {"HttpPort": port, "StorageDirectory": os.path.join(directory, "storage"),
+              **settings}
+    path = os.path.join(directory, "dwdaemon.json")
+    with open(path, "w") as fp:
+        json.dump(config, fp)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [ROOT, env.get("PYTHONPATH")]))
+    proto = _Twistd()
+    process = reactor.spawnProcess(
+        proto, sys.executable,
+        [sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
+         "-n", "--pidfile=", "dicomweb", "--config", path], env=env, path=ROOT)
+
+    @inlineCallbacks
+    def stop() -> Any:
+        if not proto.ended.called:
+            process.signalProcess("TERM")
+        yield proto.ended
+
+    case.addCleanup(stop)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(300):  # until it answers (its start-up imports take a moment)
+        if proto.ended.called:
+            case.fail(f"twistd ended: {proto.output.decode(errors='replace')}")
+        try:
+            response = yield treq.get(url + "/system", headers=basic(), persistent=False)
+            yield response.content()
+            if response.code == 200:
+                break
+        except Exception:
+            pass
+        yield deferLater(reactor, 0.1, lambda: None)
+    else:
+        case.fail(f"twistd did not answer: {proto.output.decode(errors='replace')}")
+    return TwistdDaemon(url, process, proto)

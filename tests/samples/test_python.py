@@ -13,6 +13,7 @@ from dwdaemon.config import DicomWebConfig, RemoteServer
 from tests.support import testdata
 
 from .support import (
+    PASSWORD,
     USER,
     auth_args,
     auth_env,
@@ -21,6 +22,7 @@ from .support import (
     qido,
     run_python,
     start_secured,
+    start_twistd,
     upload,
 )
 
@@ -274,3 +276,26 @@ class FailureExits(unittest.TestCase):
             self.assertEqual(result.code, 1, f"{name}: {result}")
             self.assertIn("401", result.out + result.err, f"{name}: {result}")
             self.assertNotIn("Traceback", result.err, f"{name}: {result}")
+
+
+class ReadmeRunCommand(unittest.TestCase):
+    """The samples against the daemon run as the README says (twistd, a configuration file)."""
+
+    timeout = 120
+
+    @inlineCallbacks
+    def test_store_then_search_then_stream(self):
+        daemon = yield start_twistd(self, {"AuthenticationEnabled": True,
+                                           "RegisteredUsers": {USER: PASSWORD}})
+        args = ["--url", daemon.dicomweb, "--user", USER, "--password", PASSWORD]
+        result = yield run_python("stow_by_hand.py", [testdata(n) for n in FILES] + args)
+        self.assertEqual(result.code, 0, result)
+        self.assertIn("3 stored, 0 refused", result.out)
+        result = yield run_python("search_studies.py", ["--filter", "PatientName=*CT*", *args])
+        self.assertEqual(result.code, 0, result)
+        self.assertIn("found 1 studies", result.out)
+        ct = header("CT_small.dcm")
+        result = yield run_python("wado_stream.py", [str(ct.StudyInstanceUID), "--out",
+                                                     self.mktemp(), *args])
+        self.assertEqual(result.code, 0, result)
+        self.assertIn("1 parts", result.out)
