@@ -15,6 +15,7 @@ for one frame, which is written to ``--out`` as the server sends it: raw pixels
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 
@@ -49,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--media-type", default="application/octet-stream")
     parser.add_argument("--out", default="frame.bin")
     args = parser.parse_args(argv)
+    # dicomweb-client logs the server's Warning headers (e.g. "more results are available")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
     client = connect(args.url, args.user, args.password)
     print(f"retrieving metadata of series {args.series}")

@@ -14,6 +14,7 @@ from ``--url`` or ``DICOMWEB_URL``. Exits 1 on any error (after printing it).
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 
@@ -50,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fuzzy", action="store_true", help="fuzzy matching of person names")
     parser.add_argument("--page-size", type=int, default=10)
     args = parser.parse_args(argv)
+    # dicomweb-client logs the server's Warning headers (e.g. "more results are available")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
     filters = dict(item.split("=", 1) for item in args.filter)
     client = connect(args.url, args.user, args.password)

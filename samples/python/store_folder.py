@@ -14,6 +14,7 @@ request fails or an instance is refused.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from collections.abc import Iterator
@@ -52,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--password", default=os.environ.get("DICOMWEB_PASSWORD"))
     parser.add_argument("--batch", type=int, default=10, help="instances per STOW-RS request")
     args = parser.parse_args(argv)
+    # dicomweb-client logs the server's Warning headers (e.g. "more results are available")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
     client = connect(args.url, args.user, args.password)
     stored = failed = 0
