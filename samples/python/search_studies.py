@@ -40,13 +40,22 @@ def value(dataset: dict, tag: str) -> str:
     return str(first)
 
 
+def key_value(text: str) -> tuple[str, str]:
+    """``KEYWORD=VALUE`` -> ``(KEYWORD, VALUE)`` (argparse type of ``--filter``)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEYWORD=VALUE, got {text!r}")
+    return key, value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--url", default=os.environ.get("DICOMWEB_URL",
                                                         "http://127.0.0.1:8042/dicom-web"))
     parser.add_argument("--user", default=os.environ.get("DICOMWEB_USER"))
     parser.add_argument("--password", default=os.environ.get("DICOMWEB_PASSWORD"))
-    parser.add_argument("--filter", action="append", default=[], metavar="KEYWORD=VALUE",
+    parser.add_argument("--filter", action="append", default=[], type=key_value,
+                        metavar="KEYWORD=VALUE",
                         help="a QIDO-RS matching key (repeat for several)")
     parser.add_argument("--fuzzy", action="store_true", help="fuzzy matching of person names")
     parser.add_argument("--page-size", type=int, default=10)
@@ -54,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     # dicomweb-client logs the server's Warning headers (e.g. "more results are available")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
-    filters = dict(item.split("=", 1) for item in args.filter)
+    filters = dict(args.filter)
     client = connect(args.url, args.user, args.password)
     print(f"searching studies on {args.url} with {filters or 'no filter'}, "
           f"{args.page_size} per page")

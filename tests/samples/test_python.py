@@ -86,6 +86,18 @@ class DicomwebClientSamples(unittest.TestCase):
         self.assertIn(str(mr.StudyInstanceUID), result.out)
         self.assertIn("MR", result.out)
 
+        # fuzzy matching: each word starts a word of the name, case and accents folded
+        result = yield run_python("search_studies.py", [
+            "--filter", "PatientName=mr1 compressed", "--fuzzy", *auth_args(daemon)])
+        self.assertEqual(result.code, 0, result)
+        self.assertIn("found 1 studies", result.out)
+        self.assertIn(str(mr.StudyInstanceUID), result.out)
+
+        result = yield run_python("search_studies.py", ["--filter", "PatientName",
+                                                        *auth_args(daemon)])
+        self.assertEqual(result.code, 2, result)  # argparse: usage error
+        self.assertIn("expected KEYWORD=VALUE", result.err)
+
     @inlineCallbacks
     def test_retrieve_series_writes_the_frame(self):
         daemon = start_secured(self)
