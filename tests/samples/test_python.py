@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import numpy
 import pydicom
 from twisted.internet.defer import inlineCallbacks
 from twisted.trial import unittest
+from twisted.web import resource
 
 from dwdaemon.config import DicomWebConfig, RemoteServer
 from tests.support import testdata
@@ -190,6 +192,28 @@ class RequestsSamples(unittest.TestCase):
         self.assertIn("HTTP 404", result.out)
 
 
+class InFlight(resource.Resource):
+    """Wraps a site's root resource; records the most WADO-RS requests served at once."""
+
+    isLeaf = True
+
+    def __init__(self, inner: Any) -> None:
+        super().__init__()
+        self.inner = inner
+        self.now = self.most = 0
+
+    def render(self, request: Any) -> Any:
+        if b"/instances/" in request.path:
+            self.now += 1
+            self.most = max(self.most, self.now)
+
+            def done(_: Any) -> None:
+                self.now -= 1
+
+            request.notifyFinish().addBoth(done)
+        return self.inner.render(request)
+
+
 class TreqSample(unittest.TestCase):
     """bulk_download.py (treq on Twisted)."""
 
@@ -198,6 +222,7 @@ class TreqSample(unittest.TestCase):
     @inlineCallbacks
     def test_bulk_download_of_a_study(self):
         daemon = start_secured(self)
+        daemon.site.resource = in_flight = InFlight(daemon.site.resource)
         study, paths = make_study(self.mktemp(), 5)
         yield upload(self, daemon, paths)
         out = self.mktemp()
@@ -210,6 +235,7 @@ class TreqSample(unittest.TestCase):
             self.assertIn(f"[{i}/5] ", result.out)
         self.assertIn("downloaded 5 instances", result.out)
         self.assertIn("0 failed", result.out)
+        self.assertIn(in_flight.most, (1, 2))  # never more than --parallel at once
         for path in paths:
             original = pydicom.dcmread(path)
             copy = os.path.join(out, original.SeriesInstanceUID,
