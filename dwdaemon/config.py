@@ -2,7 +2,7 @@
 
 The file is JSON with ``//`` and ``/* */`` comments (outside strings) and
 tolerated trailing commas.  Keys and defaults are Orthanc's (core and the
-DICOMweb plugin's ``DicomWeb`` section), plus two extensions:
+DICOMweb plugin's ``DicomWeb`` section), plus these extensions:
 
 ``HttpBindAddress``
     Address the HTTP server listens on.  Unset (or ``""``): ``127.0.0.1`` when
@@ -10,6 +10,9 @@ DICOMweb plugin's ``DicomWeb`` section), plus two extensions:
     host such as Linux with ``net.ipv6.bindv6only=0``, all IPv4 addresses).
 ``MaximumRequestSize``
     Largest accepted request body in MB (0 = no limit); larger STOW bodies get 413.
+``Cors``
+    CORS for browsers on other origins (web viewers): ``Enabled``, ``AllowedOrigins``,
+    ``AllowCredentials``, ``MaxAge``, ``AllowedHeaders`` (see :mod:`dwdaemon.web.cors`).
 
 Every key is validated: a wrong type or value raises :class:`ConfigError` whose
 message names the key path (``DicomWeb.StowMaxSize``) and what was expected.
@@ -36,6 +39,8 @@ from urllib.parse import urlsplit
 __all__ = [
     "ConfigError",
     "Config",
+    "CORS_KEYS",
+    "CorsConfig",
     "DicomWebConfig",
     "RemoteServer",
     "load_config",
@@ -72,6 +77,16 @@ TOP_LEVEL_KEYS = (
     "MaximumRequestSize",
     "DicomWeb",
     "PostgreSQL",
+    "Cors",
+)
+
+#: Keys of the ``Cors`` section (dwdaemon extension: browsers on other origins, e.g. OHIF).
+CORS_KEYS = (
+    "Enabled",
+    "AllowedOrigins",
+    "AllowCredentials",
+    "MaxAge",
+    "AllowedHeaders",
 )
 
 #: Keys of the ``PostgreSQL`` section understood (names of Orthanc's PostgreSQL plugin).
@@ -208,6 +223,21 @@ class PostgresConfig:
 
 
 @dataclass(frozen=True)
+class CorsConfig:
+    """The ``Cors`` section: which other origins may call the API from a browser.
+
+    ``allowed_origins`` holds serialized origins (``scheme://host[:port]``, lower case) or
+    ``("*",)`` for any origin; ``allowed_headers`` adds request headers to the built-in list.
+    """
+
+    enabled: bool = False
+    allowed_origins: tuple[str, ...] = ("*",)
+    allow_credentials: bool = False
+    max_age: int = 3600  # seconds a browser may cache a preflight answer
+    allowed_headers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration."""
 
@@ -231,6 +261,7 @@ class Config:
     maximum_request_size: int = 0  # MB, 0 = no limit
     dicomweb: DicomWebConfig = field(default_factory=DicomWebConfig)
     postgresql: PostgresConfig = field(default_factory=PostgresConfig)
+    cors: CorsConfig = field(default_factory=CorsConfig)
     source: str | None = None
 
     def __post_init__(self) -> None:
@@ -749,6 +780,57 @@ def _postgresql(obj: object, warnings: list[str]) -> PostgresConfig:
     return out
 
 
+_ORIGIN = re.compile(r"^https?://[^\s/?#@\\]+$")
+
+
+def _origins(path: str, value: object) -> tuple[str, ...]:
+    """``"*"``, or a list of origins such as ``"http://localhost:3000"`` (or ``"*"``)."""
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list):
+        raise _fail(path, 'an array of origins such as ["http://localhost:3000"], or "*"', value)
+    out: list[str] = []
+    for i, item in enumerate(items):
+        if item == "*":
+            return ("*",)
+        origin = item.rstrip("/").lower() if isinstance(item, str) else item
+        if not isinstance(origin, str) or not _ORIGIN.match(origin):
+            raise _fail(f"{path}[{i}]", 'an origin such as "http://localhost:3000" '
+                        "(scheme, host and port only; no path)", item)
+        out.append(origin)
+    return tuple(out)
+
+
+def _header_names(path: str, value: object) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise _fail(path, 'an array of HTTP header names such as ["X-Request-Id"]', value)
+    for i, name in enumerate(value):
+        if not isinstance(name, str) or not _TOKEN.match(name):
+            raise _fail(f"{path}[{i}]", "an HTTP header name", name)
+    return tuple(value)
+
+
+def _cors(obj: object, warnings: list[str]) -> CorsConfig:
+    sec = _Section("Cors", _object("Cors", obj), warnings, CORS_KEYS)
+    d = CorsConfig()
+    out = CorsConfig(
+        enabled=sec.get("Enabled", _bool, d.enabled),
+        allowed_origins=sec.get("AllowedOrigins", _origins, d.allowed_origins),
+        allow_credentials=sec.get("AllowCredentials", _bool, d.allow_credentials),
+        max_age=sec.get("MaxAge", _int, d.max_age),
+        allowed_headers=sec.get("AllowedHeaders", _header_names, d.allowed_headers),
+    )
+    sec.warn_unknown()
+    if out.allow_credentials and "*" in out.allowed_origins:
+        raise ConfigError(
+            'Cors.AllowCredentials: true needs Cors.AllowedOrigins to list the origins, not "*" '
+            "(any web site could otherwise read the store with the browser's credentials)"
+        )
+    if out.enabled and not out.allowed_origins:
+        warnings.append("Cors.Enabled is true but Cors.AllowedOrigins is empty: "
+                        "no origin gets CORS headers")
+    return out
+
+
 def _loads(text: str) -> tuple[object, list[str]]:
     """JSON (comments and trailing commas allowed); duplicate keys are warnings."""
     duplicates: list[str] = []
@@ -817,6 +899,7 @@ def _parse_config(text: str, base_dir: str, source: str | None) -> tuple[Config,
         ca = _existing_file("HttpsCACertificates", ca, base_dir)
     dicomweb = sec.get("DicomWeb", lambda p, v: _dicomweb(v, base_dir, warnings), DicomWebConfig())
     postgresql = sec.get("PostgreSQL", lambda p, v: _postgresql(v, warnings), PostgresConfig())
+    cors = sec.get("Cors", lambda p, v: _cors(v, warnings), CorsConfig())
 
     config = Config(
         name=sec.get("Name", _str, d.name),
@@ -839,6 +922,7 @@ def _parse_config(text: str, base_dir: str, source: str | None) -> tuple[Config,
         maximum_request_size=sec.get("MaximumRequestSize", _int, d.maximum_request_size),
         dicomweb=dicomweb,
         postgresql=postgresql,
+        cors=cors,
         source=source,
     )
     sec.warn_unknown()

@@ -18,6 +18,7 @@ from dwdaemon.threads import ThreadPools
 from dwdaemon.web.app import build_app
 from dwdaemon.web.bodies import limited_request_class
 from dwdaemon.web.channel import HTTPChannel
+from dwdaemon.web.cors import install as install_cors
 
 log = Logger()
 
@@ -101,6 +102,7 @@ def build_site(config: Config, reactor: Any = None, pools: ThreadPools | None = 
     site.requestFactory = limited_request_class(config.maximum_request_size * 1024 * 1024)
     site.displayTracebacks = False
     site.protocol = HTTPChannel
+    install_cors(site, config)
     return site, store, pools, ctx
 
 

@@ -8,6 +8,7 @@ import os
 from twisted.trial.unittest import SynchronousTestCase
 
 from dwdaemon.config import (
+    CORS_KEYS,
     DICOMWEB_KEYS,
     POSTGRESQL_KEYS,
     SERVER_KEYS,
@@ -749,5 +750,5 @@ class PostgresTests(SynchronousTestCase):
     def test_example_file_shows_every_key(self) -> None:
         with open(EXAMPLE, encoding="utf-8") as f:
             active = strip_comments(f.read())
-        for key in POSTGRESQL_KEYS:
+        for key in POSTGRESQL_KEYS + CORS_KEYS:
             self.assertIn(f'"{key}"', active, key)

@@ -221,19 +221,26 @@ def choose_instance_syntax(accept: str | bytes | None, stored_syntax: str,
 
 def choose_rendered(accept: str | bytes | None, forced: str | None = None) -> str:
     """Media type of a rendered/thumbnail answer (image/jpeg by default)."""
+    return choose_rendered_answer(accept, forced)[0]
+
+
+def choose_rendered_answer(accept: str | bytes | None, forced: str | None = None
+                           ) -> tuple[str, bool]:
+    """``(media type, multipart?)`` of a rendered answer: multipart only when the chosen
+    Accept entry is ``multipart/related; type=...`` (a bare or wildcard type means one image)."""
     if forced:
         forced = forced.lower()
         if forced not in RENDERED_MEDIA_TYPES:
             raise NotAcceptable(f"cannot render as {forced}")
-        return forced
+        return forced, False
     ranges = parse_accept(accept)
     if not ranges:
-        return RENDERED_MEDIA_TYPES[0]
+        return RENDERED_MEDIA_TYPES[0], False
     for media_range in ranges:
-        part, _syntax, _multipart = _unwrap(media_range)
+        part, _syntax, multipart = _unwrap(media_range)
         for offer in RENDERED_MEDIA_TYPES:
             if _type_matches(part, offer):
-                return offer
+                return offer, multipart
     raise NotAcceptable("rendered images are offered as " + ", ".join(RENDERED_MEDIA_TYPES))
 
 

@@ -53,7 +53,7 @@ class DiscardFile:
         pass
 
 
-def _payload_too_large(limit: int) -> bytes:
+def _payload_too_large(limit: int, headers: list[tuple[str, str]] | None = None) -> bytes:
     body = json.dumps({
         "HttpError": "Request Entity Too Large",
         "HttpStatus": 413,
@@ -64,7 +64,8 @@ def _payload_too_large(limit: int) -> bytes:
         b"HTTP/1.1 413 Request Entity Too Large\r\n"
         b"Content-Type: application/json\r\n"
         b"Connection: close\r\n"
-        b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n"
+        + b"".join(f"{name}: {value}\r\n".encode("latin-1") for name, value in headers or ())
+        + b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n"
     )
     return head + body
 
@@ -126,7 +127,11 @@ class LimitedRequest(server.Request):
                 pass
         transport = getattr(self.channel, "transport", None)
         if transport is not None:
-            transport.write(_payload_too_large(self.max_body_bytes))
+            transport.write(_payload_too_large(self.max_body_bytes, self.refusal_headers()))
+
+    def refusal_headers(self) -> list[tuple[str, str]]:
+        """Extra headers of the 413 answer (:mod:`dwdaemon.web.cors` adds its own)."""
+        return []
 
     def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
         """A refused request is answered already: close the connection instead."""

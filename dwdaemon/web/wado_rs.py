@@ -375,12 +375,22 @@ class WadoService:
 
     def rendered_group(self, request: IRequest, rows: list[InstanceRow], thumbnail: bool
                        ) -> Any:
+        """Study/series ``rendered``: one image (Orthanc's choice: first frame of the instance
+        with the smallest Orthanc ID) unless ``multipart/related`` was asked, then one part per
+        instance. ``thumbnail``: one image of the middle instance."""
         images = [row for row in rows if _frame_count(row) > 0]
         if not images:
             raise ApiError(400, "no instance with pixel data to render")
         options = self.render_options(request, thumbnail)
         if thumbnail:
             row = images[len(images) // 2]
+            return self.send_image(request, options, self.render_job(row, 0, options))
+        try:
+            _media, multipart_asked = wm.choose_rendered_answer(_accept(request))
+        except wm.NotAcceptable as exc:  # pragma: no cover - render_options raised already
+            raise _not_acceptable(exc) from exc
+        if not multipart_asked:
+            row = min(images, key=lambda r: r.public_id)
             return self.send_image(request, options, self.render_job(row, 0, options))
         return self.rendered_parts(request, [(row, 0) for row in images], options)
 

@@ -469,10 +469,15 @@ class RenderedTests(WadoTestBase):
             self.assertLessEqual(max(_image(body).size), 128)
         response, body = yield self.get(self.url("rtdose.dcm", "/frames/2/thumbnail"))
         self.assertEqual(response.code, 200)
-        response, body = yield self.get(self.url("rtdose.dcm", "/rendered", "series"))
+        response, body = yield self.get(self.url("rtdose.dcm", "/rendered", "series"),
+                                        'multipart/related; type="image/jpeg"')
         parts = split_multipart(self.ctype(response), body)
         self.assertEqual(len(parts), 1)
         self.assertEqual(_image(parts[0][1]).size, (10, 10))
+        # Without multipart in Accept: one image (tests/wado/test_rendered_group.py).
+        response, body = yield self.get(self.url("rtdose.dcm", "/rendered", "series"))
+        self.assertEqual(self.ctype(response), "image/jpeg")
+        self.assertEqual(_image(body).size, (10, 10))
 
     @inlineCallbacks
     def test_errors(self):
