@@ -31,7 +31,8 @@ setup(
     ],
     extras_require={
         "postgres": ["psycopg[binary]>=3.1"],
-        "test": ["dicomweb-client>=0.59", "ruff>=0.5", "psycopg[binary]>=3.1", "hypothesis>=6.100"],
+        "test": ["dicomweb-client>=0.59", "requests>=2.28", "ruff>=0.5", "psycopg[binary]>=3.1",
+                 "hypothesis>=6.100"],
     },
     entry_points={"console_scripts": ["dwdaemon = dwdaemon.cli.main:main"]},
     zip_safe=False,

@@ -1,0 +1,1 @@
+"""Tests of the programs in samples/: each runs as a subprocess against a real daemon."""
