@@ -16,8 +16,9 @@ A STOW-RS request (PS3.18 10.5) is a ``POST {root}/studies`` whose body is
     --BOUNDARY--\r\n
 
 The answer (DICOM JSON) lists stored instances in ReferencedSOPSequence (0008,1199) and
-refused ones in FailedSOPSequence (0008,1198). Status 200: all stored; 202: some refused;
-409: none stored. Credentials: ``--user``/``--password`` or ``DICOMWEB_USER``/
+refused ones in FailedSOPSequence (0008,1198); a part that is not a readable DICOM instance
+has no UIDs to list there (PS3.18 makes them Type 1), so it only shows in the counts.
+Status 200: all stored; 202: some refused; 400/409: none stored. Credentials: ``--user``/``--password`` or ``DICOMWEB_USER``/
 ``DICOMWEB_PASSWORD``; URL: ``--url`` or ``DICOMWEB_URL``. Exits 1 unless everything is stored.
 """
 
@@ -68,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     response = requests.post(f"{args.url}/studies", data=multipart_body(args.files, boundary),
                              headers=headers, auth=auth, timeout=300)
     print(f"HTTP {response.status_code} {response.reason}")
-    if response.status_code not in (200, 202, 409):
+    if response.status_code not in (200, 202, 400, 409) or not response.content.startswith(b"{"):
         print(response.text, file=sys.stderr)
         return 1
 
@@ -80,7 +81,10 @@ def main(argv: list[str] | None = None) -> int:
     for item in failed:
         sop = item.get("00081155", {}).get("Value", ["?"])[0]
         print(f"refused {sop}  reason 0x{item['00081197']['Value'][0]:04X}")
-    print(f"{len(stored)} stored, {len(failed)} refused")
+    unlisted = len(args.files) - len(stored) - len(failed)
+    if unlisted > 0:
+        print(f"refused {unlisted} part(s) that are not readable DICOM instances (no UIDs)")
+    print(f"{len(stored)} stored, {len(failed) + max(unlisted, 0)} refused")
     return 0 if response.status_code == 200 else 1
 
 

@@ -164,6 +164,7 @@ try {
 
   step("the uploaded study appears in the list");
   await page.click("a[data-nav=studies]");
+  await page.waitForSelector("#search-clear", { visible: true, timeout: T });  // view rendered
   await page.click("#search-clear");
   await page.waitForFunction((n) => document.querySelectorAll("#studies-table tbody tr.link-row").length === n,
     { timeout: T }, rows + (args["new-study"] === "0" ? 0 : 1));

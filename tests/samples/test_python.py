@@ -156,7 +156,7 @@ class RequestsSamples(unittest.TestCase):
         self.assertEqual(result.code, 1, result)
         self.assertIn("HTTP 202", result.out)
         self.assertIn("1 stored, 1 refused", result.out)
-        self.assertIn("reason 0xC000", result.out)
+        self.assertIn("refused 1 part(s) that are not readable DICOM instances", result.out)
 
     @inlineCallbacks
     def test_wado_stream_writes_each_part(self):
