@@ -18,8 +18,9 @@ A STOW-RS request (PS3.18 10.5) is a ``POST {root}/studies`` whose body is
 The answer (DICOM JSON) lists stored instances in ReferencedSOPSequence (0008,1199) and
 refused ones in FailedSOPSequence (0008,1198); a part that is not a readable DICOM instance
 has no UIDs to list there (PS3.18 makes them Type 1), so it only shows in the counts.
-Status 200: all stored; 202: some refused; 400/409: none stored. Credentials: ``--user``/``--password`` or ``DICOMWEB_USER``/
-``DICOMWEB_PASSWORD``; URL: ``--url`` or ``DICOMWEB_URL``. Exits 1 unless everything is stored.
+Status 200: all stored; 202: some refused; 400/409: none stored.
+Credentials: ``--user``/``--password`` or ``DICOMWEB_USER``/``DICOMWEB_PASSWORD``;
+URL: ``--url`` or ``DICOMWEB_URL``. Exits 1 unless everything is stored.
 """
 
 from __future__ import annotations

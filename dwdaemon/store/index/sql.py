@@ -128,13 +128,19 @@ class SqlIndex:
         with self._write() as cur:
             existing = self._one(cur, "SELECT pk, file_uuid FROM instances WHERE public_id = ?",
                                  (record.ids.instance,))
+            other = None
+            if existing is None:
+                other = self._one(cur, "SELECT pk, public_id, file_uuid FROM instances"
+                                       " WHERE sop_uid = ?", (record.sop_uid,))
+                if other is not None and other[1] == record.ids.instance:
+                    # the same instance, committed by another daemon between the two reads
+                    # (PostgreSQL's read committed: each statement sees a new snapshot)
+                    existing, other = (other[0], other[2]), None
             if existing is not None and not overwrite:
                 return AddResult("AlreadyStored", record.ids.instance,
                                  obsolete_file=record.file_uuid)
             replaced = None
             if existing is None:
-                other = self._one(cur, "SELECT pk, public_id, file_uuid FROM instances"
-                                       " WHERE sop_uid = ?", (record.sop_uid,))
                 if other is not None:
                     if not overwrite:
                         raise DuplicateInstance(
