@@ -129,10 +129,7 @@ def _analyse(path: str, default_encoding: str, uids_from_meta: bool) -> Analysis
         ds = dcmread(path, defer_size=DEFER_SIZE)
     except InvalidDicomError as exc:
         raise IngestError(f"not a DICOM file: {exc}") from exc
-    except RecursionError:
-        raise IngestError("cannot parse DICOM file: sequences nested too deeply") from None
-    except Exception as exc:  # pydicom raises many kinds on malformed data
-        raise IngestError(f"cannot parse DICOM file: {exc}") from exc
+    # anything else pydicom raises reaches analyse(), which makes it an IngestError
     meta = getattr(ds, "file_meta", None)
     if meta is None or "TransferSyntaxUID" not in meta:
         raise IngestError("not a DICOM Part 10 file: no file meta information with a transfer "
@@ -140,21 +137,14 @@ def _analyse(path: str, default_encoding: str, uids_from_meta: bool) -> Analysis
     transfer_syntax = str(meta.TransferSyntaxUID)
     if "SpecificCharacterSet" not in ds:
         ds._parent_encoding = python_codecs(default_encoding)  # noqa: SLF001
-    try:
-        sop_uid = _required_uid(ds, "SOPInstanceUID",
-                                "MediaStorageSOPInstanceUID" if uids_from_meta else None)
-        study_uid = _required_uid(ds, "StudyInstanceUID")
-        series_uid = _required_uid(ds, "SeriesInstanceUID")
-        sop_class = _required_uid(ds, "SOPClassUID",
-                                  "MediaStorageSOPClassUID" if uids_from_meta else None)
-        _check_complete(ds, size, transfer_syntax, path)
-        converted = dataset_to_json(ds, utf8_charset=False)
-    except IngestError:
-        raise
-    except RecursionError:
-        raise IngestError("cannot parse DICOM file: sequences nested too deeply") from None
-    except Exception as exc:  # pydicom raises many kinds on malformed data
-        raise IngestError(f"cannot parse DICOM file: {exc}") from exc
+    sop_uid = _required_uid(ds, "SOPInstanceUID",
+                            "MediaStorageSOPInstanceUID" if uids_from_meta else None)
+    study_uid = _required_uid(ds, "StudyInstanceUID")
+    series_uid = _required_uid(ds, "SeriesInstanceUID")
+    sop_class = _required_uid(ds, "SOPClassUID",
+                              "MediaStorageSOPClassUID" if uids_from_meta else None)
+    _check_complete(ds, size, transfer_syntax, path)
+    converted = dataset_to_json(ds, utf8_charset=False)
     patient_id = str(ds.get("PatientID", "") or "")
     frames_count = _int(ds.get("NumberOfFrames")) or 1
     layout = _frame_layout(path, ds, transfer_syntax, frames_count, converted.bulk)
