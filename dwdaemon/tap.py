@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from klein import Klein
 from twisted.application import service, strports
 from twisted.logger import Logger
 from twisted.python import usage
@@ -16,12 +17,17 @@ from dwdaemon.store.index.sqlite import SqliteIndex
 from dwdaemon.store.storage import StorageArea
 from dwdaemon.store.store import Store
 from dwdaemon.threads import ThreadPools
-from dwdaemon.web.app import build_app
+from dwdaemon.web.app import install_routes
 from dwdaemon.web.bodies import limited_request_class
+from dwdaemon.web.context import Context
 from dwdaemon.web.cors import install as install_cors
+from dwdaemon.web.jobs import JobsService, ReadyEngine
 from dwdaemon.web.limits import HttpLimits, LimitedChannel
+from dwdaemon.web.metrics import Metrics
 from dwdaemon.web.observe import Observer, observed_request_class
 from dwdaemon.web.routing import access_error
+from dwdaemon.web.servers import RemoteServers, RemoteServersService
+from dwdaemon.web.wado_rs import WadoService
 
 log = Logger()
 
@@ -91,8 +97,25 @@ def build_index(config: Config) -> tuple[Any, float]:
     return SqliteIndex(config.index_directory), 0.0
 
 
+def build_context(config: Config, store: Store, pools: ThreadPools, reactor: Any = None
+                  ) -> Context:
+    """Every long-lived collaborator of the web resources, built here and nowhere else."""
+    ctx = Context(config=config, store=store, pools=pools, app=Klein(), reactor=reactor)
+    ctx.limits = HttpLimits.from_config(config)
+    ctx.metrics = Metrics(ctx)
+    store.listeners.append(
+        lambda result, size: ctx.metrics.instance_ingested(result.status, size))
+    ctx.jobs = ReadyEngine(ctx)
+    ctx.services.append(JobsService(ctx.jobs))
+    if config.dicomweb.enable:
+        ctx.servers = RemoteServers(ctx)
+        ctx.services.append(RemoteServersService(ctx.servers))
+    ctx.wado = WadoService(ctx)
+    return ctx
+
+
 def build_site(config: Config, reactor: Any = None, pools: ThreadPools | None = None
-               ) -> tuple[Site, Store, ThreadPools, Any]:
+               ) -> tuple[Site, Store, ThreadPools, Context]:
     """The web site, store and pools of a daemon (used by makeService and by tests)."""
     pools = pools or ThreadPools(reactor, pixels=config.maximum_pixel_jobs)
     os.makedirs(config.storage_directory, exist_ok=True)
@@ -102,20 +125,18 @@ def build_site(config: Config, reactor: Any = None, pools: ThreadPools | None = 
     store = Store(StorageArea(config.storage_directory), index, pools,
                   overwrite=config.overwrite_instances, orphan_min_age=orphan_min_age,
                   default_encoding=config.default_encoding)
-    app, ctx = build_app(config, store, pools, reactor)
-    site = Site(app.resource())
+    ctx = build_context(config, store, pools, reactor)
+    site = Site(install_routes(ctx).resource())
     mb = 1024 * 1024
     site.requestFactory = observed_request_class(
         limited_request_class(config.maximum_request_size * mb, config.maximum_upload_size * mb,
                               upload_paths=(config.dicomweb.root + "studies", "/instances")),
-        Observer(ctx.extras.get("metrics")))
+        Observer(ctx.metrics))
     site.displayTracebacks = False
     site.log = lambda request: None  # the access line is dwdaemon.web.observe's (request id)
     site.protocol = LimitedChannel
-    site.dw_limits = HttpLimits.from_config(config)
-    ctx.extras["refusals"] = site.dw_limits.refusals
+    site.dw_limits = ctx.limits
     site.dw_access_check = lambda request: access_error(ctx, request)
-    ctx.extras["pixel_queue"] = config.maximum_pixel_queue
     install_cors(site, config)
     return site, store, pools, ctx
 
@@ -133,8 +154,8 @@ def makeService(options: Options) -> service.MultiService:  # noqa: N802 - Twist
     site, store, pools, ctx = build_site(config)
     pools.setServiceParent(top)
     StoreService(store).setServiceParent(top)
-    for extra in ctx.extras.get("services", []):
-        extra.setServiceParent(top)
+    for long_lived in ctx.services:  # the job engine, the remote servers
+        long_lived.setServiceParent(top)
     description = options["listen"] or listen_description(config)
     strports.service(description, site).setServiceParent(top)
     log.info("dwdaemon {name}: listening on {description}, storage {storage}",

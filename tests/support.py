@@ -63,7 +63,7 @@ class Daemon:
         self.site, self.store, self.pools, self.ctx = build_site(config, reactor)
         self.pools.start()
         self.store.open()
-        for service in self.ctx.extras.get("services", []):
+        for service in self.ctx.services:
             service.startService()  # as twistd does, after the store is open
         self.connections: list[Any] = []
         build = self.site.buildProtocol
@@ -93,7 +93,7 @@ class Daemon:
                 transport.abortConnection()
         if self.connections:
             yield deferLater(reactor, 0.05, lambda: None)
-        for service in self.ctx.extras.get("services", []):
+        for service in self.ctx.services:
             if service.running:
                 yield service.stopService()
         self.pools.stop()

@@ -1,58 +1,54 @@
-"""Compose the Klein app: core REST API, DICOMweb routes under Root, WADO-URI under WadoRoot."""
+"""Compose the Klein app: core REST API, DICOMweb routes under Root, WADO-URI under WadoRoot.
+
+Every route module has ``install(app, ctx)``; the collaborators they use (store, pools, job
+engine, remote servers, metrics, WADO service, limits) are built beforehand by
+:func:`dwdaemon.tap.build_site` and reach them through the :class:`Context`.
+"""
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-from typing import Any
+from types import ModuleType
 
 from klein import Klein
 
-from dwdaemon.config import Config
-from dwdaemon.store.store import Store
-from dwdaemon.threads import ThreadPools
-from dwdaemon.web import rest
+from dwdaemon.web import (
+    capabilities,
+    core_images,
+    default_encoding,
+    jobs,
+    metrics,
+    qido,
+    rest,
+    servers,
+    stow,
+    tools,
+    wado_rs,
+    wado_uri,
+    webpage,
+)
 from dwdaemon.web.context import Context
 from dwdaemon.web.routing import install_error_handlers
 
-#: DICOMweb route modules, installed when ``DicomWeb.Enable`` (each has ``install(app, ctx)``).
-DICOMWEB_MODULES = (
-    "dwdaemon.web.stow",
-    "dwdaemon.web.qido",
-    "dwdaemon.web.wado_rs",
-    "dwdaemon.web.servers",
-)
-#: Installed when ``DicomWeb.EnableWado`` too.
-WADO_URI_MODULES = ("dwdaemon.web.wado_uri",)
 #: Always installed (Orthanc core features).
-CORE_MODULES = ("dwdaemon.web.jobs", "dwdaemon.web.tools", "dwdaemon.web.default_encoding",
-                "dwdaemon.web.core_images", "dwdaemon.web.metrics",
-                "dwdaemon.web.webpage")
+CORE_MODULES: tuple[ModuleType, ...] = (rest, jobs, tools, default_encoding, core_images,
+                                        metrics, webpage)
+#: Installed when ``DicomWeb.Enable``.
+DICOMWEB_MODULES: tuple[ModuleType, ...] = (stow, qido, wado_rs, servers)
+#: Installed when ``DicomWeb.EnableWado`` too.
+WADO_URI_MODULES: tuple[ModuleType, ...] = (wado_uri,)
 #: Installed last: describe the routes of the modules above (OPTIONS, PS3.18 capabilities).
-LAST_MODULES = ("dwdaemon.web.capabilities",)
+LAST_MODULES: tuple[ModuleType, ...] = (capabilities,)
 
 
-def _install_optional(name: str, app: Klein, ctx: Context) -> None:
-    if importlib.util.find_spec(name) is None:
-        return
-    importlib.import_module(name).install(app, ctx)
-
-
-def build_app(config: Config, store: Store, pools: ThreadPools, reactor: Any = None
-              ) -> tuple[Klein, Context]:
-    """The daemon's Klein app and the context its routes share."""
-    app = Klein()
-    ctx = Context(config=config, store=store, pools=pools, app=app, reactor=reactor)
+def install_routes(ctx: Context) -> Klein:
+    """Register every route of the configuration on ``ctx.app`` and return it."""
+    app, config = ctx.app, ctx.config
     install_error_handlers(ctx)
-    rest.install(app, ctx)
-    for name in CORE_MODULES:
-        _install_optional(name, app, ctx)
+    modules = list(CORE_MODULES)
     if config.dicomweb.enable:
-        for name in DICOMWEB_MODULES:
-            _install_optional(name, app, ctx)
+        modules += DICOMWEB_MODULES
         if config.dicomweb.enable_wado:
-            for name in WADO_URI_MODULES:
-                _install_optional(name, app, ctx)
-    for name in LAST_MODULES:
-        _install_optional(name, app, ctx)
-    return app, ctx
+            modules += WADO_URI_MODULES
+    for module in (*modules, *LAST_MODULES):
+        module.install(app, ctx)
+    return app

@@ -89,7 +89,7 @@ def install(app: Klein, ctx: Context) -> None:
         except ApiError as exc:
             return failure_to_response(request, Failure(exc))
 
-    ctx.extras["options"] = unrouted
+    ctx.unrouted_options = unrouted
     handler = guarded(ctx, answer, template="OPTIONS")
     app.route("/", methods=["OPTIONS"], endpoint=_ENDPOINT + ".root")(handler)
     app.route(root, methods=["OPTIONS"], endpoint=_ENDPOINT + ".service")(handler)

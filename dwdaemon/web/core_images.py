@@ -20,7 +20,7 @@ from dwdaemon.dicom import wado_model as wm
 from dwdaemon.dicom.mediatypes import AcceptError, negotiate
 from dwdaemon.web.context import Context
 from dwdaemon.web.errors import ApiError
-from dwdaemon.web.wado_rs import WadoService, _arg, _frame_count
+from dwdaemon.web.wado_rs import _arg, _frame_count, wado_service
 
 __all__ = ["install"]
 
@@ -54,7 +54,7 @@ def _options(request: IRequest) -> render.RenderOptions:
 
 def install(app: Klein, ctx: Context) -> None:
     """Register the core rendering routes."""
-    service: WadoService = ctx.extras.get("wado_rs") or WadoService(ctx)
+    service = wado_service(ctx)
 
     @inlineCallbacks
     def rendered(request: IRequest, public_id: str, frame: int) -> Any:

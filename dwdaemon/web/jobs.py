@@ -59,13 +59,10 @@ class ReadyEngine:
 
 
 def engine_for(ctx: Context) -> ReadyEngine:
-    """The daemon's job engine (created, with its service, on first call)."""
-    engine = ctx.extras.get("jobs")
-    if engine is None:
-        engine = ReadyEngine(ctx)
-        ctx.extras["jobs"] = engine
-        ctx.extras.setdefault("services", []).append(JobsService(engine))
-    return engine
+    """The daemon's job engine (built by :func:`dwdaemon.tap.build_site`)."""
+    if ctx.jobs is None:
+        raise RuntimeError("the job engine is built by dwdaemon.tap.build_site")
+    return ctx.jobs
 
 
 def flag(request: IRequest, name: str) -> bool:

@@ -110,8 +110,7 @@ class _Live:
             return
         jobs = GaugeMetricFamily("dwdaemon_jobs", "Remote jobs of this daemon, by state",
                                  labels=["state"])
-        ready = ctx.extras.get("jobs")
-        engine = getattr(ready, "engine", None)
+        engine = getattr(ctx.jobs, "engine", None)
         tally = Tally(job.state for job in engine.list()) if engine is not None else Tally()
         for state in JOB_STATES:
             jobs.add_metric([state], tally.get(state, 0))
@@ -144,9 +143,9 @@ def install(app: Any, ctx: Context) -> None:
     from dwdaemon.web.routing import guarded
 
     config = ctx.config
-    metrics: Metrics = ctx.extras.setdefault("metrics", Metrics(ctx))
-    ctx.store.listeners.append(
-        lambda result, size: metrics.instance_ingested(result.status, size))
+    metrics = ctx.metrics
+    if metrics is None:
+        raise RuntimeError("the metrics are built by dwdaemon.tap.build_site")
 
     def access(context: Context, request: IRequest) -> None:
         if config.metrics_loopback_without_auth and is_loopback(client_host(request)):

@@ -111,7 +111,7 @@ def install_error_handlers(ctx: Context) -> None:
         except ApiError as exc:
             return failure_to_response(request, Failure(exc))
         exc = failure.value
-        options = ctx.extras.get("options")
+        options = ctx.unrouted_options
         if request.method == b"OPTIONS" and options is not None:
             return options(request)  # capabilities of a routed path (dwdaemon.web.capabilities)
         if request.method == b"OPTIONS" and isinstance(exc, MethodNotAllowed):

@@ -187,13 +187,10 @@ class RemoteServersService(Service):
 
 
 def servers_for(ctx: Context) -> RemoteServers:
-    """The daemon's remote servers (created, with their service, on first call)."""
-    servers = ctx.extras.get("remote_servers")
-    if servers is None:
-        servers = RemoteServers(ctx)
-        ctx.extras["remote_servers"] = servers
-        ctx.extras.setdefault("services", []).append(RemoteServersService(servers))
-    return servers
+    """The daemon's remote servers (built by :func:`dwdaemon.tap.build_site`)."""
+    if ctx.servers is None:
+        raise RuntimeError("the remote servers are built by dwdaemon.tap.build_site")
+    return ctx.servers
 
 
 # --------------------------------------------------------------------------

@@ -454,14 +454,14 @@ class StowTransaction:
             result.sop_class_uid, result.sop_uid, result.study_uid, url, warning)))
 
     def fail(self, order: int, sop_class: str, sop_uid: str, reason: int, message: str) -> None:
-        refusals = self.ctx.extras.get("refusals")
+        refusals = self.ctx.limits.refusals if self.ctx.limits is not None else None
         if refusals is not None:  # one warning line, rate-limited per client address
             host = getattr(self.request.getClientAddress(), "host", "?")
             refusals.refused(host, f"STOW-RS instance {reason:#06x}", message)
         else:
             log.info("STOW-RS refused an instance ({reason:#06x}): {message}", reason=reason,
                      message=message)
-        metrics = self.ctx.extras.get("metrics")
+        metrics = self.ctx.metrics
         if metrics is not None:
             metrics.part_refused(reason)
         self.failed.append((order, sm.FailedInstance(sop_class, sop_uid, reason, message)))

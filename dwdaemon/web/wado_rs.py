@@ -426,7 +426,7 @@ class WadoService:
 
     def admit_pixel_work(self) -> None:
         """503 when more pixel jobs wait than ``MaximumPixelQueue`` allows."""
-        limit = self.ctx.extras.get("pixel_queue", 0)
+        limit = self.ctx.config.maximum_pixel_queue
         if limit and self.pools.backlog("pixels") >= limit:
             raise ApiError(503, "too many rendering/transcoding jobs waiting "
                                 f"(MaximumPixelQueue is {limit}); try again later",
@@ -766,10 +766,16 @@ def _parse_range(header: str | None, length: int) -> tuple[int, int] | None:
 
 # -- routes ------------------------------------------------------------------------------------
 
+def wado_service(ctx: Context) -> WadoService:
+    """The daemon's WADO service (built by :func:`dwdaemon.tap.build_site`)."""
+    if ctx.wado is None:
+        raise RuntimeError("the WADO service is built by dwdaemon.tap.build_site")
+    return ctx.wado
+
+
 def install(app: Klein, ctx: Context) -> None:
     """Register the WADO-RS routes under the DICOMweb root."""
-    service = WadoService(ctx)
-    ctx.extras["wado_rs"] = service
+    service = wado_service(ctx)
     root = ctx.root
     st = root + "studies/<string:study>"
     se = st + "/series/<string:series>"

@@ -20,11 +20,11 @@ from dwdaemon.web import producers
 from dwdaemon.web.context import Context
 from dwdaemon.web.errors import ApiError
 from dwdaemon.web.wado_rs import (
-    WadoService,
     _arg,
     _frame_count,
     _pixel_shape,
     instance_source,
+    wado_service,
 )
 
 __all__ = ["install"]
@@ -80,7 +80,7 @@ def _options(request: IRequest, media: str) -> render.RenderOptions:
 
 def install(app: Klein, ctx: Context) -> None:
     """Register the WADO-URI route at ``DicomWeb.WadoRoot``."""
-    service: WadoService = ctx.extras.get("wado_rs") or WadoService(ctx)
+    service = wado_service(ctx)
 
     @ctx.route(ctx.config.dicomweb.wado_root, methods=["GET"], endpoint="wado_uri")
     @inlineCallbacks

@@ -87,10 +87,13 @@ class PixelAdmissionTests(TestCase):
             def backlog(self, pool: str) -> int:
                 return self.backlog_size
 
+        class Config:
+            maximum_pixel_queue = 3
+
         class Ctx:
             store = None
             pools = Pools()
-            extras = {"pixel_queue": 3}
+            config = Config()
 
         service = WadoService(Ctx())  # type: ignore[arg-type]
         service.admit_pixel_work()
@@ -99,5 +102,5 @@ class PixelAdmissionTests(TestCase):
             service.admit_pixel_work()
         self.assertEqual(caught.exception.status, 503)
         self.assertIn("MaximumPixelQueue", caught.exception.message)
-        Ctx.extras["pixel_queue"] = 0  # no limit
+        Ctx.config.maximum_pixel_queue = 0  # no limit
         service.admit_pixel_work()
