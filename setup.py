@@ -10,7 +10,7 @@ setup(
     packages=find_packages(include=["dwdaemon", "dwdaemon.*"]) + ["twisted.plugins"],
     package_data={"twisted.plugins": ["dicomweb.py"], "dwdaemon.web": ["static/*"]},
     install_requires=[
-        "twisted[tls]>=23.10",
+        "twisted[tls]>=26.10",  # Site(parsePOSTFormSubmission=False)
         "klein>=23.5",
         "pydicom>=3.0",
         "pillow>=10",

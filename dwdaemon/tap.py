@@ -126,7 +126,8 @@ def build_site(config: Config, reactor: Any = None, pools: ThreadPools | None = 
                   overwrite=config.overwrite_instances, orphan_min_age=orphan_min_age,
                   default_encoding=config.default_encoding)
     ctx = build_context(config, store, pools, reactor)
-    site = Site(install_routes(ctx).resource())
+    # no route takes an HTML form: Twisted need not parse the Content-Type of every POST
+    site = Site(install_routes(ctx).resource(), parsePOSTFormSubmission=False)
     mb = 1024 * 1024
     site.requestFactory = observed_request_class(
         limited_request_class(config.maximum_request_size * mb, config.maximum_upload_size * mb,

@@ -171,11 +171,6 @@ class LimitedRequest(server.Request):
             if channel is not None:
                 channel.loseConnection()
             return
-        ctype = self.requestHeaders.getRawHeaders(b"content-type")
-        if ctype and not ctype[0].lower().lstrip().startswith(_FORM_TYPES):
-            # Twisted parses the Content-Type of every POST (slowly, with the email package)
-            # only to look for HTML form bodies: skip that for anything else.
-            self._parsePOSTFormSubmission = False
         super().requestReceived(command, path, version)
 
     def process(self) -> None:
@@ -232,7 +227,6 @@ class LimitedRequest(server.Request):
 
 _SLASHES = re.compile(rb"/{2,}")
 _ABSOLUTE = re.compile(rb"(?i)https?://[^/?#]*")
-_FORM_TYPES = (b"application/x-www-form-urlencoded", b"multipart/form-data")
 
 
 def limited_request_class(max_body_bytes: int, max_upload_bytes: int | None = None,
