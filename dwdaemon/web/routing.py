@@ -120,4 +120,8 @@ def install_error_handlers(ctx: Context) -> None:
             request.setResponseCode(204)
             request.setHeader("Allow", ", ".join(sorted(methods)))
             return b""
+        if isinstance(exc, MethodNotAllowed) and set(exc.valid_methods or []) <= {"OPTIONS"}:
+            # a path that only answers OPTIONS (e.g. "/" with the web page off) is no
+            # resource to GET or POST: 404, as for an unknown path
+            return failure_to_response(request, Failure(ApiError(404, "unknown resource")))
         return failure_to_response(request, failure)

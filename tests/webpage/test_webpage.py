@@ -131,14 +131,14 @@ class NoDicomWebTests(TestCase):
 class SwitchTests(TestCase):
     @inlineCallbacks
     def test_disabled(self) -> None:
-        """``OrthancExplorerEnabled: false``: the API only; no page at ``/``, ``/app/`` 404."""
+        """``OrthancExplorerEnabled: false``: the API only; ``/`` and ``/app/`` answer 404."""
         daemon = start_daemon(self, orthanc_explorer_enabled=False)
         for path in ("/", "/app/explorer.html", "/app/app.js", "/app/config.json"):
             response, body = yield daemon.request("GET", path)
-            # "/" still answers OPTIONS (the server's capabilities): GET there is a 405
-            status = 405 if path == "/" else 404
-            self.assertEqual(response.code, status, path)
-            self.assertEqual(json.loads(body)["HttpStatus"], status)
+            self.assertEqual(response.code, 404, path)
+            self.assertEqual(json.loads(body)["HttpStatus"], 404)
+        response, _ = yield daemon.request("OPTIONS", "/")  # the capabilities stay
+        self.assertEqual(response.code, 200)
         response, _ = yield daemon.request("GET", "/system")
         self.assertEqual(response.code, 200)
 
