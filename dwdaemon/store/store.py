@@ -136,7 +136,7 @@ class Store:
         return count
 
     def _drop_rows_of_file(self, file_uuid: str) -> int:
-        rows = self.index._query(  # type: ignore[attr-defined]
+        rows = self.index.fetch_all(  # type: ignore[attr-defined]
             "SELECT public_id FROM instances WHERE file_uuid = ?", (file_uuid,))
         for (public_id,) in rows:
             self.index.delete("instances", public_id)

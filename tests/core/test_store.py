@@ -37,7 +37,7 @@ def make_store(directory: str, overwrite: bool = False, synchronous: bool = Fals
 
 def assert_consistent(case: TestCase, store: Store) -> int:
     """Every indexed instance has its intact file, and every file is indexed."""
-    rows = store.index._query("SELECT file_uuid, file_size, file_md5 FROM instances")
+    rows = store.index.fetch_all("SELECT file_uuid, file_size, file_md5 FROM instances")
     files = {name for name, _ in store.storage.iter_files()}
     case.assertEqual({r[0] for r in rows}, files)
     for file_uuid, size, md5 in rows:
@@ -161,7 +161,7 @@ class StoreTests(TestCase):
         self.assertEqual([r.status for i, r in enumerate(results) if i != 1],
                          ["Success", "Success"])
         good = {prepared[0].record.file_uuid, prepared[2].record.file_uuid}
-        indexed = {r[0] for r in self.store.index._query("SELECT file_uuid FROM instances")}
+        indexed = {r[0] for r in self.store.index.fetch_all("SELECT file_uuid FROM instances")}
         self.assertEqual(indexed, good)
         self.assertEqual({name for name, _ in self.store.storage.iter_files()}, good)
         self.assertEqual(os.listdir(self.store.storage.tmp), [])

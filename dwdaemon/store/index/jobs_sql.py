@@ -32,7 +32,7 @@ schema.register_ddl(*JOBS_DDL)
 
 def ensure_tables(index: Any) -> None:
     """Create the table if the index was opened before this module was imported."""
-    with index._write() as cur:
+    with index.transaction() as cur:
         for statement in JOBS_DDL:
             cur.execute(statement)
 
@@ -44,9 +44,9 @@ def save(index: Any, row: tuple[Any, ...]) -> None:
     several daemons share the index.
     """
     updates = ", ".join(f"{c} = excluded.{c}" for c in COLUMNS.split(", ")[1:])
-    with index._write() as cur:
+    with index.transaction() as cur:
         cur.execute(
-            index._sql(f"INSERT INTO dw_jobs ({COLUMNS}) VALUES ({', '.join('?' * 11)})"
+            index.dialect_sql(f"INSERT INTO dw_jobs ({COLUMNS}) VALUES ({', '.join('?' * 11)})"
                        f" ON CONFLICT (id) DO UPDATE SET {updates}"),
             row,
         )
@@ -54,20 +54,20 @@ def save(index: Any, row: tuple[Any, ...]) -> None:
 
 def load_all(index: Any) -> list[tuple[Any, ...]]:
     """Every job, oldest first."""
-    return index._query(f"SELECT {COLUMNS} FROM dw_jobs ORDER BY seq")
+    return index.fetch_all(f"SELECT {COLUMNS} FROM dw_jobs ORDER BY seq")
 
 
 def load_one(index: Any, job_id: str) -> tuple[Any, ...] | None:
     """One job's row (whichever daemon owns it), or None."""
-    rows = index._query(f"SELECT {COLUMNS} FROM dw_jobs WHERE id = ?", (job_id,))
+    rows = index.fetch_all(f"SELECT {COLUMNS} FROM dw_jobs WHERE id = ?", (job_id,))
     return rows[0] if rows else None
 
 
 def delete_older(index: Any, keep: int) -> None:
     """Forget finished jobs beyond the ``keep`` most recent ones."""
-    with index._write() as cur:
+    with index.transaction() as cur:
         cur.execute(
-            index._sql(
+            index.dialect_sql(
                 "DELETE FROM dw_jobs WHERE state IN ('Success', 'Failure') AND seq NOT IN "
                 "(SELECT seq FROM dw_jobs ORDER BY seq DESC LIMIT ?)"
             ),

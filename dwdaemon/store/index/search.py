@@ -328,7 +328,7 @@ def _study_aggregates(index: Any, pks: list[int]) -> dict[int, dict[str, Any]]:
     if not pks:
         return out
     marks, params = _in(pks)
-    for study_pk, series_pk, modality, sop_class, count in index._query(
+    for study_pk, series_pk, modality, sop_class, count in index.fetch_all(
         "SELECT se.study_pk, se.pk, se.modality, i.sop_class_uid, COUNT(*) FROM series se"
         f" JOIN instances i ON i.series_pk = se.pk WHERE se.study_pk IN ({marks})"
         " GROUP BY se.pk, i.sop_class_uid", tuple(params)):
@@ -346,7 +346,7 @@ def _series_counts(index: Any, pks: list[int]) -> dict[int, int]:
         return {}
     marks, params = _in(pks)
     counts = dict.fromkeys(pks, 0)
-    for series_pk, count in index._query(
+    for series_pk, count in index.fetch_all(
         f"SELECT series_pk, COUNT(*) FROM instances WHERE series_pk IN ({marks})"
         " GROUP BY series_pk", tuple(params)):
         counts[series_pk] = count
@@ -364,7 +364,7 @@ def _metadata(index: Any, pks: list[int]) -> dict[int, tuple[dict[str, Any], boo
         return {}
     marks, params = _in(pks)
     out = {}
-    for pk, text in index._query(
+    for pk, text in index.fetch_all(
             f"SELECT pk, metadata FROM instances WHERE pk IN ({marks})", tuple(params)):
         out[pk] = (_loads(text), BULK_PLACEHOLDER in text)
     return out
@@ -386,7 +386,7 @@ def search(index: Any, level: str, query: Query, *, base_url: str,
     Parameters
     ----------
     index : SqlIndex
-        The index (its ``_conn``/``_query``/``_sql`` are used).
+        The index (its ``connection``/``fetch_all``/``dialect_sql`` are used).
     level : str
         ``studies``, ``series`` or ``instances``.
     query : Query
@@ -412,10 +412,10 @@ def search(index: Any, level: str, query: Query, *, base_url: str,
     need_study, need_series = _needs(level, levels, tags, residual)
     result = SearchResult()
     skip = 0 if pushed else query.offset
-    conn = index._conn()
+    conn = index.connection()
     cur = conn.cursor()
     try:
-        cur.execute(index._sql(sql), tuple(params))
+        cur.execute(index.dialect_sql(sql), tuple(params))
         while True:
             rows = cur.fetchmany(BATCH)
             if not rows:
@@ -506,5 +506,5 @@ def explain(index: Any, level: str, query: Query, **kwargs: Any) -> list[str]:
     dialect = dialect_of(index)
     sql, params, _residual, _pushed = build_sql(level, query, dialect=dialect, **kwargs)
     prefix = "EXPLAIN QUERY PLAN " if dialect is SQLITE else "EXPLAIN "
-    rows = index._query(prefix + sql, tuple(params))
+    rows = index.fetch_all(prefix + sql, tuple(params))
     return [str(row[-1]) for row in rows]

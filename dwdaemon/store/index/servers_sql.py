@@ -25,16 +25,16 @@ schema.register_ddl(*SERVERS_DDL)
 
 def ensure_tables(index: Any) -> None:
     """Create the table if the index was opened before this module was imported."""
-    with index._write() as cur:
+    with index.transaction() as cur:
         for statement in SERVERS_DDL:
             cur.execute(statement)
 
 
 def put(index: Any, name: str, definition: str | None) -> None:
     """Store a definition (JSON text) or a tombstone (``None``)."""
-    with index._write() as cur:  # one upsert: atomic when several daemons share the index
+    with index.transaction() as cur:  # one upsert: atomic when several daemons share the index
         cur.execute(
-            index._sql("INSERT INTO dw_servers (name, definition) VALUES (?, ?)"
+            index.dialect_sql("INSERT INTO dw_servers (name, definition) VALUES (?, ?)"
                        " ON CONFLICT (name) DO UPDATE SET definition = excluded.definition"),
             (name, definition),
         )
@@ -42,4 +42,4 @@ def put(index: Any, name: str, definition: str | None) -> None:
 
 def load_all(index: Any) -> list[tuple[str, str | None]]:
     """Every stored row: ``(name, definition or None)``."""
-    return [(r[0], r[1]) for r in index._query("SELECT name, definition FROM dw_servers")]
+    return [(r[0], r[1]) for r in index.fetch_all("SELECT name, definition FROM dw_servers")]
