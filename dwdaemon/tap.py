@@ -12,6 +12,7 @@ from twisted.web.server import Site
 
 from dwdaemon.config import Config, ConfigError, load_config
 from dwdaemon.dicom.dictionary import register as register_dictionary
+from dwdaemon.store.index.base import Index
 from dwdaemon.store.index.sqlite import SqliteIndex
 from dwdaemon.store.storage import StorageArea
 from dwdaemon.store.store import Store
@@ -79,7 +80,7 @@ class StoreService(service.Service):
 SHARED_ORPHAN_MIN_AGE = 3600.0
 
 
-def build_index(config: Config) -> tuple[Any, float]:
+def build_index(config: Config) -> tuple[Index, float]:
     """The index back-end of the configuration, and the orphan-file age safe with it."""
     pg = config.postgresql
     if pg.enable_index:

@@ -38,7 +38,6 @@ from dwdaemon.client.http import (
 )
 from dwdaemon.config import ConfigError, RemoteServer, parse_server
 from dwdaemon.jobs import SUCCESS, Job, JobHandle
-from dwdaemon.store.index import servers_sql
 from dwdaemon.web.context import Context
 from dwdaemon.web.errors import ApiError
 from dwdaemon.web.jobs import engine_for, flag
@@ -87,8 +86,7 @@ class RemoteServers:
         return self
 
     def _load_rows(self) -> list[tuple[str, str | None]]:
-        servers_sql.ensure_tables(self.ctx.store.index)
-        return servers_sql.load_all(self.ctx.store.index)
+        return self.ctx.store.index.servers()
 
     def get(self, name: str) -> RemoteServer:
         server = self.servers.get(name)
@@ -138,14 +136,14 @@ class RemoteServers:
             raise ApiError(400, str(exc)) from None
         yield self._build_http(server)  # refuse unusable certificates now
         definition = json.dumps(server.to_json())
-        yield self.ctx.pools.db_write(servers_sql.put, self.ctx.store.index, name, definition)
+        yield self.ctx.pools.db_write(self.ctx.store.index.put_server, name, definition)
         self.servers[name] = server
         self._clients.pop(name, None)
 
     @inlineCallbacks
     def delete(self, name: str) -> Any:
         self.get(name)
-        yield self.ctx.pools.db_write(servers_sql.put, self.ctx.store.index, name, None)
+        yield self.ctx.pools.db_write(self.ctx.store.index.put_server, name, None)
         self.servers.pop(name, None)
         self._clients.pop(name, None)
 

@@ -10,7 +10,6 @@ from twisted.internet.task import deferLater
 from twisted.trial import unittest
 
 from dwdaemon.jobs import CANCELLED, INTERRUPTED, JobEngine
-from dwdaemon.store.index import servers_sql
 from dwdaemon.store.index.sqlite import SqliteIndex
 from dwdaemon.threads import ThreadPools
 
@@ -157,9 +156,8 @@ class JobEngineTests(unittest.TestCase):
         index = SqliteIndex(self.dir)
         index.open()
         self.addCleanup(index.close)
-        servers_sql.ensure_tables(index)
-        servers_sql.put(index, "a", '{"Url": "http://a/"}')
-        servers_sql.put(index, "b", None)
-        servers_sql.put(index, "a", '{"Url": "http://a2/"}')
-        self.assertEqual(sorted(servers_sql.load_all(index)),
+        index.put_server("a", '{"Url": "http://a/"}')
+        index.put_server("b", None)
+        index.put_server("a", '{"Url": "http://a2/"}')
+        self.assertEqual(sorted(index.servers()),
                          [("a", '{"Url": "http://a2/"}'), ("b", None)])

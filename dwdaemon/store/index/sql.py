@@ -10,6 +10,8 @@ from typing import Any
 
 from twisted.logger import Logger
 
+from dwdaemon.dicom.matching import Query
+from dwdaemon.store.index import jobs_sql, search, servers_sql
 from dwdaemon.store.index.base import (
     CHILD_LEVEL,
     LEVEL_TYPES,
@@ -18,6 +20,7 @@ from dwdaemon.store.index.base import (
     InstanceRecord,
     InstanceRow,
 )
+from dwdaemon.store.index.search import SearchResult
 
 TABLES = {"patients": "patients", "studies": "studies", "series": "series",
           "instances": "instances"}
@@ -126,6 +129,12 @@ class SqlIndex:
         return cur.fetchone()
 
     # -- writes ----------------------------------------------------------------------------
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Several writes of this thread in one transaction (group commit), when the back end
+        supports it; here each write stays its own transaction."""
+        yield
+
     def add_instance(self, record: InstanceRecord, overwrite: bool) -> AddResult:
         """Index one instance (and its parents) in one transaction, with its changes.
 
@@ -479,6 +488,48 @@ class SqlIndex:
         size = self.fetch_all("SELECT COALESCE(SUM(file_size), 0) FROM instances")[0][0]
         return {**counts, "size": int(size)}
 
+    def instance_ids_with_file(self, file_uuid: str) -> list[str]:
+        """Identifiers of the instances whose file is ``file_uuid`` (normally one)."""
+        return [r[0] for r in self.fetch_all(
+            "SELECT public_id FROM instances WHERE file_uuid = ?", (file_uuid,))]
+
+    # -- QIDO-RS ---------------------------------------------------------------------------
+    def search(self, level: str, query: Query, *, base_url: str, study_uid: str | None = None,
+               series_uid: str | None = None, max_results: int = 0) -> SearchResult:
+        """A QIDO-RS search (see :func:`dwdaemon.store.index.search.search`)."""
+        return search.search(self, level, query, base_url=base_url, study_uid=study_uid,
+                             series_uid=series_uid, max_results=max_results)
+
+    def explain(self, level: str, query: Query, **kwargs: Any) -> list[str]:
+        """The database's plan of a search's main statement (for tests and benchmarks)."""
+        return search.explain(self, level, query, **kwargs)
+
+    # -- jobs and remote servers -----------------------------------------------------------
+    def save_job(self, row: tuple[Any, ...]) -> None:
+        """Insert or replace a job (``row`` in ``jobs_sql.COLUMNS`` order)."""
+        jobs_sql.save(self, row)
+
+    def jobs(self) -> list[tuple[Any, ...]]:
+        """Every job's row, oldest first."""
+        return jobs_sql.load_all(self)
+
+    def job(self, job_id: str) -> tuple[Any, ...] | None:
+        """One job's row, or None."""
+        return jobs_sql.load_one(self, job_id)
+
+    def forget_old_jobs(self, keep: int) -> None:
+        """Forget finished jobs beyond the ``keep`` most recent ones."""
+        jobs_sql.delete_older(self, keep)
+
+    def put_server(self, name: str, definition: str | None) -> None:
+        """Store a remote server's JSON definition, or a tombstone (``None``)."""
+        servers_sql.put(self, name, definition)
+
+    def servers(self) -> list[tuple[str, str | None]]:
+        """Every stored remote server: ``(name, definition or None)``."""
+        return servers_sql.load_all(self)
+
+    # -- properties ------------------------------------------------------------------------
     def get_property(self, name: str) -> str | None:
         rows = self.fetch_all("SELECT value FROM properties WHERE name = ?", (name,))
         return rows[0][0] if rows else None
