@@ -110,11 +110,11 @@ class JobHandle:
         self.job.progress = max(self.job.progress, pct)
         if result is not None:
             self.job.result = result
-        self._engine._save_soon(self.job)
+        self._engine.save_soon(self.job)
 
     def partial_result(self, result: dict[str, Any]) -> None:
         self.job.result = result
-        self._engine._save_soon(self.job)
+        self._engine.save_soon(self.job)
 
 
 Runner = Callable[[JobHandle], Deferred]
@@ -304,7 +304,9 @@ class JobEngine:
         for waiter in self._waiters.pop(job.id, []):
             waiter.callback(job)
 
-    def _save_soon(self, job: Job) -> None:
+    def save_soon(self, job: Job) -> None:
+        """Persist a running job's progress, at most every ``SAVE_INTERVAL`` seconds (called
+        by its :class:`JobHandle`)."""
         if self._stopping or job.id in self._save_calls:
             return
         wait = SAVE_INTERVAL - (time.monotonic() - self._last_save.get(job.id, 0.0))

@@ -175,11 +175,11 @@ class RemoteServersService(Service):
     def __init__(self, servers: RemoteServers) -> None:
         self.servers = servers
 
-    def startService(self) -> None:  # noqa: N802 - Twisted interface
+    def startService(self) -> None:
         super().startService()
         self.servers.ready()
 
-    def stopService(self) -> Deferred:  # noqa: N802 - Twisted interface
+    def stopService(self) -> Deferred:
         super().stopService()
         return self.servers.close()
 
@@ -609,16 +609,16 @@ class _Pump:
     def write(self, data: bytes) -> None:
         self.request.write(data)
 
-    def pauseProducing(self) -> None:  # noqa: N802 - Twisted interface
+    def pauseProducing(self) -> None:
         self._paused = True
         if self._producer is not None:
             self._producer.pauseProducing()
 
-    def resumeProducing(self) -> None:  # noqa: N802 - Twisted interface
+    def resumeProducing(self) -> None:
         self._paused = False
         if self._producer is not None:
             self._producer.resumeProducing()
 
-    def stopProducing(self) -> None:  # noqa: N802 - Twisted interface
+    def stopProducing(self) -> None:
         if self._producer is not None:
             self._producer.stopProducing()

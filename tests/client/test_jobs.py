@@ -136,7 +136,7 @@ class JobEngineTests(unittest.TestCase):
         engine = self.engine()
         yield engine.load()
         job = engine.submit("t", {"Server": "s"}, lambda h: Deferred())
-        JobHandleProgress = engine._running  # noqa: N806 - keep a reference
+        JobHandleProgress = engine._running  # noqa: SLF001 - keep a reference
         self.assertIn(job.id, JobHandleProgress)
         # partial result written by a progress report
         from dwdaemon.jobs import JobHandle
