@@ -20,7 +20,7 @@ from dwdaemon.store.index.base import (
     InstanceRecord,
     InstanceRow,
 )
-from dwdaemon.store.index.search import SearchResult
+from dwdaemon.store.index.search import SQLITE, Dialect, SearchResult
 
 TABLES = {"patients": "patients", "studies": "studies", "series": "series",
           "instances": "instances"}
@@ -94,6 +94,8 @@ class SqlIndex:
     """
 
     backend_name = "SQL"
+    #: How QIDO wildcard matching is spelled (see :class:`~dwdaemon.store.index.search.Dialect`).
+    dialect: Dialect = SQLITE
 
     # -- to be provided by back-ends -------------------------------------------------------
     def connection(self) -> Any:
