@@ -211,7 +211,7 @@ def load_ours(files: list[str], directory: str) -> None:
     os.makedirs(storage)
     index = SqliteIndex(os.path.join(directory, "index"))
     index.open()
-    index._conn().execute("PRAGMA synchronous=OFF")
+    index.connection().execute("PRAGMA synchronous=OFF")
     started = time.time()
     with multiprocessing.Pool(os.cpu_count() or 2) as pool:
         for n, (fields, file_uuid, size, md5) in enumerate(
@@ -220,7 +220,7 @@ def load_ours(files: list[str], directory: str) -> None:
                                               file_md5=md5, **fields), False)
             if n % 20000 == 0:
                 print(f"  dwdaemon: {n} indexed ({time.time() - started:.0f} s)", flush=True)
-    index._conn().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    index.connection().execute("PRAGMA wal_checkpoint(TRUNCATE)")
     index.close()
     open(marker, "w").close()
     print(f"dwdaemon: loaded {len(files)} instances in {time.time() - started:.0f} s",

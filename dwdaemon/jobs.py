@@ -23,7 +23,7 @@ from twisted.internet.defer import CancelledError, Deferred, maybeDeferred, succ
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from dwdaemon.store.index import jobs_sql
+from dwdaemon.store.index.base import Index
 from dwdaemon.store.index.sql import now_text
 
 log = Logger()
@@ -110,11 +110,11 @@ class JobHandle:
         self.job.progress = max(self.job.progress, pct)
         if result is not None:
             self.job.result = result
-        self._engine._save_soon(self.job)
+        self._engine.save_soon(self.job)
 
     def partial_result(self, result: dict[str, Any]) -> None:
         self.job.result = result
-        self._engine._save_soon(self.job)
+        self._engine.save_soon(self.job)
 
 
 Runner = Callable[[JobHandle], Deferred]
@@ -123,7 +123,7 @@ Runner = Callable[[JobHandle], Deferred]
 class JobEngine:
     """Runs, tracks and persists jobs."""
 
-    def __init__(self, index: Any, pools: Any, reactor: Any = None,
+    def __init__(self, index: Index, pools: Any, reactor: Any = None,
                  concurrency: int = CONCURRENT_JOBS, owner: str = "") -> None:
         if reactor is None:
             from twisted.internet import reactor as default_reactor
@@ -147,18 +147,17 @@ class JobEngine:
     # -- life cycle -----------------------------------------------------------------------
 
     def load(self) -> Deferred:
-        """Create the table, load known jobs, fail those a stop of this daemon interrupted
+        """Load known jobs, fail those a stop of this daemon interrupted
         (jobs of other daemons sharing the index are left to them)."""
 
         def blocking() -> list[Job]:
-            jobs_sql.ensure_tables(self.index)
-            jobs = [Job.from_row(r) for r in jobs_sql.load_all(self.index)]
+            jobs = [Job.from_row(r) for r in self.index.jobs()]
             for job in jobs:
                 if job.state in (PENDING, RUNNING) and job.owner == self.owner:
                     job.state = FAILURE
                     job.error = INTERRUPTED
                     job.completed = now_text()
-                    jobs_sql.save(self.index, job.row())
+                    self.index.save_job(job.row())
             return jobs
 
         def loaded(jobs: list[Job]) -> None:
@@ -219,7 +218,7 @@ class JobEngine:
             return succeed(job)
 
         def fetch() -> Job | None:
-            row = jobs_sql.load_one(self.index, job_id)
+            row = self.index.job(job_id)
             return Job.from_row(row) if row is not None else None
 
         def got(found: Job | None) -> Job | None:
@@ -233,7 +232,7 @@ class JobEngine:
         """Every job, the other daemons' ones re-read from the index."""
 
         def fetch() -> list[Job]:
-            return [Job.from_row(r) for r in jobs_sql.load_all(self.index)]
+            return [Job.from_row(r) for r in self.index.jobs()]
 
         def got(rows: list[Job]) -> list[Job]:
             for found in rows:
@@ -305,7 +304,9 @@ class JobEngine:
         for waiter in self._waiters.pop(job.id, []):
             waiter.callback(job)
 
-    def _save_soon(self, job: Job) -> None:
+    def save_soon(self, job: Job) -> None:
+        """Persist a running job's progress, at most every ``SAVE_INTERVAL`` seconds (called
+        by its :class:`JobHandle`)."""
         if self._stopping or job.id in self._save_calls:
             return
         wait = SAVE_INTERVAL - (time.monotonic() - self._last_save.get(job.id, 0.0))
@@ -331,10 +332,10 @@ class JobEngine:
         finished = job.state in (SUCCESS, FAILURE)
 
         def write(_: Any) -> Deferred:
-            d = self.pools.db_write(jobs_sql.save, self.index, row)
+            d = self.pools.db_write(self.index.save_job, row)
             if finished and job.seq % 50 == 0:
                 d.addCallback(
-                    lambda _: self.pools.db_write(jobs_sql.delete_older, self.index,
+                    lambda _: self.pools.db_write(self.index.forget_old_jobs,
                                                   KEEP_FINISHED))
             return d
 

@@ -57,7 +57,7 @@ def json_observer() -> FileLogObserver:  # pragma: no cover - used by twistd --l
 class JsonLogService(Service):
     """Replaces twistd's text file observers by JSON ones writing to the same files."""
 
-    def startService(self) -> None:  # noqa: N802 - Twisted interface
+    def startService(self) -> None:
         super().startService()
         swap_text_observers()
 

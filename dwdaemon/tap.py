@@ -13,6 +13,7 @@ from twisted.web.server import Site
 
 from dwdaemon.config import Config, ConfigError, load_config
 from dwdaemon.dicom.dictionary import register as register_dictionary
+from dwdaemon.store.index.base import Index
 from dwdaemon.store.index.sqlite import SqliteIndex
 from dwdaemon.store.storage import StorageArea
 from dwdaemon.store.store import Store
@@ -35,14 +36,14 @@ log = Logger()
 class Options(usage.Options):
     """Command-line options of the ``dicomweb`` twistd plugin."""
 
-    optParameters = [  # noqa: RUF012 - Twisted API
+    optParameters = [
         ["config", "c", None, "Orthanc-style JSON configuration file (default: embedded defaults)"],
         ["listen", "l", None,
          "endpoint description overriding HttpPort/HttpBindAddress/SslEnabled "
          "(e.g. tcp:8042:interface=127.0.0.1)"],
     ]
 
-    def postOptions(self) -> None:  # noqa: N802 - Twisted interface
+    def postOptions(self) -> None:
         try:
             self.config, self.warnings = load_config(self["config"])
         except ConfigError as exc:
@@ -71,11 +72,11 @@ class StoreService(service.Service):
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    def startService(self) -> None:  # noqa: N802 - Twisted interface
+    def startService(self) -> None:
         super().startService()
         self.store.open()
 
-    def stopService(self) -> None:  # noqa: N802 - Twisted interface
+    def stopService(self) -> None:
         super().stopService()
         self.store.close()
 
@@ -85,7 +86,7 @@ class StoreService(service.Service):
 SHARED_ORPHAN_MIN_AGE = 3600.0
 
 
-def build_index(config: Config) -> tuple[Any, float]:
+def build_index(config: Config) -> tuple[Index, float]:
     """The index back-end of the configuration, and the orphan-file age safe with it."""
     pg = config.postgresql
     if pg.enable_index:
@@ -142,7 +143,7 @@ def build_site(config: Config, reactor: Any = None, pools: ThreadPools | None = 
     return site, store, pools, ctx
 
 
-def makeService(options: Options) -> service.MultiService:  # noqa: N802 - Twisted interface
+def makeService(options: Options) -> service.MultiService:
     """Build the daemon: thread pools, store, and the HTTP(S) server."""
     config: Config = options.config
     for warning in options.warnings:

@@ -38,11 +38,11 @@ class ThreadPools(Service):
         }
         self._started = False
 
-    def startService(self) -> None:  # noqa: N802 - Twisted interface
+    def startService(self) -> None:
         super().startService()
         self.start()
 
-    def stopService(self) -> None:  # noqa: N802 - Twisted interface
+    def stopService(self) -> None:
         super().stopService()
         self.stop()
 

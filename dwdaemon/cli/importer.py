@@ -165,7 +165,7 @@ class Journal:
             with open(path, encoding="utf-8") as fp:
                 self.done = {line.rstrip("\n") for line in fp if line.strip()}
         if path:
-            self._fp = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+            self._fp = open(path, "a", encoding="utf-8")
 
     def add(self, keys: list[str]) -> None:
         if self._fp is not None and keys:
@@ -190,7 +190,11 @@ class StowTarget:
         if user:
             token = base64.b64encode(user.encode("utf-8")).decode("ascii")
             self.headers["Authorization"] = f"Basic {token}"
-        self.context = ssl._create_unverified_context() if insecure else None
+        self.context: ssl.SSLContext | None = None
+        if insecure:  # no certificate or host name check (``--insecure``)
+            self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            self.context.check_hostname = False
+            self.context.verify_mode = ssl.CERT_NONE
 
     def _call(self, request: urllib.request.Request) -> tuple[int, bytes]:
         try:

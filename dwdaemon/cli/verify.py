@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from dwdaemon.cli import exitcodes
+from dwdaemon.store.index.base import Index
 
 
 @dataclass
@@ -106,7 +107,7 @@ def _stored_files(root: str) -> list[tuple[str, str]]:
     return out
 
 
-def verify(storage: Any, index: Any, remove: bool = False, progress: Any = None) -> Report:
+def verify(storage: Any, index: Index, remove: bool = False, progress: Any = None) -> Report:
     """Check ``storage`` against ``index`` (blocking)."""
     report = Report()
     ids = index.list_ids("instances")

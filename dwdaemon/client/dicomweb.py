@@ -669,7 +669,7 @@ class _RetrieveSpool:
         self._pending_ingests = 0
         self._error: Failure | None = None
         self._aborted = False
-        self._temps: set[_PartFile] = set()
+        self.temps: set[_PartFile] = set()
         self._ingests: set[Deferred] = set()
 
     def _then(self, part: _PartFile, fn: Callable[..., Any], *args: Any) -> None:
@@ -742,7 +742,7 @@ class _RetrieveSpool:
         """In the chain: close the file; then ingest it while the next parts arrive."""
 
         def launch(_: Any) -> None:
-            self._temps.discard(part)  # the store takes the file over
+            self.temps.discard(part)  # the store takes the file over
             ingest = self._ingest(part)
             self._ingests.add(ingest)
             ingest.addErrback(self._record_error)
@@ -801,7 +801,7 @@ class _RetrieveSpool:
             yield self._quiet()
         except Exception:
             pass
-        temps, self._temps = list(self._temps), set()
+        temps, self.temps = list(self.temps), set()
         for part in temps:
             yield self.client.run_io(part.discard_blocking)
 
@@ -823,7 +823,7 @@ class _PartFile:
             self.path, self._fp = self.spool.target.new_temp()
 
         d = self.spool.client.run_io(make)
-        d.addCallback(lambda _: self.spool._temps.add(self))
+        d.addCallback(lambda _: self.spool.temps.add(self))
         return d
 
     def write(self, data: bytes) -> None:

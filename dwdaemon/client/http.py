@@ -557,13 +557,14 @@ class Deadline:
         self.seconds = seconds
         self.expired = False
         self._pending: set[Deferred] = set()
-        self._bodies: set[_BodyStreamer] = set()
+        #: Bodies being received under this deadline (aborted when it expires).
+        self.bodies: set[_BodyStreamer] = set()
         self._call = reactor.callLater(seconds, self._expire) if seconds and seconds > 0 else None
 
     def _expire(self) -> None:
         self._call = None
         self.expired = True
-        for body in list(self._bodies):
+        for body in list(self.bodies):
             body.abort(RemoteTimeout(self.seconds))
         for d in list(self._pending):
             d.cancel()
@@ -615,7 +616,7 @@ class _BodyStreamer(Protocol):
     def __init__(self, on_data: Callable[[bytes], Any], done: Deferred, flow: Any = None) -> None:
         self._on_data = on_data
         self._done: Deferred | None = done
-        self._error: BaseException | None = None
+        self.error: BaseException | None = None  # why the transfer stops (set once)
         self._flow = flow
         self.received = 0
 
@@ -624,7 +625,7 @@ class _BodyStreamer(Protocol):
             self._flow.producer = self.transport
 
     def dataReceived(self, data: bytes) -> None:
-        if self._error is not None:
+        if self.error is not None:
             return
         self.received += len(data)
         try:
@@ -633,8 +634,8 @@ class _BodyStreamer(Protocol):
             self.abort(exc)
 
     def abort(self, error: BaseException) -> None:
-        if self._error is None:
-            self._error = error
+        if self.error is None:
+            self.error = error
         if self.transport is not None:
             _abort_transport(self.transport)
 
@@ -644,8 +645,8 @@ class _BodyStreamer(Protocol):
         done, self._done = self._done, None
         if done is None or done.called:
             return
-        if self._error is not None:
-            done.errback(Failure(self._error))
+        if self.error is not None:
+            done.errback(Failure(self.error))
         elif reason.check(ResponseDone):
             done.callback(self.received)
         elif reason.check(PotentialDataLoss):
@@ -675,12 +676,12 @@ def stream_body(
     holder.append(streamer)
     if deadline is not None:
         if deadline.expired:
-            streamer._error = RemoteTimeout(deadline.seconds)
-        deadline._bodies.add(streamer)
-        done.addBoth(lambda r: (deadline._bodies.discard(streamer), r)[1])
+            streamer.error = RemoteTimeout(deadline.seconds)
+        deadline.bodies.add(streamer)
+        done.addBoth(lambda r: (deadline.bodies.discard(streamer), r)[1])
     original = getattr(response, "original", response)
     original.deliverBody(streamer)
-    if streamer._error is not None and streamer.transport is not None:
+    if streamer.error is not None and streamer.transport is not None:
         _abort_transport(streamer.transport)
     return done
 

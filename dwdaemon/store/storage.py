@@ -88,10 +88,10 @@ class StorageArea:
         """A new temporary file, open for writing (it hashes what is written)."""
         path = self.temp_path()
         try:
-            fp = open(path, "xb")  # noqa: SIM115 - the caller closes it
+            fp = open(path, "xb")
         except FileNotFoundError:  # the temporary folder was removed under us: recreate it
             os.makedirs(self.tmp, exist_ok=True)
-            fp = open(path, "xb")  # noqa: SIM115
+            fp = open(path, "xb")
         return path, TempFile(fp)
 
     def commit_temp(self, temp_path: str, sync_dir: bool = True,

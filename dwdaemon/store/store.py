@@ -136,11 +136,10 @@ class Store:
         return count
 
     def _drop_rows_of_file(self, file_uuid: str) -> int:
-        rows = self.index._query(  # type: ignore[attr-defined]
-            "SELECT public_id FROM instances WHERE file_uuid = ?", (file_uuid,))
-        for (public_id,) in rows:
+        ids = self.index.instance_ids_with_file(file_uuid)
+        for public_id in ids:
             self.index.delete("instances", public_id)
-        return len(rows)
+        return len(ids)
 
     def close(self) -> None:
         self.index.close()

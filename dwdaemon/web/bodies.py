@@ -193,7 +193,7 @@ class LimitedRequest(server.Request):
             return
         super().process()
 
-    def _handleStar(self) -> None:  # noqa: N802 - Twisted interface
+    def _handleStar(self) -> None:
         """``OPTIONS *`` (a server-wide probe): the methods the server implements, after the
         access checks; any other method on ``*``: 405."""
         self.site = self.channel.site

@@ -21,7 +21,7 @@ HEAD_SPLIT_MIN = 16 * 1024
 class HTTPChannel(http.HTTPChannel):
     """:class:`twisted.web.http.HTTPChannel` feeding the head and the body of a read apart."""
 
-    def dataReceived(self, data: bytes) -> None:  # noqa: N802 - Twisted interface
+    def dataReceived(self, data: bytes) -> None:
         if self.line_mode and not self._busyReceiving and len(data) >= HEAD_SPLIT_MIN:
             end = data.find(b"\r\n\r\n", 0, self.totalHeadersSize + 4096)
             if end >= 0:

@@ -22,11 +22,11 @@ class JobsService(Service):
     def __init__(self, engine: ReadyEngine) -> None:
         self.engine = engine
 
-    def startService(self) -> None:  # noqa: N802 - Twisted interface
+    def startService(self) -> None:
         super().startService()
         self.engine.ready()
 
-    def stopService(self) -> Deferred:  # noqa: N802 - Twisted interface
+    def stopService(self) -> Deferred:
         super().stopService()
         return self.engine.engine.stop()
 

@@ -144,7 +144,7 @@ class LimitedChannel(HTTPChannel):
                 self.site.dw_limits = limits
         return limits
 
-    def connectionMade(self) -> None:  # noqa: N802 - Twisted interface
+    def connectionMade(self) -> None:
         limits = self._limits
         self.MAX_LENGTH = limits.head_size
         self.totalHeadersSize = limits.head_size
@@ -157,7 +157,7 @@ class LimitedChannel(HTTPChannel):
         self._dw_counted = True
         self._arm_deadline()
 
-    def connectionLost(self, reason: Any) -> None:  # noqa: N802 - Twisted interface
+    def connectionLost(self, reason: Any) -> None:
         self._disarm_deadline()
         if self._dw_counted:
             self._dw_counted = False
@@ -168,20 +168,20 @@ class LimitedChannel(HTTPChannel):
     def _in_first_line(self) -> bool:
         return bool(getattr(self, "_HTTPChannel__first_line", 0))
 
-    def dataReceived(self, data: bytes) -> None:  # noqa: N802 - Twisted interface
+    def dataReceived(self, data: bytes) -> None:
         if self._dw_refused:
             return
         if self.line_mode and self._dw_deadline is None and not self._handlingRequest:
             self._arm_deadline()  # the first bytes of a new request head
         super().dataReceived(data)
 
-    def lineReceived(self, line: bytes) -> None:  # noqa: N802 - Twisted interface
+    def lineReceived(self, line: bytes) -> None:
         if self._receivedHeaderSize + len(line) > self.totalHeadersSize:
             self.lineLengthExceeded(line)
             return
         super().lineReceived(line)
 
-    def lineLengthExceeded(self, line: bytes) -> None:  # noqa: N802 - Twisted interface
+    def lineLengthExceeded(self, line: bytes) -> None:
         size = self._limits.head_size // 1024
         if self._in_first_line() and not self._receivedHeaderSize:
             self._refuse(414, f"request line longer than MaximumRequestHeadSize ({size} KB)")
@@ -189,11 +189,11 @@ class LimitedChannel(HTTPChannel):
             self._refuse(431, "request head (request line and headers) larger than "
                               f"MaximumRequestHeadSize ({size} KB)")
 
-    def allHeadersReceived(self) -> None:  # noqa: N802 - Twisted interface
+    def allHeadersReceived(self) -> None:
         self._disarm_deadline()
         super().allHeadersReceived()
 
-    def _respondToBadRequestAndDisconnect(self) -> None:  # noqa: N802 - Twisted interface
+    def _respondToBadRequestAndDisconnect(self) -> None:
         self._refuse(400, "malformed HTTP request head")
 
     # -- the head deadline -------------------------------------------------------------------

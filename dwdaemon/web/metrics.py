@@ -60,7 +60,7 @@ class Metrics:
         self.refused = Counter("dwdaemon_stow_refused_instances",
                                "STOW-RS parts refused, by failure reason", ["reason"],
                                registry=r)
-        self._stats: dict[str, int] = {}
+        self.stats: dict[str, int] = {}  # index statistics of the last render (/metrics)
         r.register(_Live(self))
 
     # -- updates (reactor thread) -----------------------------------------------------------
@@ -81,7 +81,7 @@ class Metrics:
 
     def render(self, stats: dict[str, int]) -> bytes:
         """The text exposition, with the index counts just read."""
-        self._stats = stats
+        self.stats = stats
         return generate_latest(self.registry)
 
 
@@ -95,7 +95,7 @@ class _Live:
         return []
 
     def collect(self) -> Iterator[Any]:
-        stats = self.metrics._stats
+        stats = self.metrics.stats
         ctx = self.metrics.ctx
         index = GaugeMetricFamily("dwdaemon_index_resources", "Resources in the index",
                                   labels=["level"])

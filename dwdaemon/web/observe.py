@@ -98,7 +98,7 @@ def observed_request_class(base: type[server.Request], observer: Observer
     class ObservedRequest(base):  # type: ignore[valid-type, misc]
         dwdaemon_request_id: str | None = None
 
-        def gotLength(self, length: int | None) -> None:  # noqa: N802 - Twisted interface
+        def gotLength(self, length: int | None) -> None:
             self.dwdaemon_started = time.monotonic()
             super().gotLength(length)
 

@@ -70,7 +70,7 @@ class FilePart:
         self._left = -1
 
     def open(self) -> None:
-        self._file = open(self.path, "rb")  # noqa: SIM115 - closed in close()
+        self._file = open(self.path, "rb")
         if self.ranges is not None:
             self._index = 0
             self._seek_range()
@@ -232,16 +232,16 @@ class BodyProducer:
         self.bytes_written = 0
 
     # IPushProducer
-    def pauseProducing(self) -> None:  # noqa: N802 - Twisted interface
+    def pauseProducing(self) -> None:
         self._paused = True
 
-    def resumeProducing(self) -> None:  # noqa: N802 - Twisted interface
+    def resumeProducing(self) -> None:
         self._paused = False
         if self._resume is not None:
             waiting, self._resume = self._resume, None
             waiting.callback(None)
 
-    def stopProducing(self) -> None:  # noqa: N802 - Twisted interface
+    def stopProducing(self) -> None:
         """The client went away: stop quietly."""
         self._stop()
 

@@ -19,7 +19,7 @@ from dwdaemon.dicom import multipart
 from dwdaemon.dicom.matching import Query, QueryError, parse_query
 from dwdaemon.dicom.mediatypes import AcceptError, parse_accept
 from dwdaemon.dicom.xmlmodel import dataset_json_to_xml
-from dwdaemon.store.index.search import SearchResult, search
+from dwdaemon.store.index.search import SearchResult
 from dwdaemon.web.context import Context
 from dwdaemon.web.errors import ApiError
 
@@ -108,7 +108,7 @@ def install(app: Klein, ctx: Context) -> None:
         index = ctx.store.index
 
         def run() -> tuple[bytes, str, SearchResult]:
-            result = search(index, level, query, base_url=base, study_uid=study,
+            result = index.search(level, query, base_url=base, study_uid=study,
                             series_uid=series, max_results=maximum)
             body, ctype = render(result, media_type)
             return body, ctype, result

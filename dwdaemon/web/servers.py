@@ -38,7 +38,6 @@ from dwdaemon.client.http import (
 )
 from dwdaemon.config import ConfigError, RemoteServer, parse_server
 from dwdaemon.jobs import SUCCESS, Job, JobHandle
-from dwdaemon.store.index import servers_sql
 from dwdaemon.web.context import Context
 from dwdaemon.web.errors import ApiError
 from dwdaemon.web.jobs import engine_for, flag
@@ -87,8 +86,7 @@ class RemoteServers:
         return self
 
     def _load_rows(self) -> list[tuple[str, str | None]]:
-        servers_sql.ensure_tables(self.ctx.store.index)
-        return servers_sql.load_all(self.ctx.store.index)
+        return self.ctx.store.index.servers()
 
     def get(self, name: str) -> RemoteServer:
         server = self.servers.get(name)
@@ -138,14 +136,14 @@ class RemoteServers:
             raise ApiError(400, str(exc)) from None
         yield self._build_http(server)  # refuse unusable certificates now
         definition = json.dumps(server.to_json())
-        yield self.ctx.pools.db_write(servers_sql.put, self.ctx.store.index, name, definition)
+        yield self.ctx.pools.db_write(self.ctx.store.index.put_server, name, definition)
         self.servers[name] = server
         self._clients.pop(name, None)
 
     @inlineCallbacks
     def delete(self, name: str) -> Any:
         self.get(name)
-        yield self.ctx.pools.db_write(servers_sql.put, self.ctx.store.index, name, None)
+        yield self.ctx.pools.db_write(self.ctx.store.index.put_server, name, None)
         self.servers.pop(name, None)
         self._clients.pop(name, None)
 
@@ -177,11 +175,11 @@ class RemoteServersService(Service):
     def __init__(self, servers: RemoteServers) -> None:
         self.servers = servers
 
-    def startService(self) -> None:  # noqa: N802 - Twisted interface
+    def startService(self) -> None:
         super().startService()
         self.servers.ready()
 
-    def stopService(self) -> Deferred:  # noqa: N802 - Twisted interface
+    def stopService(self) -> Deferred:
         super().stopService()
         return self.servers.close()
 
@@ -608,16 +606,16 @@ class _Pump:
     def write(self, data: bytes) -> None:
         self.request.write(data)
 
-    def pauseProducing(self) -> None:  # noqa: N802 - Twisted interface
+    def pauseProducing(self) -> None:
         self._paused = True
         if self._producer is not None:
             self._producer.pauseProducing()
 
-    def resumeProducing(self) -> None:  # noqa: N802 - Twisted interface
+    def resumeProducing(self) -> None:
         self._paused = False
         if self._producer is not None:
             self._producer.resumeProducing()
 
-    def stopProducing(self) -> None:  # noqa: N802 - Twisted interface
+    def stopProducing(self) -> None:
         if self._producer is not None:
             self._producer.stopProducing()

@@ -483,9 +483,9 @@ class StowTransaction:
                     self.fail(order, exc.sop_class_uid, exc.sop_instance_uid, exc.reason,
                               str(exc))
                     continue
-                sop_class = sm._text(ds_json, "00080016")
-                sop_uid = sm._text(ds_json, "00080018")
-                study = sm._text(ds_json, "0020000D")
+                sop_class = sm.first_text(ds_json, "00080016")
+                sop_uid = sm.first_text(ds_json, "00080018")
+                study = sm.first_text(ds_json, "0020000D")
                 expected = self.req.expected_study
                 if expected and study != expected:
                     discard(path)

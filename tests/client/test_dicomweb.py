@@ -53,7 +53,7 @@ class FakeStow(resource.Resource):
         self.refuse: set[str] = set()
         self.fail_after: int | None = None
 
-    def render_POST(self, request):  # noqa: N802
+    def render_POST(self, request):
         if self.fail_after is not None and len(self.requests) >= self.fail_after:
             request.setResponseCode(500)
             request.setHeader(b"content-type", b"text/plain")
@@ -107,7 +107,7 @@ class FakeWado(resource.Resource):
         self.mode = "ok"
         self.accept: list[bytes] = []
 
-    def render_GET(self, request):  # noqa: N802
+    def render_GET(self, request):
         self.accept.append(request.getHeader(b"accept"))
         if request.path.startswith(b"/studies") is False:
             request.setResponseCode(404)

@@ -53,7 +53,7 @@ class Echo(resource.Resource):
 
     isLeaf = True
 
-    def render(self, request):  # noqa: D102
+    def render(self, request):
         cert = peer_certificate(request)
         cn = cert.getSubject().commonName.decode() if cert is not None else "-"
         body = request.content.read()
@@ -70,7 +70,7 @@ class Stall(resource.Resource):
         super().__init__()
         self.close = close
 
-    def render(self, request):  # noqa: D102
+    def render(self, request):
         request.setHeader(b"content-type", b"application/octet-stream")
         request.setHeader(b"content-length", b"1000")
         request.write(b"x" * 100)

@@ -10,7 +10,6 @@ from twisted.internet.task import deferLater
 from twisted.trial import unittest
 
 from dwdaemon.jobs import CANCELLED, INTERRUPTED, JobEngine
-from dwdaemon.store.index import servers_sql
 from dwdaemon.store.index.sqlite import SqliteIndex
 from dwdaemon.threads import ThreadPools
 
@@ -137,7 +136,7 @@ class JobEngineTests(unittest.TestCase):
         engine = self.engine()
         yield engine.load()
         job = engine.submit("t", {"Server": "s"}, lambda h: Deferred())
-        JobHandleProgress = engine._running  # noqa: N806 - keep a reference
+        JobHandleProgress = engine._running  # noqa: SLF001 - keep a reference
         self.assertIn(job.id, JobHandleProgress)
         # partial result written by a progress report
         from dwdaemon.jobs import JobHandle
@@ -157,9 +156,8 @@ class JobEngineTests(unittest.TestCase):
         index = SqliteIndex(self.dir)
         index.open()
         self.addCleanup(index.close)
-        servers_sql.ensure_tables(index)
-        servers_sql.put(index, "a", '{"Url": "http://a/"}')
-        servers_sql.put(index, "b", None)
-        servers_sql.put(index, "a", '{"Url": "http://a2/"}')
-        self.assertEqual(sorted(servers_sql.load_all(index)),
+        index.put_server("a", '{"Url": "http://a/"}')
+        index.put_server("b", None)
+        index.put_server("a", '{"Url": "http://a2/"}')
+        self.assertEqual(sorted(index.servers()),
                          [("a", '{"Url": "http://a2/"}'), ("b", None)])

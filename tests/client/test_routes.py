@@ -47,7 +47,7 @@ class Counting(resource.Resource):
         self.inner = inner
         self.seen: list[tuple[str, str]] = []
 
-    def render(self, request):  # noqa: D102
+    def render(self, request):
         self.seen.append((request.method.decode(), request.path.decode()))
         return self.inner.render(request)
 
@@ -486,7 +486,7 @@ class _Under(resource.Resource):
         super().__init__()
         self.inner = inner
 
-    def render(self, request):  # noqa: D102
+    def render(self, request):
         request.path = request.path[len(b"/dicom-web"):]
         return self.inner.render_GET(request)
 

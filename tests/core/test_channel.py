@@ -17,7 +17,7 @@ class Echo(resource.Resource):
         super().__init__()
         self.bodies: list[bytes] = []
 
-    def render_POST(self, request: server.Request) -> bytes:  # noqa: N802 - Twisted interface
+    def render_POST(self, request: server.Request) -> bytes:
         body = request.content.read()
         self.bodies.append(body)
         return b"%d" % len(body)

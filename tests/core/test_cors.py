@@ -116,7 +116,7 @@ class DaemonTests(TestCase):
             self, authentication_enabled=True, registered_users={"alice": "s3cret"},
             cors=CorsConfig(enabled=True, allowed_origins=(VIEWER,), max_age=120))
 
-    def assertCors(self, response: object, origin: str = VIEWER) -> None:  # noqa: N802
+    def assertCors(self, response: object, origin: str = VIEWER) -> None:
         headers = response.headers  # type: ignore[attr-defined]
         self.assertEqual(headers.getRawHeaders("access-control-allow-origin"), [origin])
         self.assertEqual(headers.getRawHeaders("vary"), ["Origin"])

@@ -271,11 +271,12 @@ class LegacyDuplicatesTests(TestCase):
         store = make_store(directory, synchronous=True)
         store.ingest_bytes(read(testdata(CT)))
         index = store.index
-        index._conn().execute("DROP INDEX instances_sop_unique")
-        columns = [r[1] for r in index._query("PRAGMA table_info(instances)") if r[1] != "pk"]
+        index.connection().execute("DROP INDEX instances_sop_unique")
+        columns = [r[1] for r in index.fetch_all("PRAGMA table_info(instances)") if r[1] != "pk"]
         listed = ", ".join(columns)
         chosen = ", ".join("'copy'" if c == "public_id" else c for c in columns)
-        index._conn().execute(f"INSERT INTO instances ({listed}) SELECT {chosen} FROM instances")
+        index.connection().execute(
+            f"INSERT INTO instances ({listed}) SELECT {chosen} FROM instances")
         store.pools.stop()
         store.close()
 
@@ -292,7 +293,7 @@ class LegacyDuplicatesTests(TestCase):
         self.addCleanup(reopened.close)
         sop = str(pydicom.dcmread(testdata(CT)).SOPInstanceUID)
         self.assertEqual(seen, [f"{sop} x2"])
-        self.assertEqual(reopened._query("SELECT COUNT(*) FROM instances")[0][0], 2)
+        self.assertEqual(reopened.fetch_all("SELECT COUNT(*) FROM instances")[0][0], 2)
         path = self.mktemp()
         with open(path, "wb") as fp:
             fp.write(variant(CT, PatientID="another"))

@@ -76,7 +76,7 @@ class AuthenticationTests(TestCase):
 
 def _remote_request_class(base: type, host: str) -> type:
     class FromElsewhere(base):  # type: ignore[misc, valid-type]
-        def getClientAddress(self):  # noqa: N802
+        def getClientAddress(self):
             if ":" in host:
                 return IPv6Address("TCP", host, 40000)
             return IPv4Address("TCP", host, 40000)

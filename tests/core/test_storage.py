@@ -50,7 +50,7 @@ class TempFileTests(TestCase):
         first = self.area.write(b"one")[0]
         shutil.rmtree(os.path.dirname(self.area.path(first)))
         # Same two-level directory as the first file, known to exist from before.
-        self.area._dirs.add(os.path.dirname(self.area.path(first)))
+        self.area._dirs.add(os.path.dirname(self.area.path(first)))  # noqa: SLF001 - white-box: the area's known directories
         path, fp = self.area.new_temp()
         with fp:
             fp.write(b"two")

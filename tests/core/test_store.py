@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import textwrap
@@ -37,7 +38,7 @@ def make_store(directory: str, overwrite: bool = False, synchronous: bool = Fals
 
 def assert_consistent(case: TestCase, store: Store) -> int:
     """Every indexed instance has its intact file, and every file is indexed."""
-    rows = store.index._query("SELECT file_uuid, file_size, file_md5 FROM instances")
+    rows = store.index.fetch_all("SELECT file_uuid, file_size, file_md5 FROM instances")
     files = {name for name, _ in store.storage.iter_files()}
     case.assertEqual({r[0] for r in rows}, files)
     for file_uuid, size, md5 in rows:
@@ -150,18 +151,20 @@ class StoreTests(TestCase):
         bad = os.stat(prepared[1].temp_path).st_ino
 
         def fsync(fd: int) -> None:
-            if os.fstat(fd).st_ino == bad:
+            # a regular file: once removed, its inode number may be reused by a new directory
+            info = os.fstat(fd)
+            if info.st_ino == bad and stat.S_ISREG(info.st_mode):
                 raise OSError(errno.EIO, "Input/output error")
             real(fd)
 
         self.patch(storage_module.os, "fsync", fsync)
         # The three files are committed in one group-commit batch.
-        results = self.store._add_batch(prepared)
+        results = self.store._add_batch(prepared)  # noqa: SLF001 - white-box: one group-commit batch
         self.assertIsInstance(results[1], OSError)
         self.assertEqual([r.status for i, r in enumerate(results) if i != 1],
                          ["Success", "Success"])
         good = {prepared[0].record.file_uuid, prepared[2].record.file_uuid}
-        indexed = {r[0] for r in self.store.index._query("SELECT file_uuid FROM instances")}
+        indexed = {r[0] for r in self.store.index.fetch_all("SELECT file_uuid FROM instances")}
         self.assertEqual(indexed, good)
         self.assertEqual({name for name, _ in self.store.storage.iter_files()}, good)
         self.assertEqual(os.listdir(self.store.storage.tmp), [])

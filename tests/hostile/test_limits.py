@@ -116,7 +116,7 @@ class ChannelTests(TestCase):
         self.clock.advance(31)
         self.assertEqual(int(transport.value().split(b" ", 2)[1]), 200)
         self.assertFalse(self.clock.getDelayedCalls() and
-                         any(c.func == channel._head_timed_out
+                         any(c.func == channel._head_timed_out  # noqa: SLF001 - white-box: the channel's timer
                              for c in self.clock.getDelayedCalls()))
 
     def test_connections_per_client_503(self) -> None:

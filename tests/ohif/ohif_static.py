@@ -30,7 +30,7 @@ class OhifRoot(resource.Resource):
         self.index.isLeaf = True
         self.config_js = config_js
 
-    def getChild(self, path: bytes, request: IRequest) -> resource.IResource:  # noqa: N802
+    def getChild(self, path: bytes, request: IRequest) -> resource.IResource:
         if path == b"app-config.js":
             return static.Data(self.config_js, "application/javascript")
         if path and os.path.exists(os.path.join(self.files.path, path.decode("utf-8", "replace"))):

@@ -112,7 +112,7 @@ class SameAsSqliteTests(PostgresStoreCase):
         self.assertEqual([r.instance_number for r in rows], [None, "2", "3", "9", "10"])
         first = self.store.index.resource("instances", rows[1].public_id)
         self.assertEqual(first["IndexInSeries"], 1)  # the first numbered one
-        self.assertEqual(self.store.index._query(
+        self.assertEqual(self.store.index.fetch_all(
             "SELECT CAST(? AS INTEGER), CAST(? AS REAL), CAST(? AS INTEGER), CAST(? AS INTEGER)",
             (" +12abc", "1.5e3x", "x", "")), [(12, 1500.0, 0, 0)])
 
@@ -189,7 +189,7 @@ class WriteTests(PostgresStoreCase):
         record = InstanceRecord(file_uuid="f-a", file_size=1, file_md5="m", **fields)
         other = dataclasses.replace(record, file_uuid="f-b")
         results: list[Any] = []
-        conn = a._conn()
+        conn = a.connection()
         with conn.transaction():
             self.assertEqual(a.add_instance(record, False).status, "Success")
             thread = threading.Thread(target=lambda: results.append(b.add_instance(other, False)))
@@ -217,7 +217,7 @@ class WriteTests(PostgresStoreCase):
         index = open_index(self, self.schema)
         index.open()
         self.assertEqual(index.statistics()["instances"], 0)
-        index._conn().close()  # a lost connection is replaced
+        index.connection().close()  # a lost connection is replaced
         self.assertEqual(index.statistics()["instances"], 0)
         index.set_property("y", "1")
         self.assertEqual(self.store.index.get_property("y"), "1")

@@ -22,7 +22,7 @@ def on_postgres(module: Any, cls: type) -> type:
     """``cls`` (a test case of ``module``) with every daemon of ``module.start_daemon`` on a
     PostgreSQL schema of its own."""
 
-    def setUp(self: Any) -> Any:  # noqa: N802 - trial interface
+    def setUp(self: Any) -> Any:
         schema = new_schema(self)
 
         def start(case: Any, directory: str | None = None, **overrides: Any) -> Any:
@@ -31,7 +31,7 @@ def on_postgres(module: Any, cls: type) -> type:
         self.patch(module, "start_daemon", start)
         return cls.setUp(self)
 
-    def tearDown(self: Any) -> Any:  # noqa: N802 - trial interface
+    def tearDown(self: Any) -> Any:
         daemon = getattr(self, "daemon", None)
         if daemon is not None:
             self.assertEqual(daemon.store.index.backend_name, "PostgreSQL")

@@ -517,7 +517,7 @@ class DicomwebClientTests(QidoCase):
             instances = client.search_for_instances(STUDY_A, SERIES_A1,
                                                     fields=["SliceThickness"])
             none = client.search_for_studies(search_filters={"PatientID": "nobody"})
-            client._session.close()
+            client._session.close()  # noqa: SLF001 - dicomweb-client has no public close
             return studies, fuzzy, paged, series, all_series, instances, none
 
         studies, fuzzy, paged, series, all_series, instances, none = yield deferToThread(calls)

@@ -97,18 +97,18 @@ class BytesProducer:
         self.body = body
         self.length = UNKNOWN_LENGTH if chunked else len(body)
 
-    def startProducing(self, consumer: Any) -> Any:  # noqa: N802 - Twisted interface
+    def startProducing(self, consumer: Any) -> Any:
         for i in range(0, len(self.body), 1 << 16):
             consumer.write(self.body[i:i + (1 << 16)])
         return succeed(None)
 
-    def pauseProducing(self) -> None:  # noqa: N802
+    def pauseProducing(self) -> None:
         pass
 
-    def resumeProducing(self) -> None:  # noqa: N802
+    def resumeProducing(self) -> None:
         pass
 
-    def stopProducing(self) -> None:  # noqa: N802
+    def stopProducing(self) -> None:
         pass
 
 
@@ -321,7 +321,7 @@ class RequestShapeTests(StowServerMixin, TestCase):
         """A value that cannot be represented is left empty in the metadata: 202 + warning."""
         ds = pydicom.dcmread(get_testdata_file(CT, download=False))
         tag = Tag(0x00180050)  # SliceThickness (DS) = "abc"
-        ds._dict[tag] = RawDataElement(tag, "DS", 4, b"abc ", 0, False, True)
+        ds._dict[tag] = RawDataElement(tag, "DS", 4, b"abc ", 0, False, True)  # noqa: SLF001 - pydicom: plant a raw element
         buf = io.BytesIO()
         ds.save_as(buf)
         data = buf.getvalue()
@@ -649,7 +649,7 @@ class DicomwebClientTests(StowServerMixin, TestCase):
             try:
                 return client.store_instances(datasets=datasets)
             finally:
-                client._session.close()
+                client._session.close()  # noqa: SLF001 - dicomweb-client has no public close
 
         result = yield deferToThread(store)
         stored = [str(i.ReferencedSOPInstanceUID) for i in result.ReferencedSOPSequence]
@@ -674,7 +674,7 @@ class DicomwebClientTests(StowServerMixin, TestCase):
                 return client.store_instances(datasets=[datasets[0], datasets[1]],
                                               study_instance_uid=datasets[0].StudyInstanceUID)
             finally:
-                client._session.close()
+                client._session.close()  # noqa: SLF001 - dicomweb-client has no public close
 
         # dicomweb-client raises on a non-200/202 answer; here one of two matches: 202.
         result = yield deferToThread(store_study)

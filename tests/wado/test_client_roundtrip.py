@@ -33,7 +33,7 @@ class DicomwebClientTests(TestCase):
             try:
                 return _calls()
             finally:
-                client._session.close()  # no keep-alive connection left to the daemon
+                client._session.close()  # no keep-alive connection left to the daemon  # noqa: SLF001 - dicomweb-client has no public close
 
         def _calls():
             study = client.retrieve_study(ct.StudyInstanceUID)

@@ -80,7 +80,7 @@ class HostHeaderTests(TestCase):
                 uri = metadata["7FE00010"]["BulkDataURI"]
                 return uri, client.retrieve_bulkdata(uri)
             finally:
-                client._session.close()
+                client._session.close()  # noqa: SLF001 - dicomweb-client has no public close
 
         uri, parts = yield deferToThread(calls)
         self.assertIn(f":{self.daemon.port.getHost().port}/", uri)

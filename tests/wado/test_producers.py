@@ -17,7 +17,7 @@ class FakeTransport:
     def __init__(self) -> None:
         self.aborted = False
 
-    def abortConnection(self) -> None:  # noqa: N802
+    def abortConnection(self) -> None:
         self.aborted = True
 
 
@@ -37,14 +37,14 @@ class FakeRequest:
         self.channel = FakeChannel()
         self._finish: Deferred[None] = Deferred()
 
-    def registerProducer(self, producer, streaming) -> None:  # noqa: N802
+    def registerProducer(self, producer, streaming) -> None:
         assert streaming
         self.producer = producer
 
-    def unregisterProducer(self) -> None:  # noqa: N802
+    def unregisterProducer(self) -> None:
         self.unregistered = True
 
-    def notifyFinish(self) -> Deferred[None]:  # noqa: N802
+    def notifyFinish(self) -> Deferred[None]:
         return self._finish
 
     def write(self, data: bytes) -> None:
@@ -147,9 +147,9 @@ class ProducerTests(unittest.TestCase):
         request.producer.stopProducing()
         request.lose()
         self.assertIsNone(self.successResultOf(d))
-        self.assertIsNotNone(part._file)  # still being read by the worker: not closed under it
+        self.assertIsNotNone(part._file)  # still being read by the worker: not closed under it  # noqa: SLF001 - white-box: the producer's file
         runner.flush()
-        self.assertIsNone(part._file)
+        self.assertIsNone(part._file)  # noqa: SLF001 - white-box: the producer's file
         self.assertEqual(request.body, b"head" + self.data[:1000])
         self.assertEqual(self.flushLoggedErrors(), [])
 
@@ -162,7 +162,7 @@ class ProducerTests(unittest.TestCase):
         d.cancel()  # what Klein does on disconnect
         self.assertIsNone(self.successResultOf(d))
         runner.flush()
-        self.assertIsNone(part._file)
+        self.assertIsNone(part._file)  # noqa: SLF001 - white-box: the producer's file
         self.assertEqual(self.flushLoggedErrors(), [])
 
     def test_failure_before_writing_is_reported(self) -> None:

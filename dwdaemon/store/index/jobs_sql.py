@@ -1,73 +1,51 @@
-"""SQL of the persisted jobs table (run in the database thread pools, ``?`` placeholders)."""
+"""SQL of the persisted jobs table (its DDL is :data:`~dwdaemon.store.index.schema.JOBS`).
+
+Blocking, run in the database thread pools; reached through the index's job methods
+(:meth:`~dwdaemon.store.index.sql.SqlIndex.save_job` and others).
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from dwdaemon.store.index import schema
-
-JOBS_DDL = (
-    """
-    CREATE TABLE IF NOT EXISTS dw_jobs (
-        id TEXT PRIMARY KEY,
-        type TEXT NOT NULL,
-        state TEXT NOT NULL,
-        progress INTEGER NOT NULL,
-        error TEXT,
-        content TEXT NOT NULL,
-        result TEXT NOT NULL,
-        created TEXT NOT NULL,
-        completed TEXT,
-        seq INTEGER NOT NULL,
-        owner TEXT NOT NULL DEFAULT ''
-    )""",
-    "CREATE INDEX IF NOT EXISTS dw_jobs_seq ON dw_jobs(seq)",
-)
+if TYPE_CHECKING:
+    from dwdaemon.store.index.sql import SqlIndex
 
 COLUMNS = ("id, type, state, progress, error, content, result, created, completed, seq,"
            " owner")
 
-schema.register_ddl(*JOBS_DDL)
 
-
-def ensure_tables(index: Any) -> None:
-    """Create the table if the index was opened before this module was imported."""
-    with index._write() as cur:
-        for statement in JOBS_DDL:
-            cur.execute(statement)
-
-
-def save(index: Any, row: tuple[Any, ...]) -> None:
+def save(index: SqlIndex, row: tuple[Any, ...]) -> None:
     """Insert or replace one job (``row`` in :data:`COLUMNS` order).
 
     One upsert statement (SQLite >= 3.24 and PostgreSQL spell it alike): atomic even when
     several daemons share the index.
     """
     updates = ", ".join(f"{c} = excluded.{c}" for c in COLUMNS.split(", ")[1:])
-    with index._write() as cur:
+    with index.transaction() as cur:
         cur.execute(
-            index._sql(f"INSERT INTO dw_jobs ({COLUMNS}) VALUES ({', '.join('?' * 11)})"
-                       f" ON CONFLICT (id) DO UPDATE SET {updates}"),
+            index.dialect_sql(f"INSERT INTO dw_jobs ({COLUMNS}) VALUES ({', '.join('?' * 11)})"
+                              f" ON CONFLICT (id) DO UPDATE SET {updates}"),
             row,
         )
 
 
-def load_all(index: Any) -> list[tuple[Any, ...]]:
+def load_all(index: SqlIndex) -> list[tuple[Any, ...]]:
     """Every job, oldest first."""
-    return index._query(f"SELECT {COLUMNS} FROM dw_jobs ORDER BY seq")
+    return index.fetch_all(f"SELECT {COLUMNS} FROM dw_jobs ORDER BY seq")
 
 
-def load_one(index: Any, job_id: str) -> tuple[Any, ...] | None:
+def load_one(index: SqlIndex, job_id: str) -> tuple[Any, ...] | None:
     """One job's row (whichever daemon owns it), or None."""
-    rows = index._query(f"SELECT {COLUMNS} FROM dw_jobs WHERE id = ?", (job_id,))
+    rows = index.fetch_all(f"SELECT {COLUMNS} FROM dw_jobs WHERE id = ?", (job_id,))
     return rows[0] if rows else None
 
 
-def delete_older(index: Any, keep: int) -> None:
+def delete_older(index: SqlIndex, keep: int) -> None:
     """Forget finished jobs beyond the ``keep`` most recent ones."""
-    with index._write() as cur:
+    with index.transaction() as cur:
         cur.execute(
-            index._sql(
+            index.dialect_sql(
                 "DELETE FROM dw_jobs WHERE state IN ('Success', 'Failure') AND seq NOT IN "
                 "(SELECT seq FROM dw_jobs ORDER BY seq DESC LIMIT ?)"
             ),

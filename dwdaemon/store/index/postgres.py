@@ -2,7 +2,7 @@
 
 Every daemon sharing the database also shares the storage directory. The SQL is the one of
 :class:`~dwdaemon.store.index.sql.SqlIndex` (written for SQLite with ``?`` placeholders),
-translated once per statement by :meth:`PostgresIndex._sql`. Writes that race with another
+translated once per statement by :meth:`PostgresIndex.dialect_sql`. Writes that race with another
 daemon (the same patient, study, series or instance indexed at once; a delete emptying a parent
 that another daemon is filling) fail with a unique, foreign-key, deadlock or serialization error
 and are retried as a whole transaction: the retry sees the other daemon's committed rows.
@@ -165,7 +165,7 @@ class PostgresIndex(SqlIndex):
                 sql.Identifier(self.schema_name)))
         return conn
 
-    def _conn(self) -> psycopg.Connection:
+    def connection(self) -> psycopg.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None or conn.closed or conn.broken:
             conn = self._connect()
@@ -181,7 +181,7 @@ class PostgresIndex(SqlIndex):
             with psycopg.connect(self.dsn, autocommit=True) as conn:
                 conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
                     sql.Identifier(self.schema_name)))
-        conn = self._conn()
+        conn = self.connection()
         with conn.transaction(), conn.cursor() as cur:
             cur.execute("SELECT pg_advisory_xact_lock(4242, hashtext(current_schema()))")
             for statement in FUNCTIONS:
@@ -209,29 +209,29 @@ class PostgresIndex(SqlIndex):
         self._local = threading.local()
 
     # -- SQL dialect -------------------------------------------------------------------------
-    def _sql(self, statement: str) -> str:
+    def dialect_sql(self, statement: str) -> str:
         return translate(statement)
 
     def _insert_returning_pk(self, cur: Any, statement: str, params: tuple[Any, ...]) -> int:
-        cur.execute(self._sql(statement + " RETURNING pk"), params)
+        cur.execute(self.dialect_sql(statement + " RETURNING pk"), params)
         return int(cur.fetchone()[0])
 
-    def _query(self, statement: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    def fetch_all(self, statement: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         try:
-            return super()._query(statement, params)
+            return super().fetch_all(statement, params)
         except psycopg.OperationalError:
             if not self._conn_lost():
                 raise
-            return super()._query(statement, params)  # once more, on a new connection
+            return super().fetch_all(statement, params)  # once more, on a new connection
 
     def _conn_lost(self) -> bool:
         conn = getattr(self._local, "conn", None)
         return conn is None or conn.closed or conn.broken
 
     @contextmanager
-    def _write(self) -> Iterator[Any]:
+    def transaction(self) -> Iterator[Any]:
         """A cursor inside one transaction (a savepoint when one is already open)."""
-        conn = self._conn()
+        conn = self.connection()
         with conn.transaction(), conn.cursor() as cur:
             yield cur
 

@@ -120,15 +120,33 @@ INDEXES = [
 #: :meth:`~dwdaemon.store.index.sql.SqlIndex.ensure_unique_sop`).
 UNIQUE_SOP = "CREATE UNIQUE INDEX IF NOT EXISTS instances_sop_unique ON instances(sop_uid)"
 
-#: Extra DDL registered by other modules (jobs, servers, search helpers): run after the above.
-EXTRA_DDL: list[str] = []
+#: The jobs (``/jobs``) persisted by :class:`~dwdaemon.jobs.JobEngine` (see ``jobs_sql``).
+JOBS = [
+    """
+    CREATE TABLE IF NOT EXISTS dw_jobs (
+        id TEXT PRIMARY KEY,
+        type TEXT NOT NULL,
+        state TEXT NOT NULL,
+        progress INTEGER NOT NULL,
+        error TEXT,
+        content TEXT NOT NULL,
+        result TEXT NOT NULL,
+        created TEXT NOT NULL,
+        completed TEXT,
+        seq INTEGER NOT NULL,
+        owner TEXT NOT NULL DEFAULT ''
+    )""",
+    "CREATE INDEX IF NOT EXISTS dw_jobs_seq ON dw_jobs(seq)",
+]
 
-
-def register_ddl(*statements: str) -> None:
-    """Let a module add its own tables/indexes to the schema (idempotent statements only)."""
-    for stmt in statements:
-        if stmt not in EXTRA_DDL:
-            EXTRA_DDL.append(stmt)
+#: The DICOMweb servers added at run time (``PUT {Root}servers/{name}``, see ``servers_sql``).
+SERVERS = [
+    """
+    CREATE TABLE IF NOT EXISTS dw_servers (
+        name TEXT PRIMARY KEY,
+        definition TEXT
+    )""",
+]
 
 
 def ddl(autoinc: str = "", dialect: str = "sqlite") -> list[str]:
@@ -138,7 +156,7 @@ def ddl(autoinc: str = "", dialect: str = "sqlite") -> list[str]:
     IDENTITY`` keys, 64-bit integers, and byte-wise (``"C"``) collation on text so that ordering,
     ranges and ``LIKE`` prefixes behave as in SQLite and use the indexes.
     """
-    statements = [t.format(autoinc=autoinc) for t in TABLES] + INDEXES + list(EXTRA_DDL)
+    statements = [t.format(autoinc=autoinc) for t in TABLES] + INDEXES + JOBS + SERVERS
     if dialect == "postgresql":
         statements = [_postgresql(s) for s in statements]
     return statements

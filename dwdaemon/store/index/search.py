@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 try:  # optional: 2-10x faster JSON (falls back to the standard library)
     import orjson as _orjson
@@ -32,6 +32,9 @@ except ImportError:  # pragma: no cover - depends on the environment
 from dwdaemon.dicom import qido_model
 from dwdaemon.dicom.jsonmodel import BULK_PLACEHOLDER
 from dwdaemon.dicom.matching import TEXT_VRS, Criterion, Query, pad_upper
+
+if TYPE_CHECKING:
+    from dwdaemon.store.index.sql import SqlIndex
 
 __all__ = ["SearchResult", "explain", "search"]
 
@@ -135,9 +138,9 @@ SQLITE = Dialect("SQLite", "GLOB")
 POSTGRESQL = Dialect("PostgreSQL", "LIKE")
 
 
-def dialect_of(index: Any) -> Dialect:
-    """The dialect of an index (``index.dialect``; SQLite when it has none)."""
-    return getattr(index, "dialect", SQLITE)
+def dialect_of(index: SqlIndex) -> Dialect:
+    """The dialect of an index (its ``dialect``)."""
+    return index.dialect
 
 
 @dataclass
@@ -319,7 +322,7 @@ def _element(vr: str, values: list[Any]) -> dict[str, Any]:
     return {"vr": vr, "Value": values} if values else {"vr": vr}
 
 
-def _study_aggregates(index: Any, pks: list[int]) -> dict[int, dict[str, Any]]:
+def _study_aggregates(index: SqlIndex, pks: list[int]) -> dict[int, dict[str, Any]]:
     """Computed study attributes of a page of studies, in one covering-index query."""
     out: dict[int, dict[str, Any]] = {
         pk: {"modalities": set(), "classes": set(), "series": set(), "instances": 0}
@@ -328,7 +331,7 @@ def _study_aggregates(index: Any, pks: list[int]) -> dict[int, dict[str, Any]]:
     if not pks:
         return out
     marks, params = _in(pks)
-    for study_pk, series_pk, modality, sop_class, count in index._query(
+    for study_pk, series_pk, modality, sop_class, count in index.fetch_all(
         "SELECT se.study_pk, se.pk, se.modality, i.sop_class_uid, COUNT(*) FROM series se"
         f" JOIN instances i ON i.series_pk = se.pk WHERE se.study_pk IN ({marks})"
         " GROUP BY se.pk, i.sop_class_uid", tuple(params)):
@@ -341,12 +344,12 @@ def _study_aggregates(index: Any, pks: list[int]) -> dict[int, dict[str, Any]]:
     return out
 
 
-def _series_counts(index: Any, pks: list[int]) -> dict[int, int]:
+def _series_counts(index: SqlIndex, pks: list[int]) -> dict[int, int]:
     if not pks:
         return {}
     marks, params = _in(pks)
     counts = dict.fromkeys(pks, 0)
-    for series_pk, count in index._query(
+    for series_pk, count in index.fetch_all(
         f"SELECT series_pk, COUNT(*) FROM instances WHERE series_pk IN ({marks})"
         " GROUP BY series_pk", tuple(params)):
         counts[series_pk] = count
@@ -357,14 +360,14 @@ def _loads(text: str) -> Any:
     return _orjson.loads(text) if _orjson is not None else json.loads(text)
 
 
-def _metadata(index: Any, pks: list[int]) -> dict[int, tuple[dict[str, Any], bool]]:
+def _metadata(index: SqlIndex, pks: list[int]) -> dict[int, tuple[dict[str, Any], bool]]:
     """Stored DICOM JSON of instances, and whether it holds bulk placeholders."""
     pks = [pk for pk in pks if pk is not None]
     if not pks:
         return {}
     marks, params = _in(pks)
     out = {}
-    for pk, text in index._query(
+    for pk, text in index.fetch_all(
             f"SELECT pk, metadata FROM instances WHERE pk IN ({marks})", tuple(params)):
         out[pk] = (_loads(text), BULK_PLACEHOLDER in text)
     return out
@@ -378,7 +381,7 @@ def _needs(level: str, levels: tuple[str, ...], tags: Iterable[str],
     return study, series
 
 
-def search(index: Any, level: str, query: Query, *, base_url: str,
+def search(index: SqlIndex, level: str, query: Query, *, base_url: str,
            study_uid: str | None = None, series_uid: str | None = None,
            max_results: int = 0) -> SearchResult:
     """Run a QIDO-RS search (blocking).
@@ -386,7 +389,7 @@ def search(index: Any, level: str, query: Query, *, base_url: str,
     Parameters
     ----------
     index : SqlIndex
-        The index (its ``_conn``/``_query``/``_sql`` are used).
+        The index (its SQL primitives ``connection``/``fetch_all``/``dialect_sql`` are used).
     level : str
         ``studies``, ``series`` or ``instances``.
     query : Query
@@ -412,10 +415,10 @@ def search(index: Any, level: str, query: Query, *, base_url: str,
     need_study, need_series = _needs(level, levels, tags, residual)
     result = SearchResult()
     skip = 0 if pushed else query.offset
-    conn = index._conn()
+    conn = index.connection()
     cur = conn.cursor()
     try:
-        cur.execute(index._sql(sql), tuple(params))
+        cur.execute(index.dialect_sql(sql), tuple(params))
         while True:
             rows = cur.fetchmany(BATCH)
             if not rows:
@@ -435,7 +438,7 @@ def search(index: Any, level: str, query: Query, *, base_url: str,
     return result
 
 
-def _process_batch(index: Any, rows: list[tuple[Any, ...]], level: str, query: Query,
+def _process_batch(index: SqlIndex, rows: list[tuple[Any, ...]], level: str, query: Query,
                    residual: list[Criterion], tags: list[str], include_levels: tuple[str, ...],
                    base_url: str, need_study: bool, need_series: bool, result: SearchResult,
                    limit: int | None, skip: int) -> tuple[bool, int]:
@@ -500,11 +503,11 @@ def _computed(level: str, base_url: str, st_uid: str, se_uid: str | None, sop_ui
     return out
 
 
-def explain(index: Any, level: str, query: Query, **kwargs: Any) -> list[str]:
+def explain(index: SqlIndex, level: str, query: Query, **kwargs: Any) -> list[str]:
     """``EXPLAIN QUERY PLAN`` lines of the main statement of a search (SQLite), or
     ``EXPLAIN`` lines (PostgreSQL)."""
     dialect = dialect_of(index)
     sql, params, _residual, _pushed = build_sql(level, query, dialect=dialect, **kwargs)
     prefix = "EXPLAIN QUERY PLAN " if dialect is SQLITE else "EXPLAIN "
-    rows = index._query(prefix + sql, tuple(params))
+    rows = index.fetch_all(prefix + sql, tuple(params))
     return [str(row[-1]) for row in rows]

@@ -10,6 +10,8 @@ from typing import Any
 
 from twisted.logger import Logger
 
+from dwdaemon.dicom.matching import Query
+from dwdaemon.store.index import jobs_sql, search, servers_sql
 from dwdaemon.store.index.base import (
     CHILD_LEVEL,
     LEVEL_TYPES,
@@ -18,6 +20,7 @@ from dwdaemon.store.index.base import (
     InstanceRecord,
     InstanceRow,
 )
+from dwdaemon.store.index.search import SQLITE, Dialect, SearchResult
 
 TABLES = {"patients": "patients", "studies": "studies", "series": "series",
           "instances": "instances"}
@@ -81,41 +84,59 @@ def _row_to_instance(row: tuple[Any, ...]) -> InstanceRow:
 
 
 class SqlIndex:
-    """Shared SQL implementation; subclasses provide connections and transactions."""
+    """Shared SQL implementation; subclasses provide connections and transactions.
+
+    Besides the :class:`~dwdaemon.store.index.base.Index` interface, it offers the SQL
+    primitives used by the statement modules of this package (``search``, ``jobs_sql``,
+    ``servers_sql``) and by tests: :meth:`connection`, :meth:`transaction`,
+    :meth:`dialect_sql` and :meth:`fetch_all`. Code outside ``store/index/`` uses the
+    interface only.
+    """
 
     backend_name = "SQL"
+    #: How QIDO wildcard matching is spelled (see :class:`~dwdaemon.store.index.search.Dialect`).
+    dialect: Dialect = SQLITE
 
     # -- to be provided by back-ends -------------------------------------------------------
-    def _conn(self) -> Any:
+    def connection(self) -> Any:
+        """This thread's database connection (opened on first use)."""
         raise NotImplementedError
 
     @contextmanager
-    def _write(self) -> Iterator[Any]:
+    def transaction(self) -> Iterator[Any]:
         """A cursor inside one write transaction (committed on exit, rolled back on error)."""
         raise NotImplementedError
         yield
 
-    def _sql(self, statement: str) -> str:
+    def dialect_sql(self, statement: str) -> str:
+        """A statement written with ``?`` placeholders in the back end's spelling."""
         return statement
 
     def _insert_returning_pk(self, cur: Any, statement: str, params: tuple[Any, ...]) -> int:
-        cur.execute(self._sql(statement), params)
+        cur.execute(self.dialect_sql(statement), params)
         return int(cur.lastrowid)
 
     # -- helpers ---------------------------------------------------------------------------
-    def _query(self, statement: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        cur = self._conn().cursor()
+    def fetch_all(self, statement: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """Every row of a read statement (``?`` placeholders), outside any transaction."""
+        cur = self.connection().cursor()
         try:
-            cur.execute(self._sql(statement), params)
+            cur.execute(self.dialect_sql(statement), params)
             return cur.fetchall()
         finally:
             cur.close()
 
     def _one(self, cur: Any, statement: str, params: tuple[Any, ...]) -> tuple[Any, ...] | None:
-        cur.execute(self._sql(statement), params)
+        cur.execute(self.dialect_sql(statement), params)
         return cur.fetchone()
 
     # -- writes ----------------------------------------------------------------------------
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Several writes of this thread in one transaction (group commit), when the back end
+        supports it; here each write stays its own transaction."""
+        yield
+
     def add_instance(self, record: InstanceRecord, overwrite: bool) -> AddResult:
         """Index one instance (and its parents) in one transaction, with its changes.
 
@@ -125,7 +146,7 @@ class SqlIndex:
         transaction, its file named in ``obsolete_file`` for removal after the commit.
         """
         stamp = now_text()
-        with self._write() as cur:
+        with self.transaction() as cur:
             existing = self._one(cur, "SELECT pk, file_uuid FROM instances WHERE public_id = ?",
                                  (record.ids.instance,))
             other = None
@@ -192,14 +213,14 @@ class SqlIndex:
                     self._change(cur, CHANGE_NEW[level], level, public_id, stamp)
             if existing is not None:
                 sets = ", ".join(f"{k} = ?" for k in values)
-                cur.execute(self._sql(
+                cur.execute(self.dialect_sql(
                     f"UPDATE instances SET {sets}, series_pk = ?, last_update = ? WHERE pk = ?"),
                     (*values.values(), series_pk, stamp, existing[0]))
                 return AddResult("Success", record.ids.instance, obsolete_file=existing[1],
                                  overwritten=True)
             names = ", ".join(values)
             marks = ", ".join("?" for _ in values)
-            cur.execute(self._sql(
+            cur.execute(self.dialect_sql(
                 f"INSERT INTO instances (public_id, series_pk, {names}, received_at, last_update)"
                 f" VALUES (?, ?, {marks}, ?, ?)"),
                 (record.ids.instance, series_pk, *values.values(), stamp, stamp))
@@ -209,8 +230,8 @@ class SqlIndex:
     def _change(self, cur: Any, change_type: str, level: str, public_id: str,
                 stamp: str) -> None:
         """Log a change (``GET /changes``) in the current transaction."""
-        cur.execute(self._sql("INSERT INTO changes (change_type, resource_type, public_id, date)"
-                              " VALUES (?, ?, ?, ?)"),
+        cur.execute(self.dialect_sql("INSERT INTO changes (change_type, resource_type,"
+                                     " public_id, date) VALUES (?, ?, ?, ?)"),
                     (change_type, LEVEL_TYPES[level], public_id, stamp))
 
     def _upsert(self, cur: Any, table: str, public_id: str, parent: tuple[str, int] | None,
@@ -218,7 +239,7 @@ class SqlIndex:
         """The row's pk, and whether it was created."""
         row = self._one(cur, f"SELECT pk FROM {table} WHERE public_id = ?", (public_id,))
         if row is not None:
-            cur.execute(self._sql(f"UPDATE {table} SET last_update = ? WHERE pk = ?"),
+            cur.execute(self.dialect_sql(f"UPDATE {table} SET last_update = ? WHERE pk = ?"),
                         (stamp, row[0]))
             return int(row[0]), False
         cols = ["public_id", *([parent[0]] if parent else []), *values, "last_update"]
@@ -235,7 +256,7 @@ class SqlIndex:
         """
         table = TABLES[level]
         stamp = now_text()
-        with self._write() as cur:
+        with self.transaction() as cur:
             row = self._one(cur, f"SELECT pk FROM {table} WHERE public_id = ?", (public_id,))
             if row is None:
                 return None
@@ -251,12 +272,13 @@ class SqlIndex:
             files.append(got[0])
         else:
             child = CHILD_LEVEL[level]
-            cur.execute(self._sql(f"SELECT pk FROM {TABLES[child]} WHERE {PARENT_FK[child]} = ?"),
+            cur.execute(self.dialect_sql(
+                f"SELECT pk FROM {TABLES[child]} WHERE {PARENT_FK[child]} = ?"),
                         (pk,))
             for (child_pk,) in cur.fetchall():
                 files += self._delete_below(cur, child, child_pk, stamp)
         gone = self._one(cur, f"SELECT public_id FROM {TABLES[level]} WHERE pk = ?", (pk,))
-        cur.execute(self._sql(f"DELETE FROM {TABLES[level]} WHERE pk = ?"), (pk,))
+        cur.execute(self.dialect_sql(f"DELETE FROM {TABLES[level]} WHERE pk = ?"), (pk,))
         if gone is not None:
             self._change(cur, "Deleted", level, gone[0], stamp)
         return files
@@ -267,11 +289,11 @@ class SqlIndex:
                  "studies": ("patients", "patient_pk")}
         while level in chain:
             parent, fk = chain[level]
-            cur.execute(self._sql(
+            cur.execute(self.dialect_sql(
                 f"SELECT pk, public_id FROM {parent} WHERE NOT EXISTS "
                 f"(SELECT 1 FROM {TABLES[level]} c WHERE c.{fk} = {parent}.pk)"))
             for pk, public_id in cur.fetchall():
-                cur.execute(self._sql(f"DELETE FROM {parent} WHERE pk = ?"), (pk,))
+                cur.execute(self.dialect_sql(f"DELETE FROM {parent} WHERE pk = ?"), (pk,))
                 self._change(cur, "Deleted", parent, public_id, stamp)
             level = parent
 
@@ -302,7 +324,7 @@ class SqlIndex:
                 params.append(value)
         condition = f" WHERE {' AND '.join(where)}" if where else ""
         out = []
-        for row in self._query(f"SELECT {columns} FROM {source}{condition} ORDER BY {order}",
+        for row in self.fetch_all(f"SELECT {columns} FROM {source}{condition} ORDER BY {order}",
                                tuple(params)):
             tags: dict[str, str] = {}
             for text in reversed(row[1:]):  # ancestors first, the resource's own tags win
@@ -313,7 +335,7 @@ class SqlIndex:
     def first_instance_metadata(self, level: str, public_id: str) -> str | None:
         """The stored DICOM JSON of the first instance of a resource."""
         column = {"patients": "p", "studies": "st", "series": "se", "instances": "i"}[level]
-        rows = self._query(f"SELECT i.metadata FROM {INSTANCE_JOIN}"
+        rows = self.fetch_all(f"SELECT i.metadata FROM {INSTANCE_JOIN}"
                            f" WHERE {column}.public_id = ? ORDER BY i.pk LIMIT 1", (public_id,))
         return rows[0][0] if rows else None
 
@@ -323,7 +345,7 @@ class SqlIndex:
         out = []
         for level, column in (("patients", "patient_id"), ("studies", "study_uid"),
                               ("series", "series_uid"), ("instances", "sop_uid")):
-            for (public_id,) in self._query(
+            for (public_id,) in self.fetch_all(
                     f"SELECT public_id FROM {TABLES[level]} WHERE {column} = ? ORDER BY pk",
                     (identifier,)):
                 out.append({"ID": public_id, "Path": f"/{level}/{public_id}",
@@ -335,10 +357,10 @@ class SqlIndex:
         """Orthanc's ``GET /changes`` document: changes after ``since`` (at most ``limit``),
         or only the last one."""
         if last:
-            rows = self._query(f"SELECT {CHANGE_COLUMNS} FROM changes ORDER BY seq DESC LIMIT 1")
+            rows = self.fetch_all(f"SELECT {CHANGE_COLUMNS} FROM changes ORDER BY seq DESC LIMIT 1")
             done = True
         else:
-            rows = self._query(f"SELECT {CHANGE_COLUMNS} FROM changes WHERE seq > ?"
+            rows = self.fetch_all(f"SELECT {CHANGE_COLUMNS} FROM changes WHERE seq > ?"
                                " ORDER BY seq LIMIT ?", (since, limit + 1))
             done = len(rows) <= limit
             rows = rows[:limit]
@@ -349,13 +371,13 @@ class SqlIndex:
         if out:
             last_seq = out[-1]["Seq"]
         else:
-            last_seq = self._query("SELECT COALESCE(MAX(seq), 0) FROM changes")[0][0]
+            last_seq = self.fetch_all("SELECT COALESCE(MAX(seq), 0) FROM changes")[0][0]
         return {"Changes": out, "Done": done, "Last": int(last_seq)}
 
     def clear_changes(self) -> None:
         """Orthanc's ``DELETE /changes`` (sequence numbers keep growing)."""
-        with self._write() as cur:
-            cur.execute(self._sql("DELETE FROM changes"))
+        with self.transaction() as cur:
+            cur.execute(self.dialect_sql("DELETE FROM changes"))
 
     # -- reads -----------------------------------------------------------------------------
     def resource(self, level: str, public_id: str) -> dict[str, Any] | None:
@@ -363,7 +385,7 @@ class SqlIndex:
         table = TABLES[level]
         extra = {"patients": "", "studies": ", patient_main_tags",
                  "series": "", "instances": ", file_size, file_uuid"}[level]
-        rows = self._query(
+        rows = self.fetch_all(
             f"SELECT pk, main_tags, last_update{extra} FROM {table} WHERE public_id = ?",
             (public_id,))
         if not rows:
@@ -380,7 +402,7 @@ class SqlIndex:
                             "instances": "series"}[level]
             key = {"studies": "ParentPatient", "series": "ParentStudy",
                    "instances": "ParentSeries"}[level]
-            parent = self._query(
+            parent = self.fetch_all(
                 f"SELECT p.public_id FROM {parent_table} p JOIN {table} c"
                 f" ON c.{PARENT_FK[level]} = p.pk WHERE c.pk = ?", (pk,))
             out[key] = parent[0][0]
@@ -388,11 +410,11 @@ class SqlIndex:
             child = CHILD_LEVEL[level]
             key = {"patients": "Studies", "studies": "Series", "series": "Instances"}[level]
             if child == "instances":
-                kids = self._query(
+                kids = self.fetch_all(
                     "SELECT public_id FROM instances WHERE series_pk = ?"
                     " ORDER BY CAST(instance_number AS INTEGER), public_id", (pk,))
             else:
-                kids = self._query(
+                kids = self.fetch_all(
                     f"SELECT public_id FROM {TABLES[child]} WHERE {PARENT_FK[child]} = ?"
                     " ORDER BY public_id", (pk,))
             out[key] = [k[0] for k in kids]
@@ -404,7 +426,7 @@ class SqlIndex:
         if level == "instances":
             out["FileSize"] = row[3]
             out["FileUuid"] = row[4]
-            index = self._query(
+            index = self.fetch_all(
                 "SELECT COUNT(*) FROM instances o JOIN instances me ON o.series_pk = me.series_pk"
                 " WHERE me.pk = ? AND CAST(o.instance_number AS INTEGER) <"
                 " CAST(me.instance_number AS INTEGER)", (pk,))
@@ -422,10 +444,10 @@ class SqlIndex:
         elif since:
             statement += " LIMIT -1 OFFSET ?" if self.backend_name == "SQLite" else " OFFSET ?"
             params = (since,)
-        return [r[0] for r in self._query(statement, params)]
+        return [r[0] for r in self.fetch_all(statement, params)]
 
     def instance(self, public_id: str) -> InstanceRow | None:
-        rows = self._query(f"SELECT {INSTANCE_COLUMNS} FROM {INSTANCE_JOIN}"
+        rows = self.fetch_all(f"SELECT {INSTANCE_COLUMNS} FROM {INSTANCE_JOIN}"
                            " WHERE i.public_id = ?", (public_id,))
         return _row_to_instance(rows[0]) if rows else None
 
@@ -439,7 +461,7 @@ class SqlIndex:
         if series_uid is not None:
             statement += " AND se.series_uid = ?"
             params.append(series_uid)
-        rows = self._query(statement + " ORDER BY i.pk LIMIT 1", tuple(params))
+        rows = self.fetch_all(statement + " ORDER BY i.pk LIMIT 1", tuple(params))
         return _row_to_instance(rows[0]) if rows else None
 
     def instances_by_uids(self, study_uid: str, series_uid: str | None = None
@@ -450,31 +472,73 @@ class SqlIndex:
             statement += " AND se.series_uid = ?"
             params.append(series_uid)
         statement += " ORDER BY se.pk, CAST(i.instance_number AS INTEGER), i.pk"
-        return [_row_to_instance(r) for r in self._query(statement, tuple(params))]
+        return [_row_to_instance(r) for r in self.fetch_all(statement, tuple(params))]
 
     def instances_of(self, level: str, public_id: str) -> list[InstanceRow]:
         column = {"patients": "p", "studies": "st", "series": "se", "instances": "i"}[level]
         statement = (f"SELECT {INSTANCE_COLUMNS} FROM {INSTANCE_JOIN}"
                      f" WHERE {column}.public_id = ?"
                      " ORDER BY st.pk, se.pk, CAST(i.instance_number AS INTEGER), i.pk")
-        return [_row_to_instance(r) for r in self._query(statement, (public_id,))]
+        return [_row_to_instance(r) for r in self.fetch_all(statement, (public_id,))]
 
     def file_uuids(self) -> set[str]:
-        return {r[0] for r in self._query("SELECT file_uuid FROM instances")}
+        return {r[0] for r in self.fetch_all("SELECT file_uuid FROM instances")}
 
     def statistics(self) -> dict[str, int]:
-        counts = {level: self._query(f"SELECT COUNT(*) FROM {TABLES[level]}")[0][0]
+        counts = {level: self.fetch_all(f"SELECT COUNT(*) FROM {TABLES[level]}")[0][0]
                   for level in TABLES}
-        size = self._query("SELECT COALESCE(SUM(file_size), 0) FROM instances")[0][0]
+        size = self.fetch_all("SELECT COALESCE(SUM(file_size), 0) FROM instances")[0][0]
         return {**counts, "size": int(size)}
 
+    def instance_ids_with_file(self, file_uuid: str) -> list[str]:
+        """Identifiers of the instances whose file is ``file_uuid`` (normally one)."""
+        return [r[0] for r in self.fetch_all(
+            "SELECT public_id FROM instances WHERE file_uuid = ?", (file_uuid,))]
+
+    # -- QIDO-RS ---------------------------------------------------------------------------
+    def search(self, level: str, query: Query, *, base_url: str, study_uid: str | None = None,
+               series_uid: str | None = None, max_results: int = 0) -> SearchResult:
+        """A QIDO-RS search (see :func:`dwdaemon.store.index.search.search`)."""
+        return search.search(self, level, query, base_url=base_url, study_uid=study_uid,
+                             series_uid=series_uid, max_results=max_results)
+
+    def explain(self, level: str, query: Query, **kwargs: Any) -> list[str]:
+        """The database's plan of a search's main statement (for tests and benchmarks)."""
+        return search.explain(self, level, query, **kwargs)
+
+    # -- jobs and remote servers -----------------------------------------------------------
+    def save_job(self, row: tuple[Any, ...]) -> None:
+        """Insert or replace a job (``row`` in ``jobs_sql.COLUMNS`` order)."""
+        jobs_sql.save(self, row)
+
+    def jobs(self) -> list[tuple[Any, ...]]:
+        """Every job's row, oldest first."""
+        return jobs_sql.load_all(self)
+
+    def job(self, job_id: str) -> tuple[Any, ...] | None:
+        """One job's row, or None."""
+        return jobs_sql.load_one(self, job_id)
+
+    def forget_old_jobs(self, keep: int) -> None:
+        """Forget finished jobs beyond the ``keep`` most recent ones."""
+        jobs_sql.delete_older(self, keep)
+
+    def put_server(self, name: str, definition: str | None) -> None:
+        """Store a remote server's JSON definition, or a tombstone (``None``)."""
+        servers_sql.put(self, name, definition)
+
+    def servers(self) -> list[tuple[str, str | None]]:
+        """Every stored remote server: ``(name, definition or None)``."""
+        return servers_sql.load_all(self)
+
+    # -- properties ------------------------------------------------------------------------
     def get_property(self, name: str) -> str | None:
-        rows = self._query("SELECT value FROM properties WHERE name = ?", (name,))
+        rows = self.fetch_all("SELECT value FROM properties WHERE name = ?", (name,))
         return rows[0][0] if rows else None
 
     def set_property(self, name: str, value: str | None) -> None:
-        with self._write() as cur:
-            cur.execute(self._sql("DELETE FROM properties WHERE name = ?"), (name,))
+        with self.transaction() as cur:
+            cur.execute(self.dialect_sql("DELETE FROM properties WHERE name = ?"), (name,))
             if value is not None:
-                cur.execute(self._sql("INSERT INTO properties (name, value) VALUES (?, ?)"),
+                cur.execute(self.dialect_sql("INSERT INTO properties (name, value) VALUES (?, ?)"),
                             (name, value))

@@ -27,13 +27,13 @@ class SqliteIndex(SqlIndex):
     def open(self) -> None:
         """Create the database and its schema if needed."""
         os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
-        conn = self._conn()
+        conn = self.connection()
         for statement in schema.ddl():
             conn.execute(statement)
         try:
             conn.execute(schema.UNIQUE_SOP)
         except sqlite3.IntegrityError:
-            warn_duplicate_sops(self._query(DUPLICATE_SOPS))
+            warn_duplicate_sops(self.fetch_all(DUPLICATE_SOPS))
         conn.execute("INSERT OR IGNORE INTO properties (name, value) VALUES (?, ?)",
                      ("schema_version", str(schema.SCHEMA_VERSION)))
 
@@ -47,7 +47,7 @@ class SqliteIndex(SqlIndex):
             self._all.clear()
         self._local = threading.local()
 
-    def _conn(self) -> sqlite3.Connection:
+    def connection(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
@@ -68,9 +68,9 @@ class SqliteIndex(SqlIndex):
     def batch(self) -> Iterator[None]:
         """One transaction for several writes of this thread (group commit).
 
-        Inside, each :meth:`_write` is a savepoint: a failed write is rolled back alone.
+        Inside, each :meth:`transaction` is a savepoint: a failed write is rolled back alone.
         """
-        conn = self._conn()
+        conn = self.connection()
         conn.execute("BEGIN IMMEDIATE")
         self._local.batch = True
         try:
@@ -83,8 +83,8 @@ class SqliteIndex(SqlIndex):
         conn.execute("COMMIT")
 
     @contextmanager
-    def _write(self) -> Iterator[Any]:
-        conn = self._conn()
+    def transaction(self) -> Iterator[Any]:
+        conn = self.connection()
         cur = conn.cursor()
         if getattr(self._local, "batch", False):
             cur.execute("SAVEPOINT write")
