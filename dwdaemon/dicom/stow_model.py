@@ -298,7 +298,7 @@ _UNCOMPRESSED = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.
                  "1.2.840.10008.1.2.1.99"}
 
 
-def _text(ds: Mapping[str, Any], tag: str) -> str:
+def first_text(ds: Mapping[str, Any], tag: str) -> str:
     """The first value of ``tag`` as text ("" when absent or not a DICOM JSON attribute)."""
     attr = ds.get(tag) if isinstance(ds, Mapping) else None
     value = attr.get("Value") if isinstance(attr, Mapping) else None
@@ -315,8 +315,8 @@ def assemble_instance(dataset_json: dict[str, Any], bulk: BulkIndex, out: IO[byt
     with a compressed ``transfer-syntax``) is encapsulated, one fragment per frame part.
     Raises :class:`StowError` (with the instance's UIDs) when the metadata is unusable.
     """
-    sop_class = _text(dataset_json, "00080016")
-    sop_inst = _text(dataset_json, "00080018")
+    sop_class = first_text(dataset_json, "00080016")
+    sop_inst = first_text(dataset_json, "00080018")
 
     def fail(msg: str, reason: int = CANNOT_UNDERSTAND) -> StowError:
         return StowError(msg, reason, sop_class, sop_inst)
@@ -324,7 +324,7 @@ def assemble_instance(dataset_json: dict[str, Any], bulk: BulkIndex, out: IO[byt
     if not sop_class or not sop_inst:
         raise fail("metadata dataset lacks SOPClassUID or SOPInstanceUID")
     data = dict(dataset_json)
-    meta_ts = _text(data, "00020010") or None
+    meta_ts = first_text(data, "00020010") or None
     for key in list(data):
         if key.upper().startswith("0002"):
             del data[key]
