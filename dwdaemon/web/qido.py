@@ -4,14 +4,9 @@ from __future__ import annotations
 
 import json
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
 
+import orjson
 from klein import Klein
-
-try:  # optional: much faster JSON encoding (falls back to the standard library)
-    import orjson as _orjson
-except ImportError:  # pragma: no cover - depends on the environment
-    _orjson = None
 from twisted.internet.defer import inlineCallbacks
 from twisted.web.iweb import IRequest
 
@@ -22,6 +17,7 @@ from dwdaemon.dicom.xmlmodel import dataset_json_to_xml
 from dwdaemon.store.index.search import SearchResult, search
 from dwdaemon.web.context import Context
 from dwdaemon.web.errors import ApiError
+from dwdaemon.web.query import query_items
 
 JSON = "application/dicom+json"
 XML = "application/dicom+xml"
@@ -50,29 +46,17 @@ def choose_media_type(header: bytes | str | None) -> str:
                         'multipart/related; type="application/dicom+xml"')
 
 
-def query_pairs(request: IRequest) -> list[tuple[str, str]]:
-    """The query parameters of the request, in order, percent-decoded as UTF-8."""
-    raw = urlsplit(request.uri.decode("latin-1")).query
-    try:
-        return parse_qsl(raw, keep_blank_values=True, encoding="utf-8", errors="strict")
-    except UnicodeDecodeError as exc:
-        raise ApiError(400, f"query string is not valid UTF-8 once percent-decoded: {exc}"
-                       ) from exc
-    except ValueError as exc:
-        raise ApiError(400, f"malformed query string: {exc}") from exc
-
-
 def _warning(text: str) -> str:
     return '299 dwdaemon "' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def dumps_json(value: Any) -> bytes:
-    """Compact UTF-8 JSON (orjson when available; integers beyond 64 bits fall back)."""
-    if _orjson is not None:
-        try:
-            return _orjson.dumps(value)
-        except TypeError:
-            pass
+    """Compact UTF-8 JSON (orjson; integers beyond 64 bits fall back to the standard
+    library)."""
+    try:
+        return orjson.dumps(value)
+    except TypeError:
+        pass
     return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
@@ -94,7 +78,7 @@ def install(app: Klein, ctx: Context) -> None:
     def answer(request: IRequest, level: str, study: str | None = None,
                series: str | None = None) -> Any:
         media_type = choose_media_type(request.getHeader(b"accept"))
-        pairs = query_pairs(request)
+        pairs = query_items(request, strict=True)
         try:
             query: Query = parse_query(
                 pairs, case_sensitive=ctx.config.dicomweb.qido_case_sensitive,

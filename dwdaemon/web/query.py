@@ -7,7 +7,7 @@ parameters and headers through these functions.
 
 from __future__ import annotations
 
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlsplit
 
 from twisted.web.iweb import IRequest
 
@@ -25,7 +25,7 @@ def query_items(request: IRequest, strict: bool = False) -> list[tuple[str, str]
         return []
     if not strict:
         return parse_qsl(query, keep_blank_values=True, encoding="utf-8", errors="replace")
-    query = query.partition("#")[0]  # as urlsplit does
+    query = urlsplit(uri).query
     try:
         return parse_qsl(query, keep_blank_values=True, encoding="utf-8", errors="strict")
     except UnicodeDecodeError as exc:

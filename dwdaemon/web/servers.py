@@ -41,7 +41,8 @@ from dwdaemon.jobs import SUCCESS, Job, JobHandle
 from dwdaemon.store.index import servers_sql
 from dwdaemon.web.context import Context
 from dwdaemon.web.errors import ApiError
-from dwdaemon.web.jobs import engine_for, flag
+from dwdaemon.web.jobs import engine_for
+from dwdaemon.web.query import flag
 from dwdaemon.web.responses import json_body
 
 log = Logger()
