@@ -11,39 +11,30 @@ from twisted.internet.defer import inlineCallbacks
 from twisted.web.iweb import IRequest
 
 from dwdaemon.dicom import multipart
+from dwdaemon.dicom import qido_model as qm
 from dwdaemon.dicom.matching import Query, QueryError, parse_query
-from dwdaemon.dicom.mediatypes import AcceptError, parse_accept
+from dwdaemon.dicom.mediatypes import AcceptError
 from dwdaemon.dicom.xmlmodel import dataset_json_to_xml
 from dwdaemon.store.index.search import SearchResult, search
 from dwdaemon.web.context import Context
 from dwdaemon.web.errors import ApiError
 from dwdaemon.web.query import query_items
 
-JSON = "application/dicom+json"
-XML = "application/dicom+xml"
-_JSON_TYPES = frozenset({JSON, "application/json", "*/*", "*", "application/*"})
+JSON = qm.JSON
+XML = qm.XML
 
 
 def choose_media_type(header: bytes | str | None) -> str:
-    """``application/dicom+json`` or ``application/dicom+xml`` (multipart); 406 otherwise."""
+    """``application/dicom+json`` or ``application/dicom+xml`` (multipart); 400 for a
+    malformed Accept, 406 when neither is acceptable (:func:`qido_model.answer_media_type`)."""
     try:
-        ranges = parse_accept(header)
+        media = qm.answer_media_type(header)
     except AcceptError as exc:
         raise ApiError(400, str(exc)) from exc
-    if not ranges:
-        return JSON
-    for media_range in ranges:
-        mtype = media_range.media_type.lower()
-        if mtype in _JSON_TYPES:
-            return JSON
-        if mtype == XML:
-            return XML
-        if mtype in ("multipart/related", "multipart/*"):
-            part = media_range.params.get("type", XML).lower()
-            if part == XML:
-                return XML
-    raise ApiError(406, "QIDO-RS answers in application/dicom+json (or application/json) or "
-                        'multipart/related; type="application/dicom+xml"')
+    if media is None:
+        raise ApiError(406, "QIDO-RS answers in application/dicom+json (or application/json) "
+                            'or multipart/related; type="application/dicom+xml"')
+    return media
 
 
 def _warning(text: str) -> str:

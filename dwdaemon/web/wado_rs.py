@@ -514,50 +514,20 @@ def _render_failed(failure: Any) -> Any:
 # -- negotiation helpers -------------------------------------------------------------------------
 
 def _choose_metadata(accept: str | None) -> str:
-    """DICOM JSON unless XML is asked as PS3.18 names it (multipart/related; type=
-    application/dicom+xml). A bare XML type counts only when nothing JSON-compatible is also
-    accepted: browsers send ``text/html, ..., application/xml;q=0.9, */*;q=0.8`` and clients
-    ``application/dicom+xml, application/json``; both get JSON, as Orthanc answers."""
-    ranges = parse_accept(accept)
-    if not ranges:
-        return DICOM_JSON
-    for media_range in ranges:
-        mtype = media_range.media_type
-        if media_range.params.get("transfer-syntax", "*") != "*":
-            continue  # metadata has no transfer syntax: no such representation
-        if mtype == "multipart/related":
-            part = media_range.params.get("type", "").lower()
-            if part in (DICOM_XML, "application/xml", "text/xml"):
-                return DICOM_XML
-            if part in (DICOM_JSON, "application/json"):
-                return DICOM_JSON
-            continue
-        if mtype in (DICOM_JSON, "application/json", "application/*", "*/*", "*"):
-            return DICOM_JSON
-        # bare XML types are skipped: XML metadata is multipart (PS3.18 10.4.4 has servers
-        # ignore single part types for multi-item resources; Orthanc ignores them too)
-    raise ApiError(406, "not acceptable: metadata is offered as application/dicom+json or "
-                        'multipart/related; type="application/dicom+xml"')
+    """The metadata media type for ``accept`` (:func:`wado_model.metadata_media_type`)."""
+    media = wm.metadata_media_type(accept)
+    if media is None:
+        raise ApiError(406, "not acceptable: metadata is offered as application/dicom+json or "
+                            'multipart/related; type="application/dicom+xml"')
+    return media
 
 
 def _bulk_multipart(accept: str | None) -> bool:
-    """Whether bulk data answers multipart: the default (PS3.18 Table 10.4.4-1, and Orthanc),
-    also for wildcards; a single part only when ``application/octet-stream`` is named."""
-    ranges = parse_accept(accept)
-    if not ranges:
-        return True
-    for media_range in ranges:
-        mtype = media_range.media_type
-        if mtype == "multipart/related":
-            part = media_range.params.get("type", wm.OCTET_STREAM).lower()
-            if part in (wm.OCTET_STREAM, "*/*", "application/*"):
-                return True
-            continue
-        if mtype in ("application/*", "*/*", "*"):
-            return True
-        if mtype == wm.OCTET_STREAM:
-            return False
-    raise ApiError(406, "not acceptable: bulk data is offered as application/octet-stream")
+    """Whether bulk data answers multipart (:func:`wado_model.bulk_multipart`)."""
+    wanted = wm.bulk_multipart(accept)
+    if wanted is None:
+        raise ApiError(406, "not acceptable: bulk data is offered as application/octet-stream")
+    return wanted
 
 
 def _parse_range(header: str | None, length: int) -> tuple[int, int] | None:
