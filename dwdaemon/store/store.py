@@ -370,13 +370,6 @@ class Store:
         """Where a stored file is (open it in a thread)."""
         return self.storage.path(file_uuid)
 
-    def read_file(self, file_uuid: str) -> Deferred[bytes]:
-        """A whole stored file (small files only; stream big ones with a producer)."""
-        def read() -> bytes:
-            with open(self.storage.path(file_uuid), "rb") as fp:
-                return fp.read()
-        return self.pools.io(read)
-
     # -- deletes -----------------------------------------------------------------------------
     @inlineCallbacks
     def delete(self, level: str, public_id: str) -> Any:
