@@ -112,10 +112,6 @@ class JobHandle:
             self.job.result = result
         self._engine.save_soon(self.job)
 
-    def partial_result(self, result: dict[str, Any]) -> None:
-        self.job.result = result
-        self._engine.save_soon(self.job)
-
 
 Runner = Callable[[JobHandle], Deferred]
 

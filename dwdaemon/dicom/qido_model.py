@@ -13,6 +13,7 @@ from pydicom.datadict import tag_for_keyword
 
 from .jsonmodel import public_bulk_path
 from .matching import Query
+from .mediatypes import parse_accept
 
 __all__ = [
     "DEFAULT_TAGS",
@@ -223,3 +224,29 @@ def build_response(
     if bulk is not None:
         return {tag: _resolve_bulk(out[tag], bulk[0], bulk[1]) for tag in sorted(out)}
     return {tag: out[tag] for tag in sorted(out)}
+
+
+# -- answer negotiation -----------------------------------------------------------------------
+
+JSON = "application/dicom+json"
+XML = "application/dicom+xml"
+_JSON_TYPES = frozenset({JSON, "application/json", "*/*", "*", "application/*"})
+
+
+def answer_media_type(header: bytes | str | None) -> str | None:
+    """``application/dicom+json`` or ``application/dicom+xml`` (multipart) for an Accept
+    header; None when neither is acceptable. Raises :class:`AcceptError` when malformed."""
+    ranges = parse_accept(header)
+    if not ranges:
+        return JSON
+    for media_range in ranges:
+        mtype = media_range.media_type.lower()
+        if mtype in _JSON_TYPES:
+            return JSON
+        if mtype == XML:
+            return XML
+        if mtype in ("multipart/related", "multipart/*"):
+            part = media_range.params.get("type", XML).lower()
+            if part == XML:
+                return XML
+    return None

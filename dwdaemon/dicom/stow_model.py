@@ -1,7 +1,7 @@
 """Pure STOW-RS helpers (PS3.18 10.5): part classification, the response dataset, the HTTP
 status, and assembly of a DICOM file from the metadata + bulk data form.
 
-No Twisted here: the web layer (``dwdaemon.web.stow``) drives these from a thread.
+No Twisted here: the store (``dwdaemon.store.ingest_stream``) drives these from a thread.
 """
 
 from __future__ import annotations

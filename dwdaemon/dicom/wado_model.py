@@ -405,3 +405,57 @@ def parse_positive_int(text: str, what: str, maximum: int = 8192) -> int:
 def first(values: Sequence[str] | None) -> str | None:
     """First value of a query argument list, or None."""
     return values[0] if values else None
+
+
+# -- metadata and bulk data negotiation -----------------------------------------------------------
+
+DICOM_JSON = "application/dicom+json"
+DICOM_XML = "application/dicom+xml"
+
+
+def metadata_media_type(accept: str | None) -> str | None:
+    """DICOM JSON unless XML is asked as PS3.18 names it (multipart/related; type=
+    application/dicom+xml); None when nothing offered is acceptable. A bare XML type counts
+    only when nothing JSON-compatible is also accepted: browsers send ``text/html, ...,
+    application/xml;q=0.9, */*;q=0.8`` and clients ``application/dicom+xml,
+    application/json``; both get JSON, as Orthanc answers."""
+    ranges = parse_accept(accept)
+    if not ranges:
+        return DICOM_JSON
+    for media_range in ranges:
+        mtype = media_range.media_type
+        if media_range.params.get("transfer-syntax", "*") != "*":
+            continue  # metadata has no transfer syntax: no such representation
+        if mtype == "multipart/related":
+            part = media_range.params.get("type", "").lower()
+            if part in (DICOM_XML, "application/xml", "text/xml"):
+                return DICOM_XML
+            if part in (DICOM_JSON, "application/json"):
+                return DICOM_JSON
+            continue
+        if mtype in (DICOM_JSON, "application/json", "application/*", "*/*", "*"):
+            return DICOM_JSON
+        # bare XML types are skipped: XML metadata is multipart (PS3.18 10.4.4 has servers
+        # ignore single part types for multi-item resources; Orthanc ignores them too)
+    return None
+
+
+def bulk_multipart(accept: str | None) -> bool | None:
+    """Whether bulk data answers multipart: the default (PS3.18 Table 10.4.4-1, and Orthanc),
+    also for wildcards; a single part only when ``application/octet-stream`` is named; None
+    when nothing offered is acceptable."""
+    ranges = parse_accept(accept)
+    if not ranges:
+        return True
+    for media_range in ranges:
+        mtype = media_range.media_type
+        if mtype == "multipart/related":
+            part = media_range.params.get("type", OCTET_STREAM).lower()
+            if part in (OCTET_STREAM, "*/*", "application/*"):
+                return True
+            continue
+        if mtype in ("application/*", "*/*", "*"):
+            return True
+        if mtype == OCTET_STREAM:
+            return False
+    return None

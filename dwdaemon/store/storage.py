@@ -5,7 +5,6 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
-import shutil
 import time
 import uuid
 from collections.abc import Iterable
@@ -221,9 +220,6 @@ class StorageArea:
                 self.remove(file_uuid)
                 removed.append(file_uuid)
         return removed
-
-    def free_space(self) -> int:
-        return shutil.disk_usage(self.root).free
 
 
 def _hash(fp: BinaryIO) -> tuple[int, str]:

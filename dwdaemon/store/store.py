@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import Any
+from typing import IO, Any
 
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.logger import Logger
@@ -32,6 +32,7 @@ from dwdaemon.store.ingest import (
     analyse,
     record_fields,
 )
+from dwdaemon.store.ingest_stream import FailedCallback, IngestStream, StoredCallback
 from dwdaemon.store.storage import StorageArea, TempFile, discard
 from dwdaemon.threads import ThreadPools
 
@@ -148,6 +149,14 @@ class Store:
     def new_temp(self) -> tuple[str, TempFile]:
         """A temporary file in the storage area for a caller to fill, then :meth:`ingest_path`."""
         return self.storage.new_temp()
+
+    def ingest_stream(self, body: IO[bytes], boundary: str, body_type: str,
+                      expected_study: str | None, on_stored: StoredCallback,
+                      on_failed: FailedCallback) -> IngestStream:
+        """The ingest of a multipart/related body (STOW-RS); see
+        :class:`~dwdaemon.store.ingest_stream.IngestStream` (start it with ``run()``)."""
+        return IngestStream(self, body, boundary, body_type, expected_study, on_stored,
+                            on_failed)
 
     @inlineCallbacks
     def ingest_path(self, temp_path: str, digest: tuple[int, str] | None = None,
@@ -359,13 +368,6 @@ class Store:
     def file_path(self, file_uuid: str) -> str:
         """Where a stored file is (open it in a thread)."""
         return self.storage.path(file_uuid)
-
-    def read_file(self, file_uuid: str) -> Deferred[bytes]:
-        """A whole stored file (small files only; stream big ones with a producer)."""
-        def read() -> bytes:
-            with open(self.storage.path(file_uuid), "rb") as fp:
-                return fp.read()
-        return self.pools.io(read)
 
     # -- deletes -----------------------------------------------------------------------------
     @inlineCallbacks

@@ -15,12 +15,13 @@ from klein import Klein
 from twisted.internet.defer import inlineCallbacks
 from twisted.web.iweb import IRequest
 
-from dwdaemon.dicom import render
+from dwdaemon.dicom import pixels, render
 from dwdaemon.dicom import wado_model as wm
 from dwdaemon.dicom.mediatypes import AcceptError, negotiate
 from dwdaemon.web.context import Context
 from dwdaemon.web.errors import ApiError
-from dwdaemon.web.wado_rs import _arg, _frame_count, wado_service
+from dwdaemon.web.query import arg
+from dwdaemon.web.wado_rs import wado_service
 
 __all__ = ["install"]
 
@@ -37,11 +38,11 @@ def _options(request: IRequest) -> render.RenderOptions:
     if media is None:
         raise ApiError(406, "not acceptable: rendered images are image/png or image/jpeg")
     try:
-        center, width = _arg(request, "window-center"), _arg(request, "window-width")
+        center, width = arg(request, "window-center"), arg(request, "window-width")
         if (center is None) != (width is None):
             raise ValueError("window-center and window-width go together")
-        rows, columns, quality = (_arg(request, "height"), _arg(request, "width"),
-                                  _arg(request, "quality"))
+        rows, columns, quality = (arg(request, "height"), arg(request, "width"),
+                                  arg(request, "quality"))
         return render.RenderOptions(
             media_type=media,
             window=wm.parse_window(f"{center},{width}") if center is not None else None,
@@ -61,7 +62,7 @@ def install(app: Klein, ctx: Context) -> None:
         row = yield ctx.store.instance(public_id)
         if row is None:
             raise ApiError(404, f"unknown instance {public_id}")
-        count = _frame_count(row)
+        count = pixels.frame_count(row.frames, row.number_of_frames)
         if count == 0:
             raise ApiError(400, f"instance {public_id} has no pixel data to render")
         if not 0 <= frame < count:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import socket
 from typing import Any
-from urllib.parse import parse_qs
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, inlineCallbacks, succeed
@@ -13,6 +12,7 @@ from twisted.web.iweb import IRequest
 from dwdaemon.jobs import JobEngine
 from dwdaemon.web.context import Context
 from dwdaemon.web.errors import ApiError
+from dwdaemon.web.query import flag
 from dwdaemon.web.responses import json_body
 
 
@@ -63,18 +63,6 @@ def engine_for(ctx: Context) -> ReadyEngine:
     if ctx.jobs is None:
         raise RuntimeError("the job engine is built by dwdaemon.tap.build_site")
     return ctx.jobs
-
-
-def flag(request: IRequest, name: str) -> bool:
-    """Orthanc-style flag (``?expand``, ``?expand=true``); false for ``=false``/``=0``.
-
-    Parsed from the URI: ``request.args`` drops arguments without ``=``.
-    """
-    query = request.uri.split(b"?", 1)[1] if b"?" in request.uri else b""
-    values = parse_qs(query.decode("utf-8", "replace"), keep_blank_values=True).get(name)
-    if not values:
-        return False
-    return values[0].lower() not in ("false", "0")
 
 
 def install(app: Any, ctx: Context) -> None:

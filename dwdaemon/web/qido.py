@@ -4,62 +4,37 @@ from __future__ import annotations
 
 import json
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
 
+import orjson
 from klein import Klein
-
-try:  # optional: much faster JSON encoding (falls back to the standard library)
-    import orjson as _orjson
-except ImportError:  # pragma: no cover - depends on the environment
-    _orjson = None
 from twisted.internet.defer import inlineCallbacks
 from twisted.web.iweb import IRequest
 
 from dwdaemon.dicom import multipart
+from dwdaemon.dicom import qido_model as qm
 from dwdaemon.dicom.matching import Query, QueryError, parse_query
-from dwdaemon.dicom.mediatypes import AcceptError, parse_accept
+from dwdaemon.dicom.mediatypes import AcceptError
 from dwdaemon.dicom.xmlmodel import dataset_json_to_xml
 from dwdaemon.store.index.search import SearchResult
 from dwdaemon.web.context import Context
 from dwdaemon.web.errors import ApiError
+from dwdaemon.web.query import query_items
 
-JSON = "application/dicom+json"
-XML = "application/dicom+xml"
-_JSON_TYPES = frozenset({JSON, "application/json", "*/*", "*", "application/*"})
+JSON = qm.JSON
+XML = qm.XML
 
 
 def choose_media_type(header: bytes | str | None) -> str:
-    """``application/dicom+json`` or ``application/dicom+xml`` (multipart); 406 otherwise."""
+    """``application/dicom+json`` or ``application/dicom+xml`` (multipart); 400 for a
+    malformed Accept, 406 when neither is acceptable (:func:`qido_model.answer_media_type`)."""
     try:
-        ranges = parse_accept(header)
+        media = qm.answer_media_type(header)
     except AcceptError as exc:
         raise ApiError(400, str(exc)) from exc
-    if not ranges:
-        return JSON
-    for media_range in ranges:
-        mtype = media_range.media_type.lower()
-        if mtype in _JSON_TYPES:
-            return JSON
-        if mtype == XML:
-            return XML
-        if mtype in ("multipart/related", "multipart/*"):
-            part = media_range.params.get("type", XML).lower()
-            if part == XML:
-                return XML
-    raise ApiError(406, "QIDO-RS answers in application/dicom+json (or application/json) or "
-                        'multipart/related; type="application/dicom+xml"')
-
-
-def query_pairs(request: IRequest) -> list[tuple[str, str]]:
-    """The query parameters of the request, in order, percent-decoded as UTF-8."""
-    raw = urlsplit(request.uri.decode("latin-1")).query
-    try:
-        return parse_qsl(raw, keep_blank_values=True, encoding="utf-8", errors="strict")
-    except UnicodeDecodeError as exc:
-        raise ApiError(400, f"query string is not valid UTF-8 once percent-decoded: {exc}"
-                       ) from exc
-    except ValueError as exc:
-        raise ApiError(400, f"malformed query string: {exc}") from exc
+    if media is None:
+        raise ApiError(406, "QIDO-RS answers in application/dicom+json (or application/json) "
+                            'or multipart/related; type="application/dicom+xml"')
+    return media
 
 
 def _warning(text: str) -> str:
@@ -67,12 +42,12 @@ def _warning(text: str) -> str:
 
 
 def dumps_json(value: Any) -> bytes:
-    """Compact UTF-8 JSON (orjson when available; integers beyond 64 bits fall back)."""
-    if _orjson is not None:
-        try:
-            return _orjson.dumps(value)
-        except TypeError:
-            pass
+    """Compact UTF-8 JSON (orjson; integers beyond 64 bits fall back to the standard
+    library)."""
+    try:
+        return orjson.dumps(value)
+    except TypeError:
+        pass
     return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
@@ -94,7 +69,7 @@ def install(app: Klein, ctx: Context) -> None:
     def answer(request: IRequest, level: str, study: str | None = None,
                series: str | None = None) -> Any:
         media_type = choose_media_type(request.getHeader(b"accept"))
-        pairs = query_pairs(request)
+        pairs = query_items(request, strict=True)
         try:
             query: Query = parse_query(
                 pairs, case_sensitive=ctx.config.dicomweb.qido_case_sensitive,

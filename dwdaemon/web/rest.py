@@ -16,7 +16,7 @@ from dwdaemon.store.index.base import PARENT_LEVEL
 from dwdaemon.web import producers
 from dwdaemon.web.context import Context
 from dwdaemon.web.errors import ApiError
-from dwdaemon.web.query import query_args
+from dwdaemon.web.query import arg, flag
 from dwdaemon.web.responses import json_body
 
 API_VERSION = 22  # the Orthanc REST API level whose shapes we follow
@@ -26,19 +26,8 @@ API_VERSION = 22  # the Orthanc REST API level whose shapes we follow
 PLUGIN_VERSION = "1.19.0"
 
 
-def _arg(request: IRequest, name: str) -> str | None:
-    values = query_args(request).get(name)
-    return values[0] if values else None
-
-
-def _flag(request: IRequest, name: str) -> bool:
-    """Orthanc-style flag: present without value, or true/1."""
-    value = _arg(request, name)
-    return value is not None and value.lower() not in ("false", "0")
-
-
 def _int_arg(request: IRequest, name: str) -> int:
-    value = _arg(request, name)
+    value = arg(request, name)
     if value is None or value == "":
         return 0
     try:
@@ -75,7 +64,7 @@ def install(app: Any, ctx: Context) -> None:
     @inlineCallbacks
     def list_resources(request: IRequest, level: str) -> Any:
         ids = yield store.list_ids(level, _int_arg(request, "limit"), _int_arg(request, "since"))
-        if _flag(request, "expand"):
+        if flag(request, "expand"):
             expanded = []
             for public_id in ids:
                 resource = yield store.resource(level, public_id)
@@ -161,9 +150,9 @@ def install(app: Any, ctx: Context) -> None:
         if row is None:
             raise ApiError(404, f"unknown instance {public_id}")
         dataset = json.loads(row.metadata)
-        if _flag(request, "simplify"):
+        if flag(request, "simplify"):
             return json_body(request, tags_simplified(dataset))
-        if _flag(request, "short"):
+        if flag(request, "short"):
             return json_body(request, tags_simplified(dataset, short=True))
         return json_body(request, tags_full(dataset))
 

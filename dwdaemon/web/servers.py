@@ -40,7 +40,8 @@ from dwdaemon.config import ConfigError, RemoteServer, parse_server
 from dwdaemon.jobs import SUCCESS, Job, JobHandle
 from dwdaemon.web.context import Context
 from dwdaemon.web.errors import ApiError
-from dwdaemon.web.jobs import engine_for, flag
+from dwdaemon.web.jobs import engine_for
+from dwdaemon.web.query import flag
 from dwdaemon.web.responses import json_body
 
 log = Logger()

@@ -8,26 +8,26 @@ disk (transcoded in a worker thread only when another transfer syntax is asked).
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 from klein import Klein
 from twisted.internet.defer import inlineCallbacks
 from twisted.web.iweb import IRequest
 
-from dwdaemon.dicom import frame_codec, multipart, reencode, render, transcode
+from dwdaemon.dicom import frame_codec, multipart, pixels, reencode, render, transcode
 from dwdaemon.dicom import wado_model as wm
 from dwdaemon.dicom.frames import FrameLayout
 from dwdaemon.dicom.jsonmodel import resolve_bulk_uris, stored_bulk_path
 from dwdaemon.dicom.mediatypes import AcceptError, parse_accept
+from dwdaemon.dicom.pixels import PixelShape
 from dwdaemon.store.index.base import InstanceRow
 from dwdaemon.web import producers
 from dwdaemon.web.context import Context
 from dwdaemon.web.errors import ApiError
+from dwdaemon.web.query import arg, header
 
 __all__ = ["install", "WadoService"]
 
@@ -38,51 +38,17 @@ THUMBNAIL_SIZE = (128, 128)
 LARGE_METADATA = 64
 
 
-def _header(request: IRequest, name: str) -> str | None:
-    value = request.getHeader(name)
-    if value is None:
-        return None
-    return value.decode("latin-1") if isinstance(value, bytes) else value
-
-
-def _arg(request: IRequest, name: str) -> str | None:
-    values = (request.args or {}).get(name.encode())
-    if not values:
-        return None
-    value = values[0]
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
-
-
 def _not_acceptable(exc: Exception) -> ApiError:
     return ApiError(406, f"not acceptable: {exc}")
 
 
 def _accept(request: IRequest) -> str | None:
-    accept = _header(request, "accept")
+    accept = header(request, "accept")
     try:
         parse_accept(accept)
     except AcceptError as exc:
         raise ApiError(400, str(exc)) from exc
     return accept
-
-
-def _layout(row: InstanceRow) -> FrameLayout:
-    try:
-        return FrameLayout.from_json(json.loads(row.frames))
-    except (ValueError, KeyError, TypeError):
-        return FrameLayout("unresolved", count=row.number_of_frames)
-
-
-def _frame_count(row: InstanceRow) -> int:
-    if not row.number_of_frames:
-        return 0
-    layout = _layout(row)
-    return layout.count if layout.kind in ("native", "encapsulated") else row.number_of_frames
-
-
-def _first_value(metadata: dict[str, Any], tag: str) -> Any:
-    values = metadata.get(tag, {}).get("Value")
-    return values[0] if values else None
 
 
 def _instance_number(row: InstanceRow) -> float:
@@ -92,36 +58,16 @@ def _instance_number(row: InstanceRow) -> float:
         return float("inf")
 
 
-@dataclass(frozen=True)
-class PixelShape:
-    """What the encoders need to know of an instance's pixels (from its stored JSON)."""
+def _layout(row: InstanceRow) -> FrameLayout:
+    return pixels.layout_of(row.frames, row.number_of_frames)
 
-    bits_allocated: int
-    bits_stored: int
-    samples: int
-    signed: bool
-    photometric: str
+
+def _frame_count(row: InstanceRow) -> int:
+    return pixels.frame_count(row.frames, row.number_of_frames)
 
 
 def _pixel_shape(row: InstanceRow) -> PixelShape:
-    md = json.loads(row.metadata)
-    allocated = int(_first_value(md, "00280100") or 8)
-    return PixelShape(allocated, int(_first_value(md, "00280101") or allocated),
-                      int(_first_value(md, "00280002") or 1),
-                      int(_first_value(md, "00280103") or 0) == 1,
-                      str(_first_value(md, "00280004") or ""))
-
-
-def _pixel_swap_width(row: InstanceRow) -> int:
-    """Byte-swap width of big endian native Pixel Data: none for OB, else its word size."""
-    try:
-        vr = json.loads(row.bulk)["7FE00010"][2]
-    except (ValueError, KeyError, IndexError, TypeError):
-        vr = "OW"
-    if vr == "OB":
-        return 0
-    allocated = _pixel_shape(row).bits_allocated
-    return allocated // 8 if allocated in (32, 64) else 2
+    return pixels.pixel_shape(row.metadata)
 
 
 class WadoService:
@@ -170,9 +116,9 @@ class WadoService:
                     return False
                 if wanted in transcode.ENCODABLE_SYNTAXES and row.number_of_frames:
                     md = metadata_cache.setdefault(row.public_id, json.loads(row.metadata))
-                    if not transcode.encoder_accepts(wanted, _first_value(md, "00280100"),
-                                                     _first_value(md, "00280101"),
-                                                     _first_value(md, "00280002")):
+                    if not transcode.encoder_accepts(wanted, pixels.first_value(md, "00280100"),
+                                                     pixels.first_value(md, "00280101"),
+                                                     pixels.first_value(md, "00280002")):
                         return False
             return True
 
@@ -212,7 +158,7 @@ class WadoService:
         etag = f'"{digest.hexdigest()}"'
         request.setHeader("ETag", etag)
         request.setHeader("Cache-Control", "no-cache")
-        if_none_match = _header(request, "if-none-match")
+        if_none_match = header(request, "if-none-match")
         if if_none_match and (if_none_match.strip() == "*" or etag in
                               [t.strip().removeprefix("W/") for t in if_none_match.split(",")]):
             request.setResponseCode(304)
@@ -282,24 +228,24 @@ class WadoService:
         if choice.render:
             options = render.RenderOptions(media_type="image/jpeg", quality=90)
             return producers.ComputedPart(
-                lambda: _render_stored(path, index, options, layout, syntax, metadata))
+                lambda: pixels.render_stored(path, index, options, layout, syntax, metadata))
         if choice.encode:
             target, shape = choice.transfer_syntax, shape or _pixel_shape(row)
             return producers.ComputedPart(
-                lambda: _encoded_frame(path, index, layout, syntax, metadata, target, shape))
+                lambda: pixels.encoded_frame(path, index, layout, syntax, metadata, target, shape))
         if not choice.decode and layout.kind in ("native", "encapsulated"):
             return producers.FilePart(path, layout.frame_ranges(index))
         if not choice.decode and row.transfer_syntax not in wm.NATIVE_SYNTAXES:
             # encapsulated but not resolvable from the stored offsets: parse the fragments
-            return producers.ComputedPart(lambda: _encapsulated_frame(path, index))
+            return producers.ComputedPart(lambda: pixels.encapsulated_frame(path, index))
         if row.transfer_syntax == wm.BIG_ENDIAN and layout.kind == "native":
             # big endian words of the stored frame, swapped: little endian octets, same layout
-            width = _pixel_swap_width(row)
-            return producers.ComputedPart(lambda: _swapped_frame(path, layout, index, width))
+            width = pixels.swap_width(row.bulk, row.metadata)
+            return producers.ComputedPart(lambda: pixels.swapped_frame(path, layout, index, width))
         if layout.kind == "encapsulated":
             return producers.ComputedPart(
-                lambda: _decoded_stored_frame(path, index, layout, syntax, metadata))
-        return producers.ComputedPart(lambda: _decoded_frame(path, index))
+                lambda: pixels.decoded_stored_frame(path, index, layout, syntax, metadata))
+        return producers.ComputedPart(lambda: pixels.decoded_frame(path, index))
 
     # -- bulk data ---------------------------------------------------------------------------
     @inlineCallbacks
@@ -308,7 +254,7 @@ class WadoService:
         multipart_wanted = _bulk_multipart(_accept(request))
         path = self.path(row)
         try:
-            data = yield self.pools.parse(lambda: _bulk_by_parsing(path, element))
+            data = yield self.pools.parse(lambda: pixels.bulk_by_parsing(path, element))
         except (KeyError, IndexError, ValueError, TypeError, AttributeError) as exc:
             raise ApiError(404, f"no element {element} in instance {row.sop_uid}") from exc
         if not multipart_wanted:
@@ -346,15 +292,15 @@ class WadoService:
         accept = _accept(request)
         multipart_wanted = _bulk_multipart(accept)
         path = self.path(row)
-        swap = 0 if little_endian else _SWAP_WIDTH.get(vr, 0)
+        swap = 0 if little_endian else pixels.SWAP_WIDTH.get(vr, 0)
         needs_parse = offset < 0 or (not little_endian and element == "7FE00010")
         source: producers.Piece
-        rng = None if needs_parse or swap else _parse_range(_header(request, "range"), length)
+        rng = None if needs_parse or swap else _parse_range(header(request, "range"), length)
         if needs_parse:
-            source = producers.ComputedPart(lambda: _bulk_by_parsing(path, element))
+            source = producers.ComputedPart(lambda: pixels.bulk_by_parsing(path, element))
         elif swap:  # big endian words: served as little endian, like everything else
             source = producers.ComputedPart(
-                lambda: _byteswap(_read_ranges(path, [(offset, length)]), swap))
+                lambda: pixels.byteswap(pixels.read_ranges(path, [(offset, length)]), swap))
         elif rng is not None:
             start, end = rng
             source = producers.FilePart(path, [(offset + start, end - start + 1)])
@@ -390,9 +336,9 @@ class WadoService:
         except wm.NotAcceptable as exc:
             raise _not_acceptable(exc) from exc
         try:
-            window = _arg(request, "window")
-            viewport = _arg(request, "viewport")
-            quality = _arg(request, "quality")
+            window = arg(request, "window")
+            viewport = arg(request, "viewport")
+            quality = arg(request, "quality")
             vp = wm.parse_viewport(viewport) if viewport else None
             return render.RenderOptions(
                 media_type=media,
@@ -412,7 +358,7 @@ class WadoService:
         layout = _layout(row)
         syntax = row.transfer_syntax
         metadata = row.metadata
-        return lambda: _render_stored(path, index, options, layout, syntax, metadata)
+        return lambda: pixels.render_stored(path, index, options, layout, syntax, metadata)
 
     def send_image(self, request: IRequest, options: render.RenderOptions,
                    produce: Callable[[], bytes]) -> Any:
@@ -440,7 +386,7 @@ class WadoService:
         path = self.path(row)
         if options.media_type == "image/gif" and count > 1 and not thumbnail:
             return self.send_image(request, options,
-                                   lambda: _render_frames(path, list(range(count)), options))
+                                   lambda: pixels.render_frames(path, list(range(count)), options))
         return self.send_image(request, options, self.render_job(row, 0, options))
 
     def rendered_frames(self, request: IRequest, row: InstanceRow, frame_list: str,
@@ -460,7 +406,7 @@ class WadoService:
                                    self.render_job(row, indexes[0], options))
         if options.media_type == "image/gif":
             return self.send_image(request, options,
-                                   lambda: _render_frames(path, indexes, options))
+                                   lambda: pixels.render_frames(path, indexes, options))
         return self.rendered_parts(request, [(row, i) for i in indexes], options)
 
     def rendered_parts(self, request: IRequest, items: list[tuple[InstanceRow, int]],
@@ -503,7 +449,7 @@ class WadoService:
         if options.media_type == "image/gif" and _frame_count(row) > 1:
             path, count = self.path(row), _frame_count(row)
             return self.send_image(request, options,
-                                   lambda: _render_frames(path, list(range(count)), options))
+                                   lambda: pixels.render_frames(path, list(range(count)), options))
         return self.send_image(request, options, self.render_job(row, 0, options))
 
 
@@ -534,130 +480,6 @@ def instance_source(path: str, row: InstanceRow, syntax: str) -> producers.Piece
 
 def _transcoder(path: str, syntax: str) -> Callable[[], bytes]:
     return lambda: transcode.transcode(path, syntax)
-
-
-def _read_ranges(path: str, ranges: list[tuple[int, int]]) -> bytes:
-    with open(path, "rb") as fp:
-        chunks = []
-        for offset, length in ranges:
-            fp.seek(offset)
-            chunks.append(fp.read(length))
-    return b"".join(chunks)
-
-
-@functools.lru_cache(maxsize=512)
-def _render_header(metadata: str) -> Any:
-    """The rendering header of an instance's stored JSON (cached; treated as read-only)."""
-    return transcode.header_from_json(json.loads(metadata))
-
-
-def _render_stored(path: str, index: int, options: render.RenderOptions, layout: FrameLayout,
-                   syntax: str, metadata: str) -> bytes:
-    """Render from the stored frame bytes and JSON when possible, else by decoding the file."""
-    if layout.kind in ("native", "encapsulated"):
-        header = _render_header(metadata)
-        if header is not None:
-            arr = transcode.decode_stored_frame(_read_ranges(path, layout.frame_ranges(index)),
-                                                header, syntax)
-            if arr is not None:
-                return render.render(arr, header, options, frame=index)
-    return _render_frame(path, index, options)
-
-
-def _decoded_frame(path: str, index: int) -> bytes:
-    arr, header = transcode.decode_frame(path, index)
-    return transcode.frame_native_bytes(arr, int(header.get("BitsAllocated", 8) or 8))
-
-
-def _decoded_stored_frame(path: str, index: int, layout: FrameLayout, syntax: str,
-                          metadata: str) -> bytes:
-    """Decode a frame from its stored fragments (no file parse), else from the file."""
-    header = _render_header(metadata)
-    if header is not None:
-        arr = transcode.decode_stored_frame(_read_ranges(path, layout.frame_ranges(index)),
-                                            header, syntax)
-        if arr is not None:
-            return transcode.frame_native_bytes(arr, int(header.BitsAllocated))
-    return _decoded_frame(path, index)
-
-
-def _encoded_frame(path: str, index: int, layout: FrameLayout, syntax: str, metadata: str,
-                   target: str, shape: PixelShape) -> bytes:
-    """Decode frame ``index`` and encode it in the compressed syntax ``target``."""
-    arr = None
-    if layout.kind in ("native", "encapsulated"):
-        header = _render_header(metadata)
-        if header is not None:
-            arr = transcode.decode_stored_frame(
-                _read_ranges(path, layout.frame_ranges(index)), header, syntax)
-    if arr is None:
-        arr, _header = transcode.decode_frame(path, index)
-    return frame_codec.encode_frame(arr, target, shape.bits_allocated, shape.bits_stored,
-                                    signed=shape.signed, photometric=shape.photometric)
-
-
-def _encapsulated_frame(path: str, index: int) -> bytes:
-    from pydicom import dcmread
-    from pydicom.encaps import generate_frames
-
-    ds = dcmread(path)
-    count = int(ds.get("NumberOfFrames", 1) or 1)
-    for position, frame in enumerate(generate_frames(ds.PixelData, number_of_frames=count)):
-        if position == index:
-            return frame
-    raise ValueError(f"frame {index + 1} not found")
-
-
-def _swapped_frame(path: str, layout: FrameLayout, index: int, width: int) -> bytes:
-    """A native big endian frame as little endian octets: the words around it are read
-    from their boundaries (8-bit OW frames may start or end inside a word), swapped, cut."""
-    ((offset, length),) = layout.frame_ranges(index)
-    if width < 2:
-        return _read_ranges(path, [(offset, length)])
-    relative = offset - layout.offset
-    start = relative - relative % width
-    end = relative + length
-    end += -end % width
-    data = _byteswap(_read_ranges(path, [(layout.offset + start, end - start)]), width)
-    return data[relative - start:relative - start + length]
-
-
-_SWAP_WIDTH = {"OW": 2, "OF": 4, "OL": 4, "OD": 8, "OV": 8}
-
-
-def _byteswap(data: bytes, width: int) -> bytes:
-    if width < 2:
-        return data
-    import numpy as np
-
-    usable = len(data) - len(data) % width
-    return np.frombuffer(data[:usable], f">u{width}").astype(f"<u{width}").tobytes()
-
-
-def _bulk_by_parsing(path: str, element: str) -> bytes:
-    if element == "7FE00010":
-        from pydicom import dcmread
-
-        ds = dcmread(path)
-        arr = ds.pixel_array
-        return transcode.frame_native_bytes(arr, int(ds.get("BitsAllocated", 8) or 8))
-    from dwdaemon.dicom.bulk import read_bulk_by_parsing
-
-    return read_bulk_by_parsing(path, element)
-
-
-def _render_frame(path: str, index: int, options: render.RenderOptions) -> bytes:
-    arr, header = transcode.decode_frame(path, index)
-    return render.render(arr, header, options, frame=index)
-
-
-def _render_frames(path: str, indexes: list[int], options: render.RenderOptions) -> bytes:
-    from pydicom import dcmread
-    from pydicom.pixels import iter_pixels
-
-    header = dcmread(path, stop_before_pixels=True)
-    frames = iter_pixels(path, indices=indexes)
-    return render.render_frames(frames, header, options)
 
 
 def _json_array(items: list[tuple[str, str]]) -> bytes:
@@ -692,50 +514,20 @@ def _render_failed(failure: Any) -> Any:
 # -- negotiation helpers -------------------------------------------------------------------------
 
 def _choose_metadata(accept: str | None) -> str:
-    """DICOM JSON unless XML is asked as PS3.18 names it (multipart/related; type=
-    application/dicom+xml). A bare XML type counts only when nothing JSON-compatible is also
-    accepted: browsers send ``text/html, ..., application/xml;q=0.9, */*;q=0.8`` and clients
-    ``application/dicom+xml, application/json``; both get JSON, as Orthanc answers."""
-    ranges = parse_accept(accept)
-    if not ranges:
-        return DICOM_JSON
-    for media_range in ranges:
-        mtype = media_range.media_type
-        if media_range.params.get("transfer-syntax", "*") != "*":
-            continue  # metadata has no transfer syntax: no such representation
-        if mtype == "multipart/related":
-            part = media_range.params.get("type", "").lower()
-            if part in (DICOM_XML, "application/xml", "text/xml"):
-                return DICOM_XML
-            if part in (DICOM_JSON, "application/json"):
-                return DICOM_JSON
-            continue
-        if mtype in (DICOM_JSON, "application/json", "application/*", "*/*", "*"):
-            return DICOM_JSON
-        # bare XML types are skipped: XML metadata is multipart (PS3.18 10.4.4 has servers
-        # ignore single part types for multi-item resources; Orthanc ignores them too)
-    raise ApiError(406, "not acceptable: metadata is offered as application/dicom+json or "
-                        'multipart/related; type="application/dicom+xml"')
+    """The metadata media type for ``accept`` (:func:`wado_model.metadata_media_type`)."""
+    media = wm.metadata_media_type(accept)
+    if media is None:
+        raise ApiError(406, "not acceptable: metadata is offered as application/dicom+json or "
+                            'multipart/related; type="application/dicom+xml"')
+    return media
 
 
 def _bulk_multipart(accept: str | None) -> bool:
-    """Whether bulk data answers multipart: the default (PS3.18 Table 10.4.4-1, and Orthanc),
-    also for wildcards; a single part only when ``application/octet-stream`` is named."""
-    ranges = parse_accept(accept)
-    if not ranges:
-        return True
-    for media_range in ranges:
-        mtype = media_range.media_type
-        if mtype == "multipart/related":
-            part = media_range.params.get("type", wm.OCTET_STREAM).lower()
-            if part in (wm.OCTET_STREAM, "*/*", "application/*"):
-                return True
-            continue
-        if mtype in ("application/*", "*/*", "*"):
-            return True
-        if mtype == wm.OCTET_STREAM:
-            return False
-    raise ApiError(406, "not acceptable: bulk data is offered as application/octet-stream")
+    """Whether bulk data answers multipart (:func:`wado_model.bulk_multipart`)."""
+    wanted = wm.bulk_multipart(accept)
+    if wanted is None:
+        raise ApiError(406, "not acceptable: bulk data is offered as application/octet-stream")
+    return wanted
 
 
 def _parse_range(header: str | None, length: int) -> tuple[int, int] | None:

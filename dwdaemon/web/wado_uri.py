@@ -14,18 +14,13 @@ from klein import Klein
 from twisted.internet.defer import inlineCallbacks
 from twisted.web.iweb import IRequest
 
-from dwdaemon.dicom import reencode, render, transcode
+from dwdaemon.dicom import pixels, reencode, render, transcode
 from dwdaemon.dicom import wado_model as wm
 from dwdaemon.web import producers
 from dwdaemon.web.context import Context
 from dwdaemon.web.errors import ApiError
-from dwdaemon.web.wado_rs import (
-    _arg,
-    _frame_count,
-    _pixel_shape,
-    instance_source,
-    wado_service,
-)
+from dwdaemon.web.query import arg
+from dwdaemon.web.wado_rs import instance_source, wado_service
 
 __all__ = ["install"]
 
@@ -36,7 +31,7 @@ _ALIASES = {"image/jpg": "image/jpeg", "image/pjpeg": "image/jpeg", "image/x-png
 
 def _content_type(request: IRequest, has_pixels: bool) -> str:
     """The first producible type of ``contentType`` (a comma-separated list is allowed)."""
-    raw = _arg(request, "contentType")
+    raw = arg(request, "contentType")
     if not raw:
         return "image/jpeg" if has_pixels else wm.DICOM
     for item in raw.split(","):
@@ -55,12 +50,12 @@ def _content_type(request: IRequest, has_pixels: bool) -> str:
 
 def _options(request: IRequest, media: str) -> render.RenderOptions:
     try:
-        rows = _arg(request, "rows")
-        columns = _arg(request, "columns")
-        region = _arg(request, "region")
-        center = _arg(request, "windowCenter")
-        width = _arg(request, "windowWidth")
-        quality = _arg(request, "imageQuality")
+        rows = arg(request, "rows")
+        columns = arg(request, "columns")
+        region = arg(request, "region")
+        center = arg(request, "windowCenter")
+        width = arg(request, "windowWidth")
+        quality = arg(request, "imageQuality")
         window = None
         if (center is None) != (width is None):
             raise ValueError("windowCenter and windowWidth go together")
@@ -85,16 +80,16 @@ def install(app: Klein, ctx: Context) -> None:
     @ctx.route(ctx.config.dicomweb.wado_root, methods=["GET"], endpoint="wado_uri")
     @inlineCallbacks
     def wado(request: IRequest) -> Any:
-        request_type = _arg(request, "requestType")
+        request_type = arg(request, "requestType")
         if request_type is None:
             raise ApiError(400, "requestType is missing (expected WADO)")
         if request_type != "WADO":
             raise ApiError(400, f"requestType must be WADO, not {request_type!r}")
-        sop = _arg(request, "objectUID")
+        sop = arg(request, "objectUID")
         if not sop:
             raise ApiError(400, "objectUID is missing")
-        study = _arg(request, "studyUID") or None
-        series = _arg(request, "seriesUID") or None
+        study = arg(request, "studyUID") or None
+        series = arg(request, "seriesUID") or None
         row = yield ctx.store.instance_by_uid(sop, study, series)
         if row is None:
             if study or series:
@@ -102,17 +97,17 @@ def install(app: Klein, ctx: Context) -> None:
                 if known is not None:
                     raise ApiError(404, f"object {sop} is not in the given study/series")
             raise ApiError(404, f"unknown object {sop}")
-        count = _frame_count(row)
+        count = pixels.frame_count(row.frames, row.number_of_frames)
         media = _content_type(request, count > 0)
         path = service.path(row)
         if media == wm.DICOM:
             # PS3.18 9: Explicit VR Little Endian unless asked ("*" keeps the stored syntax)
-            wanted = _arg(request, "transferSyntax") or wm.EXPLICIT_VR_LE
+            wanted = arg(request, "transferSyntax") or wm.EXPLICIT_VR_LE
             if wanted == "*":
                 wanted = row.transfer_syntax
                 if reencode.needs_explicit_le(wanted):
                     wanted = wm.EXPLICIT_VR_LE  # PS3.18 Table 8.7.3-2, as WADO-RS
-            shape = _pixel_shape(row) if count else None
+            shape = pixels.pixel_shape(row.metadata) if count else None
             if wanted != row.transfer_syntax and not (transcode.can_transcode(
                     row.transfer_syntax, wanted, has_pixels=count > 0) and (
                     shape is None or transcode.encoder_accepts(
@@ -129,7 +124,7 @@ def install(app: Klein, ctx: Context) -> None:
             return (yield producers.stream(request, [source], ctx.pools.io,
                                            pixel_run=ctx.pools.pixels))
         options = _options(request, media)
-        frame = _arg(request, "frameNumber")
+        frame = arg(request, "frameNumber")
         try:
             number = wm.parse_positive_int(frame, "frameNumber", count) if frame else 1
         except ValueError as exc:

@@ -79,11 +79,11 @@ class QueryStringPropertyTests(SynchronousTestCase):
     def test_raw_query_strings(self, raw: str) -> None:
         """Any query string: parameters, or a 400 naming the encoding problem."""
         from dwdaemon.web.errors import ApiError
-        from dwdaemon.web.qido import query_pairs
+        from dwdaemon.web.query import query_items
 
         uri = ("/dicom-web/studies?" + raw).encode("latin-1")
         try:
-            pairs = query_pairs(_Request(uri))  # type: ignore[arg-type]
+            pairs = query_items(_Request(uri), strict=True)  # type: ignore[arg-type]
         except ApiError as exc:
             self.assertEqual(exc.status, 400)
             return
