@@ -278,8 +278,7 @@ class Store:
                 installed.append(i)
         for directory in directories:
             self.storage.sync_dir(directory)
-        index_batch = getattr(self.index, "batch", None)
-        one_transaction = index_batch() if index_batch and len(installed) > 1 else nullcontext()
+        one_transaction = self.index.batch() if len(installed) > 1 else nullcontext()
         with one_transaction:
             for i in installed:
                 results[i] = self._add_one(batch[i].record)

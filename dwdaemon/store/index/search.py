@@ -19,15 +19,11 @@ Criteria on a column of a lower level than the one queried match relationally (a
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-try:  # optional: 2-10x faster JSON (falls back to the standard library)
-    import orjson as _orjson
-except ImportError:  # pragma: no cover - depends on the environment
-    _orjson = None
+import orjson
 
 from dwdaemon.dicom import qido_model
 from dwdaemon.dicom.jsonmodel import BULK_PLACEHOLDER
@@ -357,7 +353,7 @@ def _series_counts(index: SqlIndex, pks: list[int]) -> dict[int, int]:
 
 
 def _loads(text: str) -> Any:
-    return _orjson.loads(text) if _orjson is not None else json.loads(text)
+    return orjson.loads(text)
 
 
 def _metadata(index: SqlIndex, pks: list[int]) -> dict[int, tuple[dict[str, Any], bool]]:
