@@ -167,7 +167,7 @@ class WorkersTestCase(SynchronousTestCase):
         return daemon.start()
 
     def both(self, daemon: Daemon, method: str, path: str, check: Callable[[int, bytes], None],
-             seconds: float = 30.0) -> set[str]:
+             seconds: float = 60.0) -> set[str]:
         """Send a request on new connections until both workers answered; check each answer."""
         seen: set[str] = set()
         deadline = time.time() + seconds
@@ -270,11 +270,13 @@ class SharedViewTests(WorkersTestCase):
                                         json.dumps({"Url": url}).encode())[0], 200)
         # keep-alive connections stay with one worker: find one per worker
         conns: dict[str, http.client.HTTPConnection] = {}
-        for _ in range(100):
+        deadline = time.time() + 60  # the second worker may still be starting
+        while time.time() < deadline:
             conn = daemon.connection()
             pid = daemon.request("GET", "/system", conn=conn)[1]
             if pid in conns:
                 conn.close()
+                time.sleep(0.02)
             else:
                 conns[pid] = conn
             if len(conns) == 2:
