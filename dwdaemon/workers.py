@@ -118,12 +118,14 @@ class Supervisor(service.Service):
 
     def privilegedStartService(self) -> None:
         super().privilegedStartService()
-        ports: list[Any] = []
+        outcome: list[Any] = []
         endpoints.serverFromString(self.reactor, self.description).listen(
-            Factory()).addCallback(ports.append)
-        if not ports:
+            Factory()).addBoth(outcome.append)
+        if not outcome:
             raise RuntimeError(f"cannot listen on {self.description}")
-        self.port = ports[0]
+        if isinstance(outcome[0], Failure):
+            outcome[0].raiseException()
+        self.port = outcome[0]
         self.port.stopReading()  # the workers accept; the parent keeps the socket to pass it
 
     def startService(self) -> None:
@@ -144,7 +146,7 @@ class Supervisor(service.Service):
     def worker_info(self, slot: int) -> dict[str, Any]:
         """What a worker needs to adopt the socket (address family, TLS files)."""
         tls = self.description.startswith("ssl:")
-        args = _description_args(self.description)
+        args = description_args(self.description)
         cert = args.get("certKey") or args.get("privateKey") or self.config.ssl_certificate
         key = args.get("privateKey") or cert
         family = socket.AF_INET6 if isinstance(self.port.getHost(), IPv6Address) \
@@ -212,7 +214,7 @@ def _signal(proto: WorkerProcess, name: str) -> None:
         pass
 
 
-def _description_args(description: str) -> dict[str, str]:
+def description_args(description: str) -> dict[str, str]:
     """The ``key=value`` arguments of an endpoint description (with ``\\`` escapes)."""
     out: dict[str, str] = {}
     fields, current, escaped = [], "", False

@@ -25,7 +25,7 @@ from dwdaemon import tap
 from dwdaemon.config import cpu_count, parse_config
 from dwdaemon.store.index.sqlite import SqliteIndex
 from dwdaemon.store.storage import StorageArea
-from dwdaemon.workers import WORKER_HEADER, Supervisor
+from dwdaemon.workers import WORKER_HEADER, Supervisor, description_args
 from tests.support import read, testdata
 
 #: twistd ends a process stopped by SIGTERM with that signal once it has shut down cleanly.
@@ -440,6 +440,24 @@ class ConfigurationTests(SynchronousTestCase):
             if workers == 2:
                 supervisor = [s for s in tap.makeService(options) if isinstance(s, Supervisor)]
                 self.assertEqual(supervisor[0].config.workers, 2)
+
+
+class DescriptionTests(SynchronousTestCase):
+    def test_tls_files_of_a_listen_description(self) -> None:
+        args = description_args(r"ssl:port=8443:interface=\:\:1:privateKey=/k\:x.pem:certKey=c.pem")
+        self.assertEqual(args, {"port": "8443", "interface": "::1", "privateKey": "/k:x.pem",
+                                "certKey": "c.pem"})
+
+    def test_a_port_in_use_stops_the_parent_with_the_reason(self) -> None:
+        with socket.socket() as busy:
+            busy.bind(("127.0.0.1", 0))
+            busy.listen(1)
+            config = parse_config("{}")[0]
+            supervisor = Supervisor(None, config,
+                                    f"tcp:port={busy.getsockname()[1]}:interface=127.0.0.1")
+            from twisted.internet.error import CannotListenError
+
+            self.assertRaises(CannotListenError, supervisor.privilegedStartService)
 
 
 class SqliteWriteLockTests(SynchronousTestCase):
