@@ -301,6 +301,38 @@ class SharedViewTests(WorkersTestCase):
             conn.close()
 
 
+class PostgresWorkersTests(WorkersTestCase):
+    """The PostgreSQL index with two workers: shared view, racing duplicates keep one copy."""
+
+    def test_stored_once_and_seen_by_both(self) -> None:
+        from tests.postgres.support import new_schema, uri
+
+        schema = new_schema(self)
+        daemon = self.daemon(PostgreSQL={"EnableIndex": True, "ConnectionUri": uri(schema)})
+        data = read(testdata("CT_small.dcm"))
+        answers: list[tuple[int, str, bytes]] = []
+        start = threading.Barrier(6)
+
+        def post() -> None:
+            start.wait()
+            answers.append(daemon.request("POST", "/instances", data))
+
+        threads = [threading.Thread(target=post) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.assertEqual({a[0] for a in answers}, {200})
+        statuses = [json.loads(a[2])["Status"] for a in answers]
+        self.assertEqual(statuses.count("Success"), 1, statuses)
+        self.both(daemon, "GET", "/statistics",
+                  lambda s, b: self.assertEqual(json.loads(b)["CountInstances"], 1))
+        self.assertEqual(daemon.stop(), STOPPED)
+        area = StorageArea(os.path.join(daemon.directory, "storage"))
+        self.assertEqual(len(list(area.iter_files())), 1)
+        self.assertFalse(os.path.exists(os.path.join(area.root, "index.sqlite")))
+
+
 class SupervisionTests(WorkersTestCase):
     """The parent replaces dead workers, ignores SIGHUP and stops everything on SIGTERM."""
 
