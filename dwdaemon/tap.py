@@ -11,8 +11,10 @@ from twisted.logger import Logger
 from twisted.python import usage
 from twisted.web.server import Site
 
+from dwdaemon.client.registry import RemoteServers, RemoteServersService
 from dwdaemon.config import Config, ConfigError, load_config
 from dwdaemon.dicom.dictionary import register as register_dictionary
+from dwdaemon.jobs import JobsService, ReadyEngine, job_owner
 from dwdaemon.store.index.base import Index
 from dwdaemon.store.index.sqlite import SqliteIndex
 from dwdaemon.store.storage import StorageArea
@@ -22,12 +24,10 @@ from dwdaemon.web.app import install_routes
 from dwdaemon.web.bodies import limited_request_class
 from dwdaemon.web.context import Context
 from dwdaemon.web.cors import install as install_cors
-from dwdaemon.web.jobs import JobsService, ReadyEngine
 from dwdaemon.web.limits import HttpLimits, LimitedChannel
 from dwdaemon.web.metrics import Metrics
 from dwdaemon.web.observe import Observer, observed_request_class
 from dwdaemon.web.routing import access_error
-from dwdaemon.web.servers import RemoteServers, RemoteServersService
 from dwdaemon.web.wado_rs import WadoService
 
 log = Logger()
@@ -106,10 +106,10 @@ def build_context(config: Config, store: Store, pools: ThreadPools, reactor: Any
     ctx.metrics = Metrics(ctx)
     store.listeners.append(
         lambda result, size: ctx.metrics.instance_ingested(result.status, size))
-    ctx.jobs = ReadyEngine(ctx)
+    ctx.jobs = ReadyEngine(store.index, pools, reactor, job_owner(config))
     ctx.services.append(JobsService(ctx.jobs))
     if config.dicomweb.enable:
-        ctx.servers = RemoteServers(ctx)
+        ctx.servers = RemoteServers(store.index, config, pools, reactor)
         ctx.services.append(RemoteServersService(ctx.servers))
     ctx.wado = WadoService(ctx)
     return ctx

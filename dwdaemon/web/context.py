@@ -16,10 +16,10 @@ from dwdaemon.threads import ThreadPools
 if TYPE_CHECKING:
     from twisted.application.service import Service
 
-    from dwdaemon.web.jobs import ReadyEngine
+    from dwdaemon.client.registry import RemoteServers
+    from dwdaemon.jobs import ReadyEngine
     from dwdaemon.web.limits import HttpLimits
     from dwdaemon.web.metrics import Metrics
-    from dwdaemon.web.servers import RemoteServers
     from dwdaemon.web.wado_rs import WadoService
 
 

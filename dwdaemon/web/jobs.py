@@ -2,60 +2,16 @@
 
 from __future__ import annotations
 
-import socket
 from typing import Any
 
-from twisted.application.service import Service
-from twisted.internet.defer import Deferred, inlineCallbacks, succeed
+from twisted.internet.defer import inlineCallbacks
 from twisted.web.iweb import IRequest
 
-from dwdaemon.jobs import JobEngine
+from dwdaemon.jobs import ReadyEngine
 from dwdaemon.web.context import Context
 from dwdaemon.web.errors import ApiError
 from dwdaemon.web.query import flag
 from dwdaemon.web.responses import json_body
-
-
-class JobsService(Service):
-    """Loads the jobs at start-up (failing interrupted ones) and stops the engine."""
-
-    def __init__(self, engine: ReadyEngine) -> None:
-        self.engine = engine
-
-    def startService(self) -> None:
-        super().startService()
-        self.engine.ready()
-
-    def stopService(self) -> Deferred:
-        super().stopService()
-        return self.engine.engine.stop()
-
-
-class ReadyEngine:
-    """The job engine of a daemon, loaded from the index on first use."""
-
-    def __init__(self, ctx: Context) -> None:
-        config = ctx.config
-        owner = f"{socket.gethostname()}:{config.name}:{config.http_port}"
-        self.engine = JobEngine(ctx.store.index, ctx.pools, ctx.reactor, owner=owner)
-        self._loaded: Deferred | None = None
-        self._done = False
-
-    def ready(self) -> Deferred:
-        """Fires once the jobs of the index are loaded."""
-        if self._done:
-            return succeed(self.engine)
-        if self._loaded is None:
-            self._loaded = self.engine.load()
-
-            def loaded(_: Any) -> JobEngine:
-                self._done = True
-                return self.engine
-
-            self._loaded.addCallback(loaded)
-        waiting: Deferred = Deferred()
-        self._loaded.addBoth(lambda r: (waiting.callback(r), r)[1])
-        return waiting
 
 
 def engine_for(ctx: Context) -> ReadyEngine:

@@ -15,28 +15,22 @@ result) decides whether the call waits for the job or answers ``{ID, Path}`` at 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
 from typing import Any
 
-from twisted.application.service import Service
-from twisted.internet.defer import CancelledError, Deferred, DeferredList, inlineCallbacks
+from twisted.internet.defer import CancelledError, Deferred, inlineCallbacks
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.client import HTTPConnectionPool
 from twisted.web.iweb import UNKNOWN_LENGTH, IRequest
 
 from dwdaemon.client.dicomweb import DicomWebClient, RetrieveOutcome, StowItem, StowOutcome
 from dwdaemon.client.http import (
-    ClientConfigError,
-    HttpOptions,
     RemoteError,
     RemoteTimeout,
     describe_failure,
-    make_http_client,
     stream_body,
 )
-from dwdaemon.config import ConfigError, RemoteServer, parse_server
+from dwdaemon.client.registry import RemoteServers
 from dwdaemon.jobs import SUCCESS, Job, JobHandle
 from dwdaemon.web.context import Context
 from dwdaemon.web.errors import ApiError
@@ -49,140 +43,6 @@ log = Logger()
 #: Default of ``Synchronous`` for ``stow`` and ``retrieve``.
 DEFAULT_SYNCHRONOUS = True
 LEVELS = ("patients", "studies", "series", "instances")
-
-
-class RemoteServers:
-    """The configured servers, overlaid with those added/removed at run time."""
-
-    def __init__(self, ctx: Context) -> None:
-        self.ctx = ctx
-        self.options = HttpOptions.from_config(ctx.config)
-        self.base_dir = os.path.dirname(ctx.config.source) if ctx.config.source else "."
-        self.servers: dict[str, RemoteServer] = dict(ctx.config.dicomweb.servers)
-        self._clients: dict[str, DicomWebClient] = {}
-        self._pools: list[HTTPConnectionPool] = []
-        self._loaded: Deferred | None = None
-        self._done = False
-
-    @inlineCallbacks
-    def ready(self) -> Any:
-        """Load the run-time servers from the index (once)."""
-        if self._done:
-            return self
-        if self._loaded is None:
-            self._loaded = self.ctx.pools.db_write(self._load_rows)
-        rows = yield _share(self._loaded)
-        if not self._done:
-            self._done = True
-            for name, definition in rows:
-                self._clients.pop(name, None)
-                if definition is None:
-                    self.servers.pop(name, None)
-                    continue
-                try:
-                    self.servers[name] = parse_server(name, json.loads(definition), self.base_dir)
-                except (ConfigError, ValueError) as exc:
-                    log.error("DICOMweb server {name} stored in the index is unusable: {exc}",
-                              name=name, exc=exc)
-        return self
-
-    def _load_rows(self) -> list[tuple[str, str | None]]:
-        return self.ctx.store.index.servers()
-
-    def get(self, name: str) -> RemoteServer:
-        server = self.servers.get(name)
-        if server is None:
-            raise ApiError(404, f"unknown DICOMweb server {name!r}")
-        return server
-
-    @inlineCallbacks
-    def client(self, name: str) -> Any:
-        """The :class:`DicomWebClient` of a server (certificate files read in a thread)."""
-        server = self.get(name)
-        client = self._clients.get(name)
-        if client is None or client.server is not server:
-            http = yield self._build_http(server)
-            dw = self.ctx.config.dicomweb
-            client = DicomWebClient(
-                self.ctx.reactor or _reactor(), server, self.options, http,
-                run_io=self.ctx.pools.io,
-                stow_max_instances=dw.stow_max_instances, stow_max_size=dw.stow_max_size,
-            )
-            self._clients[name] = client
-        return client
-
-    @inlineCallbacks
-    def _build_http(self, server: RemoteServer) -> Any:
-        reactor = self.ctx.reactor or _reactor()
-        pool = HTTPConnectionPool(reactor, persistent=True)
-        pool.maxPersistentPerHost = 4
-        pool.cachedConnectionTimeout = 30
-        try:
-            http = yield self.ctx.pools.io(make_http_client, reactor, self.options, server, pool)
-        except ClientConfigError as exc:
-            raise ApiError(400, str(exc)) from None
-        self._pools.append(pool)
-        return http
-
-    def close(self) -> Deferred:
-        """Close the idle connections to remote servers (at shutdown)."""
-        pools, self._pools = self._pools, []
-        return DeferredList([p.closeCachedConnections() for p in pools])
-
-    @inlineCallbacks
-    def put(self, name: str, value: Any) -> Any:
-        try:
-            server = parse_server(name, value, self.base_dir)
-        except ConfigError as exc:
-            raise ApiError(400, str(exc)) from None
-        yield self._build_http(server)  # refuse unusable certificates now
-        definition = json.dumps(server.to_json())
-        yield self.ctx.pools.db_write(self.ctx.store.index.put_server, name, definition)
-        self.servers[name] = server
-        self._clients.pop(name, None)
-
-    @inlineCallbacks
-    def delete(self, name: str) -> Any:
-        self.get(name)
-        yield self.ctx.pools.db_write(self.ctx.store.index.put_server, name, None)
-        self.servers.pop(name, None)
-        self._clients.pop(name, None)
-
-
-def _reactor() -> Any:
-    from twisted.internet import reactor
-
-    return reactor
-
-
-def _share(d: Deferred) -> Deferred:
-    """A new Deferred firing with ``d``'s result, leaving ``d`` usable by others."""
-    out: Deferred = Deferred()
-
-    def relay(result: Any) -> Any:
-        if isinstance(result, Failure):
-            out.errback(result)
-        else:
-            out.callback(result)
-        return result
-
-    d.addBoth(relay)
-    return out
-
-
-class RemoteServersService(Service):
-    """Loads the run-time servers at start-up; closes remote connections at shutdown."""
-
-    def __init__(self, servers: RemoteServers) -> None:
-        self.servers = servers
-
-    def startService(self) -> None:
-        super().startService()
-        self.servers.ready()
-
-    def stopService(self) -> Deferred:
-        super().stopService()
-        return self.servers.close()
 
 
 def servers_for(ctx: Context) -> RemoteServers:
