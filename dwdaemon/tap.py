@@ -133,7 +133,8 @@ def route_groups(config: Config, urls: Urls, store: Store, pools: ThreadPools,
         WebPage(config),
     ]
     if config.dicomweb.enable:
-        assert servers is not None
+        if servers is None:
+            raise ValueError("the DICOMweb routes need the remote-server registry")
         groups += [
             Stow(config, urls, store, metrics, limits.refusals),
             Qido(config, urls, store, pools),
