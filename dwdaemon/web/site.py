@@ -100,6 +100,8 @@ class Routes(Resource):
                                       default_method=request.method.decode("utf-8"))
             rule, _ = adapter.match(return_rule=True)
         except (HTTPException, UnicodeDecodeError):
+            rule = None  # answered outside this handler: no chained exception in its Failure
+        if rule is None:
             return self._errors.render(request)
         return self._by_endpoint[rule.endpoint].render(request)
 

@@ -1,6 +1,6 @@
 """The web page at ``/`` (``OrthancExplorerEnabled``): static files shipped in the package.
 
-The files of ``dwdaemon/web/static`` are read once when the routes are installed (at start-up,
+The files of ``dwdaemon/web/static`` are read once when the group is built (at start-up,
 before the reactor runs) and answered from memory with an ``ETag``; ``/app/config.json`` tells
 the page where the APIs are. Every route is guarded like the API (remote access, Basic auth).
 """
