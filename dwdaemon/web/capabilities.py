@@ -3,7 +3,7 @@
 ``OPTIONS {Root}`` (and ``OPTIONS /``, ``OPTIONS *``) describe every route of the service;
 ``OPTIONS`` on a resource describes that resource and answers its ``Allow``. The document is
 WADL (``application/vnd.sun.wadl+xml``, the default; ``application/xml`` and ``text/xml``
-too) or JSON (``application/json``), built from the app's route table.
+too) or JSON (``application/json``), built from the route table of the other groups.
 """
 
 from __future__ import annotations
