@@ -55,7 +55,7 @@ class StowLostClientTests(TestCase):
         self.assertEqual(stats["instances"], 1 if stored else 0)
         # The request is counted once: 499 when the client was gone before the answer (the
         # usual case), 200 if the whole body was handled before the close was seen.
-        metrics = daemon.ctx.metrics
+        metrics = daemon.parts.metrics
         # prometheus_client has no public getter of one child's value
         counts = {status: metrics.requests.labels("POST", "/dicom-web/studies", status)  # noqa: SLF001
                   ._value.get() for status in ("499", "200")}
