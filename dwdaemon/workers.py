@@ -75,9 +75,11 @@ def _open_lock(config: Config) -> int:
     return os.open(lock_path(config), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
 
 
-def job_owner(config: Config, slot: int) -> str:
-    """The job owner of worker ``slot`` (the single-process owner of web/jobs.py, + slot)."""
-    return f"{socket.gethostname()}:{config.name}:{config.http_port}/worker{slot}"
+def worker_job_owner(config: Config, slot: int) -> str:
+    """The job owner of worker ``slot``: the single-process owner, ``/worker<slot>``."""
+    from dwdaemon.jobs import job_owner
+
+    return f"{job_owner(config)}/worker{slot}"
 
 
 # -- the parent -----------------------------------------------------------------------------
@@ -252,7 +254,7 @@ def recover(config: Config) -> dict[str, int]:
                   orphan_min_age=orphan_min_age)
     try:
         cleaned = store.open()
-        prefix = job_owner(config, 0).rsplit("/", 1)[0] + "/worker"
+        prefix = worker_job_owner(config, 0).rsplit("/", 1)[0] + "/worker"
         for row in index.jobs():
             job = Job.from_row(row)
             if job.state in (PENDING, RUNNING) and job.owner.startswith(prefix):
@@ -267,19 +269,18 @@ def recover(config: Config) -> dict[str, int]:
 
 def _worker_tree(config: Config, top: service.MultiService, info: dict[str, Any]
                  ) -> service.MultiService:
-    from dwdaemon.tap import build_site
+    from dwdaemon.tap import build_daemon
 
     slot = int(info["slot"])
-    site, store, pools, ctx = build_site(config)
-    worker = WorkerService(AdoptedPort(site, info))
+    daemon = build_daemon(config)
+    worker = WorkerService(AdoptedPort(daemon.site, info))
     worker.setServiceParent(top)
-    pools.setServiceParent(worker)
-    WorkerStoreService(store, config).setServiceParent(worker)
-    if ctx.jobs is not None:
-        ctx.jobs.engine.owner = job_owner(config, slot)
-        ctx.jobs.engine.siblings = job_owner(config, slot).rsplit("/", 1)[0] + "/worker"
-    for long_lived in ctx.services:  # the job engine, the remote servers
-        long_lived.setServiceParent(worker)
+    daemon.pools.setServiceParent(worker)
+    WorkerStoreService(daemon.store, config).setServiceParent(worker)
+    daemon.jobs.engine.owner = worker_job_owner(config, slot)
+    daemon.jobs.engine.siblings = worker_job_owner(config, slot).rsplit("/", 1)[0] + "/worker"
+    for background in daemon.services:  # the job engine, the remote servers
+        background.setServiceParent(worker)
     ParentWatch().setServiceParent(top)
     log.info("dwdaemon {name}: worker {slot} (pid {pid})", name=config.name, slot=slot,
              pid=os.getpid())
