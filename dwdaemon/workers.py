@@ -28,7 +28,7 @@ from typing import Any
 
 from twisted.application import service
 from twisted.internet import defer, endpoints, ssl
-from twisted.internet.address import IPv6Address
+from twisted.internet.address import IPv6Address, UNIXAddress
 from twisted.internet.protocol import Factory, ProcessProtocol
 from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
@@ -151,8 +151,9 @@ class Supervisor(service.Service):
         args = description_args(self.description)
         cert = args.get("certKey") or args.get("privateKey") or self.config.ssl_certificate
         key = args.get("privateKey") or cert
-        family = socket.AF_INET6 if isinstance(self.port.getHost(), IPv6Address) \
-            else socket.AF_INET
+        host = self.port.getHost()
+        family = (socket.AF_INET6 if isinstance(host, IPv6Address)
+                  else socket.AF_UNIX if isinstance(host, UNIXAddress) else socket.AF_INET)
         return {"slot": slot, "family": int(family), "tls": tls, "cert": cert, "key": key}
 
     def spawn(self, slot: int) -> None:

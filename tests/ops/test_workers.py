@@ -6,11 +6,13 @@ import fcntl
 import http.client
 import json
 import os
+import shutil
 import signal
 import socket
 import ssl
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -479,6 +481,16 @@ class DescriptionTests(SynchronousTestCase):
         args = description_args(r"ssl:port=8443:interface=\:\:1:privateKey=/k\:x.pem:certKey=c.pem")
         self.assertEqual(args, {"port": "8443", "interface": "::1", "privateKey": "/k:x.pem",
                                 "certKey": "c.pem"})
+
+    def test_a_unix_socket_is_passed_as_such(self) -> None:
+        directory = tempfile.mkdtemp(prefix="dwd-")  # short: AF_UNIX paths are limited
+        self.addCleanup(shutil.rmtree, directory, True)
+        path = os.path.join(directory, "s")
+        supervisor = Supervisor(None, parse_config("{}")[0], f"unix:{path}")
+        supervisor.privilegedStartService()
+        self.addCleanup(supervisor.port.stopListening)
+        self.assertEqual(supervisor.worker_info(1)["family"], socket.AF_UNIX)
+        self.assertFalse(supervisor.worker_info(1)["tls"])
 
     def test_a_port_in_use_stops_the_parent_with_the_reason(self) -> None:
         with socket.socket() as busy:
