@@ -135,7 +135,11 @@ class Supervisor(service.Service):
             self.privilegedStartService()
         super().startService()
         self._lock_fd = _open_lock(self.config)
-        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)  # the workers of a killed parent are gone
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.warn("waiting for the workers of a previous parent process to end")
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
         recover(self.config)
         fcntl.flock(self._lock_fd, fcntl.LOCK_SH)
         signal.signal(signal.SIGHUP, self._sighup)

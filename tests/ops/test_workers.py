@@ -441,6 +441,36 @@ class KillTests(WorkersTestCase):
 
         self.ingest_and_kill(kill)
 
+    def test_kill_9_of_a_worker_in_the_middle_of_an_upload(self) -> None:
+        """The killed worker's temporary files stay until the next start, whose recovery
+        removes them (and any file renamed but not indexed)."""
+        from tests.stow.test_stow_web import ctype, multipart
+
+        directory = os.path.abspath(self.mktemp())
+        os.makedirs(directory)
+        daemon = self.daemon(directory=directory)
+        conn = daemon.connection()
+        pid = int(daemon.request("GET", "/system", conn=conn)[1])
+        body = multipart([unique_instance()[1] for _ in range(150)])
+        tmp = os.path.join(directory, "storage", ".tmp")
+        conn.putrequest("POST", "/dicom-web/studies")
+        conn.putheader("Content-Type", ctype())
+        conn.putheader("Content-Length", str(len(body)))
+        conn.endheaders()
+        conn.send(body)  # its parts go through temporary files of the storage area
+        wait_for(lambda: os.path.isdir(tmp) and os.listdir(tmp), 30, "a temporary file")
+        os.kill(pid, signal.SIGKILL)
+        conn.close()
+        wait_for(lambda: pid not in daemon.workers(), 30, "the worker to be gone")
+        self.assertTrue(os.listdir(tmp))  # left by the killed worker
+        self.assertEqual(daemon.stop(), STOPPED)
+        again = self.daemon(directory=directory)
+        self.assertEqual(again.stop(), STOPPED)
+        files, known, temps = stored_and_indexed(os.path.join(directory, "storage"))
+        self.assertEqual((files, temps), (known, []))
+        with open(os.path.join(directory, "twistd.log"), "rb") as fp:
+            self.assertIn(b"store recovery: removed", fp.read())
+
     def test_kill_9_of_the_parent(self) -> None:
         def kill(daemon: Daemon) -> None:
             workers = daemon.workers()
