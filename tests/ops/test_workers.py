@@ -21,7 +21,7 @@ from typing import Any
 
 import pydicom
 from pydicom.uid import generate_uid
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from dwdaemon import tap
 from dwdaemon.config import cpu_count, parse_config
@@ -512,16 +512,6 @@ class DescriptionTests(SynchronousTestCase):
         self.assertEqual(args, {"port": "8443", "interface": "::1", "privateKey": "/k:x.pem",
                                 "certKey": "c.pem"})
 
-    def test_a_unix_socket_is_passed_as_such(self) -> None:
-        directory = tempfile.mkdtemp(prefix="dwd-")  # short: AF_UNIX paths are limited
-        self.addCleanup(shutil.rmtree, directory, True)
-        path = os.path.join(directory, "s")
-        supervisor = Supervisor(None, parse_config("{}")[0], f"unix:{path}")
-        supervisor.privilegedStartService()
-        self.addCleanup(supervisor.port.stopListening)
-        self.assertEqual(supervisor.worker_info(1)["family"], socket.AF_UNIX)
-        self.assertFalse(supervisor.worker_info(1)["tls"])
-
     def test_a_port_in_use_stops_the_parent_with_the_reason(self) -> None:
         with socket.socket() as busy:
             busy.bind(("127.0.0.1", 0))
@@ -532,6 +522,18 @@ class DescriptionTests(SynchronousTestCase):
             from twisted.internet.error import CannotListenError
 
             self.assertRaises(CannotListenError, supervisor.privilegedStartService)
+
+
+class UnixSocketTests(TestCase):
+    def test_a_unix_socket_is_passed_as_such(self) -> None:
+        directory = tempfile.mkdtemp(prefix="dwd-")  # short: AF_UNIX paths are limited
+        self.addCleanup(shutil.rmtree, directory, True)
+        path = os.path.join(directory, "s")
+        supervisor = Supervisor(None, parse_config("{}")[0], f"unix:{path}")
+        supervisor.privilegedStartService()
+        self.addCleanup(supervisor.port.stopListening)  # a Deferred: awaited before rmtree
+        self.assertEqual(supervisor.worker_info(1)["family"], socket.AF_UNIX)
+        self.assertFalse(supervisor.worker_info(1)["tls"])
 
 
 class SqliteWriteLockTests(SynchronousTestCase):
