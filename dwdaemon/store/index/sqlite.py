@@ -28,13 +28,13 @@ class SqliteIndex(SqlIndex):
         """Create the database and its schema if needed."""
         os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
         conn = self.connection()
-        for statement in schema.ddl():
+        for statement in schema.ddl(self.dialect):
             conn.execute(statement)
         try:
             conn.execute(schema.UNIQUE_SOP)
         except sqlite3.IntegrityError:
             warn_duplicate_sops(self.fetch_all(DUPLICATE_SOPS))
-        conn.execute("INSERT OR IGNORE INTO properties (name, value) VALUES (?, ?)",
+        self.execute(conn, self.dialect.insert_missing("properties", ("name", "value"), "name"),
                      ("schema_version", str(schema.SCHEMA_VERSION)))
 
     def close(self) -> None:
