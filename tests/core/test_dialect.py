@@ -5,6 +5,7 @@ from __future__ import annotations
 from psycopg import sql
 from twisted.trial.unittest import TestCase
 
+from dwdaemon.store.index import dialect as dialect_module
 from dwdaemon.store.index import postgres, schema
 from dwdaemon.store.index import sql as sql_index
 from dwdaemon.store.index.dialect import POSTGRESQL, SQLITE, Dialect, P, placeholders
@@ -28,15 +29,26 @@ class DialectTests(TestCase):
         self.assertFalse(hasattr(sql_index.SqlIndex, "dialect_sql"))
 
     def test_postgresql_statement_is_composed(self) -> None:
-        statement = POSTGRESQL.statement(template(POSTGRESQL))
-        self.assertIsInstance(statement, sql.Composed)
-        self.assertEqual([type(part) for part in statement],
+        composed = POSTGRESQL.compose(template(POSTGRESQL))
+        self.assertIsInstance(composed, sql.Composed)
+        self.assertEqual([type(part) for part in composed],
                          [sql.SQL, sql.Placeholder, sql.SQL, sql.Placeholder, sql.SQL,
                           sql.Placeholder, sql.SQL, sql.Placeholder])
-        self.assertEqual(statement.as_string(None),
-                         "SELECT a FROM t WHERE b = %s AND c IN (%s, %s)"
-                         " ORDER BY dw_int(c) NULLS FIRST OFFSET %s")
+        text = ("SELECT a FROM t WHERE b = %s AND c IN (%s, %s)"
+                " ORDER BY dw_int(c) NULLS FIRST OFFSET %s")
+        self.assertEqual(composed.as_string(None), text)
+        statement = POSTGRESQL.statement(template(POSTGRESQL))
+        self.assertIsInstance(statement, sql.SQL)
+        self.assertEqual(statement.as_string(None), text)
         self.assertIs(POSTGRESQL.statement(template(POSTGRESQL)), statement)  # built once
+        self.assertIs(POSTGRESQL.built[template(POSTGRESQL)], statement)
+
+    def test_cache_is_bounded(self) -> None:
+        dialect = type(SQLITE)()
+        for n in range(1, dialect_module.CACHE_SIZE + 2):
+            dialect.statement(f"SELECT {placeholders(n)}")
+        self.assertLessEqual(len(dialect.built), dialect_module.CACHE_SIZE)
+        self.assertEqual(dialect.statement(f"SELECT {placeholders(2)}"), "SELECT ?, ?")
 
     def test_sqlite_statement(self) -> None:
         statement = SQLITE.statement(template(SQLITE))

@@ -6,20 +6,23 @@ parameter; every other difference (lenient numeric casts, NULL ordering, "no lim
 matching, insert-returning, upserts, column types) is asked of the dialect while the template is
 written. :meth:`Dialect.statement` then builds the executable statement with the driver's own
 composition -- ``?`` marks in a plain string for :mod:`sqlite3`, a :class:`psycopg.sql.Composed`
-of :class:`~psycopg.sql.SQL` and :class:`~psycopg.sql.Placeholder` for psycopg -- once per
-template (cached). Nothing rewrites the text of a finished statement. Templates hold no
-literal ``%`` nor braces other than ``{p}`` (values such as ``LIKE`` patterns are parameters).
+of :class:`~psycopg.sql.SQL` and :class:`~psycopg.sql.Placeholder` parts for psycopg (rendered
+into one :class:`~psycopg.sql.SQL`) -- once per template (cached). Nothing rewrites the text of
+a finished statement. Templates hold no literal ``%`` nor braces other than ``{p}`` (values
+such as ``LIKE`` patterns are parameters).
 """
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import Any, ClassVar
 
 from psycopg import sql
 
 #: A parameter in a statement template.
 P = "{p}"
+#: Built statements kept per dialect (templates vary with the length of ``IN`` lists; past
+#: this many the cache starts afresh).
+CACHE_SIZE = 4096
 
 
 def placeholders(count: int) -> str:
@@ -45,8 +48,21 @@ class Dialect:
     #: Column types of the schema templates (:mod:`~dwdaemon.store.index.schema`).
     types: ClassVar[dict[str, str]]
 
+    def __init__(self) -> None:
+        #: Built statements by template (see :data:`CACHE_SIZE`).
+        self.built: dict[str, Any] = {}
+
     def statement(self, template: str) -> Any:
         """The executable statement of a template (built once, then cached)."""
+        built = self.built.get(template)
+        if built is None:
+            if len(self.built) >= CACHE_SIZE:
+                self.built.clear()
+            built = self.built[template] = self.build(template)
+        return built
+
+    def build(self, template: str) -> Any:
+        """Build the executable statement of a template with the driver's means."""
         raise NotImplementedError
 
     def explain(self, statement: Any) -> Any:
@@ -109,8 +125,8 @@ class SqliteDialect(Dialect):
         "int": "INTEGER", "text": "TEXT",
     }
 
-    def statement(self, template: str) -> str:
-        return _sqlite_statement(template)
+    def build(self, template: str) -> str:
+        return template.format(p="?")
 
     def explain(self, statement: str) -> str:
         return "EXPLAIN QUERY PLAN " + statement
@@ -150,10 +166,17 @@ class PostgresDialect(Dialect):
         "int": "BIGINT", "text": 'TEXT COLLATE "C"',
     }
 
-    def statement(self, template: str) -> sql.Composed:
-        return _postgres_statement(template)
+    def compose(self, template: str) -> sql.Composed:
+        """A template composed with :mod:`psycopg.sql` (each ``{p}`` a
+        :class:`~psycopg.sql.Placeholder`)."""
+        return sql.SQL(template).format(p=sql.Placeholder())
 
-    def explain(self, statement: sql.Composed) -> sql.Composed:
+    def build(self, template: str) -> sql.SQL:
+        """The composition rendered once: psycopg then sends it as is (rendering a
+        ``Composed`` at every execution costs about 8 us, an ``SQL`` under 1 us)."""
+        return sql.SQL(self.compose(template).as_string(None))
+
+    def explain(self, statement: sql.SQL) -> sql.Composed:
         return sql.SQL("EXPLAIN ") + statement
 
     def int_of(self, expr: str) -> str:
@@ -177,16 +200,6 @@ class PostgresDialect(Dialect):
     def insert_pk(self, cur: Any, template: str, params: tuple[Any, ...]) -> int:
         cur.execute(self.statement(template + " RETURNING pk"), params)
         return int(cur.fetchone()[0])
-
-
-@lru_cache(maxsize=4096)
-def _sqlite_statement(template: str) -> str:
-    return template.format(p="?")
-
-
-@lru_cache(maxsize=4096)
-def _postgres_statement(template: str) -> sql.Composed:
-    return sql.SQL(template).format(p=sql.Placeholder())
 
 
 SQLITE = SqliteDialect()
