@@ -83,3 +83,8 @@ class DialectTests(TestCase):
         changes = next(s for s in sqlite_ddl if "TABLE IF NOT EXISTS changes" in s)
         self.assertIn("seq INTEGER PRIMARY KEY AUTOINCREMENT", changes)
         self.assertNotIn("{", "".join(sqlite_ddl + pg_ddl))
+
+    def test_driver_placeholders_are_refused(self) -> None:
+        for dialect in (SQLITE, POSTGRESQL):
+            with self.assertRaises(ValueError):
+                dialect.statement("SELECT a FROM t WHERE b = ?")

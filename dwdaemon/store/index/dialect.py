@@ -56,6 +56,8 @@ class Dialect:
         """The executable statement of a template (built once, then cached)."""
         built = self.built.get(template)
         if built is None:
+            if "?" in template:  # a statement written for one driver, not a template
+                raise ValueError(f"write {P} for a parameter, not ?: {template[:200]}")
             if len(self.built) >= CACHE_SIZE:
                 self.built.clear()
             built = self.built[template] = self.build(template)
