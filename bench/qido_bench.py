@@ -332,6 +332,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--fresh", action="store_true", help="drop the cache first")
     parser.add_argument("--skip-orthanc", action="store_true")
+    parser.add_argument("--port", type=int, default=OURS_PORT, help="dwdaemon's HTTP port")
     parser.add_argument("--postgres", metavar="DSN",
                         help="dwdaemon's index in PostgreSQL (schema dwd_qido_bench)")
     args = parser.parse_args()
@@ -359,9 +360,9 @@ def main() -> None:
             paths[key] = [template] * args.repeat
 
     results: dict[str, dict[str, tuple[list[float], int, int]]] = {}
-    with Ours(OURS_PORT, ours_dir, ours_config,
+    with Ours(args.port, ours_dir, ours_config,
               ready_path="/dicom-web/studies?limit=1", ready_timeout=300):
-        results["dwdaemon"] = {k: measure(OURS_PORT, p) for k, p in paths.items()}
+        results["dwdaemon"] = {k: measure(args.port, p) for k, p in paths.items()}
     if not args.skip_orthanc:
         with Orthanc(ORTHANC_PORT, os.path.join(CACHE, "orthanc"), {"Name": "qido-bench-orthanc"},
                      ready_timeout=300):
