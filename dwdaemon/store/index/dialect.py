@@ -14,6 +14,7 @@ such as ``LIKE`` patterns are parameters).
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
 from psycopg import sql
@@ -41,7 +42,7 @@ def like_escape(pattern: str) -> str:
     return escaped.replace("*", "%").replace("?", "_")
 
 
-class Dialect:
+class Dialect(ABC):
     """What differs between the SQL of the back ends (see the module docstring)."""
 
     name: ClassVar[str]
@@ -63,44 +64,53 @@ class Dialect:
             built = self.built[template] = self.build(template)
         return built
 
+    @abstractmethod
     def build(self, template: str) -> Any:
         """Build the executable statement of a template with the driver's means."""
         raise NotImplementedError
 
+    @abstractmethod
     def explain(self, statement: Any) -> Any:
         """The statement asking the database's plan of a built ``statement``."""
         raise NotImplementedError
 
     # -- expressions ------------------------------------------------------------------------
+    @abstractmethod
     def int_of(self, expr: str) -> str:
         """``expr`` (text) as an integer with SQLite's lenient ``CAST`` (leading number, else
         0; NULL stays NULL)."""
         raise NotImplementedError
 
+    @abstractmethod
     def real_of(self, expr: str) -> str:
         """``expr`` (text) as a real number, leniently (see :meth:`int_of`)."""
         raise NotImplementedError
 
+    @abstractmethod
     def int_sort(self, expr: str, descending: bool = False) -> str:
         """An ``ORDER BY`` term on :meth:`int_of` ``expr`` with NULL first when ascending (last
         when descending), as SQLite sorts."""
         raise NotImplementedError
 
+    @abstractmethod
     def offset_only(self) -> str:
         """``OFFSET`` one parameter, without a limit."""
         raise NotImplementedError
 
     # -- wildcard matching (QIDO) -----------------------------------------------------------
+    @abstractmethod
     def match(self, expr: str) -> str:
         """Case-sensitive DICOM wildcard matching of ``expr`` against one pattern parameter."""
         raise NotImplementedError
 
+    @abstractmethod
     def pattern(self, wildcard: str, prefix: str = "", suffix: str = "") -> str:
         """The parameter for a DICOM wildcard, between literal ``prefix`` and ``suffix``
         (``*`` in them means "anything")."""
         raise NotImplementedError
 
     # -- writes -----------------------------------------------------------------------------
+    @abstractmethod
     def insert_pk(self, cur: Any, template: str, params: tuple[Any, ...]) -> int:
         """Run an ``INSERT`` template of one row; the new row's ``pk``."""
         raise NotImplementedError
