@@ -13,16 +13,19 @@ from __future__ import annotations
 
 import itertools
 import json
+import socket
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from twisted.application.service import Service
 from twisted.internet.defer import CancelledError, Deferred, maybeDeferred, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from dwdaemon.config import Config
 from dwdaemon.store.index.base import Index
 from dwdaemon.store.index.sql import now_text
 
@@ -35,6 +38,11 @@ SAVE_INTERVAL = 0.5
 KEEP_FINISHED = 500
 #: Jobs running at once (Orthanc's ``ConcurrentJobs`` default).
 CONCURRENT_JOBS = 2
+
+#: Seconds between two looks for cancel requests of sibling processes (worker processes).
+CANCEL_POLL = 0.25
+#: Property of the index asking the owner of a job to cancel it (``cancel-job:<id>``).
+CANCEL_PROPERTY = "cancel-job:"
 
 INTERRUPTED = "interrupted by a restart of the daemon"
 CANCELLED = "cancelled by a user request"
@@ -139,6 +147,10 @@ class JobEngine:
         self._writes: Deferred = succeed(None)
         self._stopping = False
         self._waiters: dict[str, list[Deferred]] = {}
+        #: Owners starting with this are sibling worker processes sharing the index: their jobs
+        #: are cancelled through the index (None: a single process, no polling).
+        self.siblings: str | None = None
+        self._cancel_poll: Any = None
 
     # -- life cycle -----------------------------------------------------------------------
 
@@ -253,9 +265,65 @@ class JobEngine:
             d.cancel()
         return True
 
+    def reaches(self, owner: str) -> bool:
+        """Whether this engine can cancel a job of ``owner`` (its own or a sibling's)."""
+        return owner == self.owner or (self.siblings is not None
+                                       and owner.startswith(self.siblings))
+
+    def request_cancel(self, job_id: str, timeout: float = 10.0) -> Deferred:
+        """Ask the sibling process running ``job_id`` to cancel it (through the index); fires
+        once the job is finished, or after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+
+        def finished(_: Any = None) -> Deferred:
+            return self.pools.db_read(self.index.job, job_id).addCallback(check)
+
+        def check(row: tuple[Any, ...] | None) -> Any:
+            if row is None or Job.from_row(row).state in (SUCCESS, FAILURE):
+                return None
+            if time.monotonic() > deadline:
+                return None
+            d: Deferred = Deferred()
+            self.reactor.callLater(CANCEL_POLL / 2, d.callback, None)
+            return d.addCallback(finished)
+
+        return self.pools.db_write(self.index.set_property, CANCEL_PROPERTY + job_id,
+                                   self.owner).addCallback(finished)
+
+    def _poll_cancels(self) -> None:
+        """While jobs run or wait, look for cancel requests of sibling processes."""
+        if self.siblings is None or self._stopping:
+            return
+        if self._cancel_poll is not None and self._cancel_poll.active():
+            return
+        self._cancel_poll = self.reactor.callLater(CANCEL_POLL, self._look_for_cancels)
+
+    def _look_for_cancels(self) -> None:
+        ids = [j.id for j, _ in self._queue] + list(self._running)
+        if not ids or self._stopping:
+            return
+
+        def look() -> list[str]:
+            wanted = [i for i in ids if self.index.get_property(CANCEL_PROPERTY + i)]
+            for job_id in wanted:
+                self.index.set_property(CANCEL_PROPERTY + job_id, None)
+            return wanted
+
+        def cancel(wanted: list[str]) -> None:
+            for job_id in wanted:
+                self.cancel(job_id)
+            self._poll_cancels()
+
+        def failed(f: Failure) -> None:
+            log.failure("cannot read cancel requests", failure=f)
+            self._poll_cancels()
+
+        self.pools.db_write(look).addCallbacks(cancel, failed)
+
     # -- internals ------------------------------------------------------------------------
 
     def _pump(self) -> None:
+        self._poll_cancels()
         while self._queue and len(self._running) < self.concurrency and not self._stopping:
             job, runner = self._queue.pop(0)
             self._start(job, runner)
@@ -340,3 +408,48 @@ class JobEngine:
 
         self._writes.addCallback(write)
         self._writes.addErrback(failed)
+
+
+class JobsService(Service):
+    """Loads the jobs at start-up (failing interrupted ones) and stops the engine."""
+
+    def __init__(self, engine: ReadyEngine) -> None:
+        self.engine = engine
+
+    def startService(self) -> None:
+        super().startService()
+        self.engine.ready()
+
+    def stopService(self) -> Deferred:
+        super().stopService()
+        return self.engine.engine.stop()
+
+
+class ReadyEngine:
+    """The job engine of a daemon, loaded from the index on first use."""
+
+    def __init__(self, index: Index, pools: Any, reactor: Any, owner: str) -> None:
+        self.engine = JobEngine(index, pools, reactor, owner=owner)
+        self._loaded: Deferred | None = None
+        self._done = False
+
+    def ready(self) -> Deferred:
+        """Fires once the jobs of the index are loaded."""
+        if self._done:
+            return succeed(self.engine)
+        if self._loaded is None:
+            self._loaded = self.engine.load()
+
+            def loaded(_: Any) -> JobEngine:
+                self._done = True
+                return self.engine
+
+            self._loaded.addCallback(loaded)
+        waiting: Deferred = Deferred()
+        self._loaded.addBoth(lambda r: (waiting.callback(r), r)[1])
+        return waiting
+
+
+def job_owner(config: Config) -> str:
+    """The owner name of this daemon's jobs: ``host:Name:HttpPort``."""
+    return f"{socket.gethostname()}:{config.name}:{config.http_port}"
