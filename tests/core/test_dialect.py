@@ -65,6 +65,8 @@ class DialectTests(TestCase):
         self.assertEqual(SQLITE.pattern("a[b*", "*=", "=*"), "*=a[[]b*=*")
         self.assertEqual(POSTGRESQL.explain(POSTGRESQL.statement(f"SELECT {P}")).as_string(None),
                          "EXPLAIN SELECT %s")
+        self.assertEqual(POSTGRESQL.explain(POSTGRESQL.statement(f"SELECT {P}"), analyze=True)
+                         .as_string(None), "EXPLAIN ANALYZE SELECT %s")
 
     def test_upserts(self) -> None:
         self.assertEqual(SQLITE.statement(SQLITE.upsert("t", ("k", "v"), "k")),
