@@ -39,13 +39,13 @@ class SqliteIndex(SqlIndex):
             self._create_schema(conn)
 
     def _create_schema(self, conn: sqlite3.Connection) -> None:
-        for statement in schema.ddl():
+        for statement in schema.ddl(self.dialect):
             conn.execute(statement)
         try:
             conn.execute(schema.UNIQUE_SOP)
         except sqlite3.IntegrityError:
             warn_duplicate_sops(self.fetch_all(DUPLICATE_SOPS))
-        conn.execute("INSERT OR IGNORE INTO properties (name, value) VALUES (?, ?)",
+        self.execute(conn, self.dialect.insert_missing("properties", ("name", "value"), "name"),
                      ("schema_version", str(schema.SCHEMA_VERSION)))
 
     def close(self) -> None:
