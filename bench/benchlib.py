@@ -173,7 +173,7 @@ class Server:
         os.makedirs(directory, exist_ok=True)
         self.directory = directory
         self.proc: subprocess.Popen | None = None
-        self.log = open(os.path.join(directory, "server.log"), "ab")
+        self.log = open(os.path.join(directory, "server.log"), "ab")  # noqa: SIM115 - the server's life
 
     # what differs between the servers
     def base_config(self) -> dict[str, Any]:

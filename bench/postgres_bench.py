@@ -81,10 +81,10 @@ def start(directory: str, port: int, postgres_uri: str | None) -> subprocess.Pop
     path = os.path.join(directory, f"config-{port}.json")
     with open(path, "w") as fp:
         json.dump(config, fp)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "twisted", "dicomweb", "--config", path],
-        cwd=REPO, stdout=subprocess.DEVNULL, stderr=open(os.path.join(directory, f"{port}.log"),
-                                                            "w"))
+    with open(os.path.join(directory, f"{port}.log"), "w") as log:  # the child keeps its copy
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "twisted", "dicomweb", "--config", path],
+            cwd=REPO, stdout=subprocess.DEVNULL, stderr=log)
     for _ in range(100):
         try:
             conn = http.client.HTTPConnection(HOST, port, timeout=2)

@@ -1049,9 +1049,10 @@ def _encoding(path: str, value: object) -> str:
     return name
 
 
-_VRS = frozenset(
-    "AE AS AT CS DA DS DT FD FL IS LO LT OB OD OF OL OV OW PN SH SL SQ SS ST SV TM UC UI UL UN "
-    "UR US UT UV".split())
+_VRS = frozenset((
+    "AE", "AS", "AT", "CS", "DA", "DS", "DT", "FD", "FL", "IS", "LO", "LT", "OB", "OD", "OF", "OL",
+    "OV", "OW", "PN", "SH", "SL", "SQ", "SS", "ST", "SV", "TM", "UC", "UI", "UL", "UN", "UR", "US",
+    "UT", "UV"))
 
 
 def _dictionary(path: str, value: object) -> tuple[DictionaryEntry, ...]:

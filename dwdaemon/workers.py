@@ -16,6 +16,7 @@ killed parent to be gone, before its recovery removes unfinished files.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -215,10 +216,8 @@ class Supervisor(service.Service):
 
 
 def _signal(proto: WorkerProcess, name: str) -> None:
-    try:
+    with contextlib.suppress(Exception):  # already gone (ProcessExitedAlready)
         proto.transport.signalProcess(name)
-    except Exception:  # noqa: BLE001 - already gone (ProcessExitedAlready)
-        pass
 
 
 def description_args(description: str) -> dict[str, str]:

@@ -43,7 +43,7 @@ REASONS = {0xC000: "cannot understand", 0xA900: "belongs to another study",
            0x0124: "not authorized"}
 
 
-class Fatal(Exception):
+class FatalError(Exception):
     """The import cannot go on (server unreachable or refusing every request)."""
 
 
@@ -204,7 +204,7 @@ class StowTarget:
         except urllib.error.HTTPError as exc:
             return exc.code, exc.read()
         except (urllib.error.URLError, OSError) as exc:
-            raise Fatal(f"cannot reach {self.url}: {getattr(exc, 'reason', exc)}") from exc
+            raise FatalError(f"cannot reach {self.url}: {getattr(exc, 'reason', exc)}") from exc
 
     def stored_already(self, uids: list[str]) -> set[str]:
         """Which of ``uids`` the server has (one QIDO-RS request; empty set if it fails)."""
@@ -214,7 +214,7 @@ class StowTarget:
             **self.headers, "Accept": "application/dicom+json"})
         status, body = self._call(request)
         if status in (401, 403):
-            raise Fatal(f"{self.url}: HTTP {status} (check --user)")
+            raise FatalError(f"{self.url}: HTTP {status} (check --user)")
         if status != 200 or not body:
             return set()
         try:
@@ -240,12 +240,12 @@ class StowTarget:
             return _stow_outcome(body, [uid for _, _, uid in batch])
         message = _message(body)
         if status in (401, 403):
-            raise Fatal(f"{self.url}: HTTP {status} (check --user){message}")
+            raise FatalError(f"{self.url}: HTTP {status} (check --user){message}")
         if status == 413:
-            raise Fatal(f"{self.url}: HTTP 413, request too large: lower --batch-mb{message}")
+            raise FatalError(f"{self.url}: HTTP 413, request too large: lower --batch-mb{message}")
         if status == 400:
             return {uid: f"HTTP 400{message}" for _, _, uid in batch}
-        raise Fatal(f"{self.url}: HTTP {status}{message}")
+        raise FatalError(f"{self.url}: HTTP {status}{message}")
 
 
 def _message(body: bytes) -> str:
@@ -298,7 +298,7 @@ class StoreTarget:
         try:
             config, _ = load_config(config_path)
         except (ConfigError, OSError) as exc:
-            raise Fatal(f"configuration: {exc}") from exc
+            raise FatalError(f"configuration: {exc}") from exc
         os.makedirs(config.storage_directory, exist_ok=True)
         os.makedirs(config.index_directory, exist_ok=True)
         index, min_age = build_index(config)
@@ -308,7 +308,7 @@ class StoreTarget:
         try:
             self.store.open()
         except Exception as exc:
-            raise Fatal(f"cannot open the store: {exc}") from exc
+            raise FatalError(f"cannot open the store: {exc}") from exc
 
     def ingest(self, data: bytes) -> tuple[str, str | None]:
         """``("Success" | "AlreadyStored" | "Refused", reason)``."""
@@ -323,7 +323,7 @@ class StoreTarget:
             if isinstance(exc, IngestError):
                 code = getattr(exc, "reason", 0xC000)
                 return "Refused", f"{REASONS.get(code, 'failure')} (0x{code:04X}): {exc}"
-            raise Fatal(f"store: {exc}")
+            raise FatalError(f"store: {exc}")
         return result.status, None
 
     def close(self) -> None:
@@ -356,7 +356,7 @@ def run_import(args: Any) -> int:
             _import_store(args, todo, journal, summary, bar)
         else:
             _import_stow(args, todo, journal, summary, bar)
-    except Fatal as exc:
+    except FatalError as exc:
         print(f"\nerror: {exc}", file=sys.stderr)
         code = exitcodes.FATAL
     except KeyboardInterrupt:

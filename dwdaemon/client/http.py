@@ -66,7 +66,7 @@ __all__ = [
     "HttpOptions",
     "RemoteAgent",
     "RemoteError",
-    "RemoteTimeout",
+    "RemoteTimeoutError",
     "ServerTLS",
     "describe_failure",
     "make_http_client",
@@ -95,7 +95,7 @@ class RemoteError(Exception):
         self.status = status
 
 
-class RemoteTimeout(Exception):
+class RemoteTimeoutError(Exception):
     """The whole exchange with a remote server took longer than allowed."""
 
     def __init__(self, seconds: float) -> None:
@@ -547,7 +547,7 @@ def _abort_transport(transport: Any) -> None:
 class Deadline:
     """A time limit for a whole exchange (request, headers and body).
 
-    ``guard(d)`` makes ``d`` fail with :class:`RemoteTimeout` when the limit
+    ``guard(d)`` makes ``d`` fail with :class:`RemoteTimeoutError` when the limit
     passes (cancelling it, which aborts a pending agent request);
     :func:`stream_body` registers the body being read so that the connection
     is aborted too.  ``seconds <= 0`` disables the limit.
@@ -565,12 +565,12 @@ class Deadline:
         self._call = None
         self.expired = True
         for body in list(self.bodies):
-            body.abort(RemoteTimeout(self.seconds))
+            body.abort(RemoteTimeoutError(self.seconds))
         for d in list(self._pending):
             d.cancel()
 
     def guard(self, d: Deferred) -> Deferred:
-        """Wrap ``d``: fail with :class:`RemoteTimeout` once expired.
+        """Wrap ``d``: fail with :class:`RemoteTimeoutError` once expired.
 
         Cancelling the returned Deferred cancels ``d`` and fails with
         ``CancelledError`` (whatever error the cancelled operation reports).
@@ -590,7 +590,7 @@ class Deadline:
                 return None
             if isinstance(result, Failure):
                 if self.expired:
-                    result = Failure(RemoteTimeout(self.seconds))
+                    result = Failure(RemoteTimeoutError(self.seconds))
                 elif state["cancelled"]:
                     result = Failure(CancelledError())
                 outer.errback(result)
@@ -665,7 +665,7 @@ def stream_body(
     """Deliver a response's body to ``on_data``; fire with the byte count.
 
     ``on_data`` may raise to abort the transfer (the Deferred fails with that
-    exception).  Fails with :class:`RemoteTimeout` when ``deadline`` expires,
+    exception).  Fails with :class:`RemoteTimeoutError` when ``deadline`` expires,
     or with the ``ResponseFailed`` of a connection closed mid-body.
     Cancelling the Deferred aborts the connection.  When given, ``flow.producer``
     is set to the body's transport (to pause/resume the remote).
@@ -676,7 +676,7 @@ def stream_body(
     holder.append(streamer)
     if deadline is not None:
         if deadline.expired:
-            streamer.error = RemoteTimeout(deadline.seconds)
+            streamer.error = RemoteTimeoutError(deadline.seconds)
         deadline.bodies.add(streamer)
         done.addBoth(lambda r: (deadline.bodies.discard(streamer), r)[1])
     original = getattr(response, "original", response)
@@ -689,7 +689,7 @@ def stream_body(
 def describe_failure(failure: Failure) -> str:
     """A short human cause for a failed remote exchange."""
     exc = failure.value
-    if isinstance(exc, RemoteTimeout):
+    if isinstance(exc, RemoteTimeoutError):
         return str(exc)
     if isinstance(exc, (RemoteError, ClientConfigError, TunnelError)):
         return str(exc)

@@ -24,11 +24,11 @@ from dwdaemon.threads import ThreadPools
 log = Logger()
 
 
-class UnknownServer(LookupError):
+class UnknownServerError(LookupError):
     """No server of that name (the web answers 404)."""
 
 
-class InvalidServer(ValueError):
+class InvalidServerError(ValueError):
     """A server definition that cannot be used (the web answers 400)."""
 
 
@@ -89,7 +89,7 @@ class RemoteServers:
     def get(self, name: str) -> RemoteServer:
         server = self.servers.get(name)
         if server is None:
-            raise UnknownServer(f"unknown DICOMweb server {name!r}")
+            raise UnknownServerError(f"unknown DICOMweb server {name!r}")
         return server
 
     @inlineCallbacks
@@ -117,7 +117,7 @@ class RemoteServers:
         try:
             http = yield self.pools.io(make_http_client, reactor, self.options, server, pool)
         except ClientConfigError as exc:
-            raise InvalidServer(str(exc)) from None
+            raise InvalidServerError(str(exc)) from None
         self._pools.append(pool)
         return http
 
@@ -131,7 +131,7 @@ class RemoteServers:
         try:
             server = parse_server(name, value, self.base_dir)
         except ConfigError as exc:
-            raise InvalidServer(str(exc)) from None
+            raise InvalidServerError(str(exc)) from None
         yield self._build_http(server)  # refuse unusable certificates now
         definition = json.dumps(server.to_json())
         yield self.pools.db_write(self.table.put_server, name, definition)

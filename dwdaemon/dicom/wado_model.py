@@ -70,7 +70,7 @@ class FrameListError(ValueError):
     """A frame list that is malformed or out of range (answer 400)."""
 
 
-class NotAcceptable(ValueError):
+class NotAcceptableError(ValueError):
     """Nothing acceptable can be produced (answer 406); the message says why."""
 
 
@@ -253,7 +253,7 @@ def choose_frames(accept: str | bytes | None, stored_syntax: str,
                                encode=choice.encode)
     offered = OCTET_STREAM if native else f"{stored_type} or {OCTET_STREAM}"
     detail = f" ({'; '.join(dict.fromkeys(reasons))})" if reasons else ""
-    raise NotAcceptable(f"frames are stored as {stored_syntax}; can offer {offered}{detail}")
+    raise NotAcceptableError(f"frames are stored as {stored_syntax}; can offer {offered}{detail}")
 
 
 def choose_instance_syntax(accept: str | bytes | None, stored_syntax: str,
@@ -263,7 +263,7 @@ def choose_instance_syntax(accept: str | bytes | None, stored_syntax: str,
 
     No Accept or no ``transfer-syntax`` -> Explicit VR Little Endian (the PS3.18 default);
     ``*`` -> as stored; a named syntax -> that one if ``can_transcode(stored, wanted)``.
-    Raises :class:`NotAcceptable`.
+    Raises :class:`NotAcceptableError`.
     """
     ranges = parse_accept(accept)
     if not ranges:
@@ -284,7 +284,7 @@ def choose_instance_syntax(accept: str | bytes | None, stored_syntax: str,
         if can_transcode(stored_syntax, wanted):
             return wanted
         reasons.append(f"cannot convert {stored_syntax} to {wanted}")
-    raise NotAcceptable("; ".join(reasons) or "nothing acceptable")
+    raise NotAcceptableError("; ".join(reasons) or "nothing acceptable")
 
 
 def choose_rendered(accept: str | bytes | None, forced: str | None = None) -> str:
@@ -299,7 +299,7 @@ def choose_rendered_answer(accept: str | bytes | None, forced: str | None = None
     if forced:
         forced = forced.lower()
         if forced not in RENDERED_MEDIA_TYPES:
-            raise NotAcceptable(f"cannot render as {forced}")
+            raise NotAcceptableError(f"cannot render as {forced}")
         return forced, False
     ranges = parse_accept(accept)
     if not ranges:
@@ -309,7 +309,7 @@ def choose_rendered_answer(accept: str | bytes | None, forced: str | None = None
         for offer in RENDERED_MEDIA_TYPES:
             if _type_matches(part, offer):
                 return offer, multipart
-    raise NotAcceptable("rendered images are offered as " + ", ".join(RENDERED_MEDIA_TYPES))
+    raise NotAcceptableError("rendered images are offered as " + ", ".join(RENDERED_MEDIA_TYPES))
 
 
 # --- rendering parameters -------------------------------------------------------------------

@@ -31,7 +31,7 @@ from twisted.logger import Logger
 from dwdaemon.dicom import stow_model as sm
 from dwdaemon.dicom.multipart_reader import MultipartError, MultipartParser
 from dwdaemon.store.ingest import IngestError
-from dwdaemon.store.storage import StorageFull, TempFile, discard
+from dwdaemon.store.storage import StorageFullError, TempFile, discard
 
 if TYPE_CHECKING:
     from dwdaemon.store.store import IngestResult, Store
@@ -390,7 +390,7 @@ class IngestStream:
             self.on_failed(order, sop_class, sop_uid,
                            getattr(exc, "reason", sm.CANNOT_UNDERSTAND), str(exc))
             return
-        except StorageFull as exc:
+        except StorageFullError as exc:
             self.on_failed(order, "", "", sm.OUT_OF_RESOURCES, str(exc))
             return
         except Exception as exc:

@@ -14,7 +14,7 @@ from typing import Any, BinaryIO
 CHUNK = 1 << 20
 
 
-class StorageFull(OSError):
+class StorageFullError(OSError):
     """The disk is full (or over quota): nothing was kept."""
 
 
@@ -100,7 +100,7 @@ class StorageArea:
 
         Returns ``(file_uuid, size, md5)``.  ``digest`` is the ``(size, md5)`` a
         :class:`TempFile` computed while the file was written (see :meth:`measure_temp`).  On
-        ENOSPC/EDQUOT the temporary file is removed and :class:`StorageFull` is raised.  With
+        ENOSPC/EDQUOT the temporary file is removed and :class:`StorageFullError` is raised.  With
         ``sync_dir=False`` the caller must call :meth:`sync_dir` before relying on the rename.
         """
         size, md5 = self.measure_temp(temp_path, digest)
@@ -127,7 +127,7 @@ class StorageArea:
         """Fsync a temporary file, then rename it to the final name of ``file_uuid``.
 
         Returns the directory to sync (:meth:`sync_dir`) before the rename is durable.  On
-        failure the temporary file is removed (:class:`StorageFull` for ENOSPC/EDQUOT).
+        failure the temporary file is removed (:class:`StorageFullError` for ENOSPC/EDQUOT).
         """
         try:
             fd = os.open(temp_path, os.O_RDONLY)
@@ -139,7 +139,7 @@ class StorageArea:
         except OSError as exc:
             discard(temp_path)
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise StorageFull(exc.errno, "storage area is full") from exc
+                raise StorageFullError(exc.errno, "storage area is full") from exc
             raise
 
     def _rename(self, temp_path: str, file_uuid: str) -> str:
@@ -173,7 +173,7 @@ class StorageArea:
         except OSError as exc:
             discard(path)
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise StorageFull(exc.errno, "storage area is full") from exc
+                raise StorageFullError(exc.errno, "storage area is full") from exc
             raise
         return self.commit_temp(path, digest=fp.digest())
 

@@ -20,7 +20,7 @@ from dwdaemon.dicom.ids import ResourceIds
 from dwdaemon.dicom.part10 import add_file_meta
 from dwdaemon.store.index.base import (
     AddResult,
-    DuplicateInstance,
+    DuplicateInstanceError,
     Index,
     InstanceRecord,
     InstanceRow,
@@ -206,7 +206,7 @@ class Store:
         analysis = prepared.analysis
         try:
             added: AddResult = yield self._add_grouped(prepared)
-        except DuplicateInstance as exc:
+        except DuplicateInstanceError as exc:
             yield self.pools.io(self._drop, prepared)
             raise IngestError(str(exc), REASON_DUPLICATE_SOP_INSTANCE, http_status=409) from exc
         except Exception:

@@ -11,6 +11,7 @@ instead of a reset connection) and closes the connection when the body ends, or 
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import re
@@ -147,10 +148,8 @@ class LimitedRequest(server.Request):
         self.refused = True
         old, self.content = self.content, DiscardFile()
         if old is not None:
-            try:
+            with contextlib.suppress(Exception):  # closing a spool file
                 old.close()
-            except Exception:  # pragma: no cover - closing a spool file
-                pass
         transport = getattr(self.channel, "transport", None)
         if transport is not None:
             transport.write(_payload_too_large(self._body_limit(), self._limit_key,

@@ -11,9 +11,9 @@ from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
-from dwdaemon.client.registry import InvalidServer, UnknownServer
+from dwdaemon.client.registry import InvalidServerError, UnknownServerError
 from dwdaemon.store.ingest import IngestError
-from dwdaemon.store.storage import StorageFull
+from dwdaemon.store.storage import StorageFullError
 
 log = Logger()
 
@@ -72,15 +72,15 @@ def failure_to_response(request: IRequest, failure: Failure) -> bytes:
     if isinstance(exc, ApiError):
         return write_error(request, exc.status, exc.message, headers=exc.headers, body=exc.body,
                            content_type=exc.content_type, details=exc.details)
-    if isinstance(exc, UnknownServer):
+    if isinstance(exc, UnknownServerError):
         return write_error(request, 404, str(exc))
-    if isinstance(exc, InvalidServer):
+    if isinstance(exc, InvalidServerError):
         return write_error(request, 400, str(exc))
     if isinstance(exc, IngestError):
         status = getattr(exc, "http_status", 400)
         return write_error(request, status, str(exc),
                            details={"FailureReason": exc.reason} if status == 409 else None)
-    if isinstance(exc, StorageFull):
+    if isinstance(exc, StorageFullError):
         log.error("storage full while handling {uri}", uri=request.uri)
         return write_error(request, 507, "insufficient storage: the storage area is full")
     if isinstance(exc, MethodNotAllowed):

@@ -11,6 +11,7 @@ disconnect) it closes its file and stops without logging errors.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 from collections.abc import Callable, Iterable, Iterator
@@ -70,7 +71,7 @@ class FilePart:
         self._left = -1
 
     def open(self) -> None:
-        self._file = open(self.path, "rb")
+        self._file = open(self.path, "rb")  # noqa: SIM115 - closed when the producer ends
         if self.ranges is not None:
             self._index = 0
             self._seek_range()
@@ -275,10 +276,8 @@ class BodyProducer:
         part, self._current = self._current, None
         if part is not None:
             # Closing a file is cheap; do it here so no handle outlives the request.
-            try:
+            with contextlib.suppress(OSError):
                 part.close()
-            except OSError:
-                pass
 
     def start(self) -> Deferred[None]:
         """Register on the request and begin writing."""

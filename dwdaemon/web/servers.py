@@ -26,7 +26,7 @@ from twisted.web.iweb import UNKNOWN_LENGTH, IRequest
 from dwdaemon.client.dicomweb import DicomWebClient, RetrieveOutcome, StowItem, StowOutcome
 from dwdaemon.client.http import (
     RemoteError,
-    RemoteTimeout,
+    RemoteTimeoutError,
     describe_failure,
     stream_body,
 )
@@ -127,7 +127,7 @@ def _remote_failure(exc: BaseException) -> ApiError:
         outcome = getattr(exc, "outcome", None)
         if outcome is not None:
             details.update(outcome.to_json())
-    elif isinstance(exc, RemoteTimeout):
+    elif isinstance(exc, RemoteTimeoutError):
         status = 504
     return ApiError(status, str(exc), details=details or None)
 

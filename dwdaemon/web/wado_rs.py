@@ -128,7 +128,7 @@ class WadoService:
 
         try:
             wanted = wm.choose_instance_syntax(accept, "*", can_all)
-        except wm.NotAcceptable as exc:
+        except wm.NotAcceptableError as exc:
             raise _not_acceptable(exc) from exc
         boundary = multipart.new_boundary()
         request.setHeader("Content-Type", multipart.content_type(boundary, wm.DICOM))
@@ -204,7 +204,7 @@ class WadoService:
                 accept = "multipart/related; type=*/*; transfer-syntax=*"
             choice = wm.choose_frames(accept, row.transfer_syntax,
                                       transcode.can_decode, can_encode)
-        except wm.NotAcceptable as exc:
+        except wm.NotAcceptableError as exc:
             raise _not_acceptable(exc) from exc
         url = self.instance_url(request, row) + "/frames/"
         sources = [(n, self._frame_source(row, n - 1, choice, shape)) for n in numbers]
@@ -337,7 +337,7 @@ class WadoService:
                        forced_type: str | None = None) -> render.RenderOptions:
         try:
             media = wm.choose_rendered(_accept(request), forced_type)
-        except wm.NotAcceptable as exc:
+        except wm.NotAcceptableError as exc:
             raise _not_acceptable(exc) from exc
         try:
             window = arg(request, "window")
@@ -442,7 +442,7 @@ class WadoService:
             return self.send_image(request, options, self.render_job(row, 0, options))
         try:
             _media, multipart_asked = wm.choose_rendered_answer(_accept(request))
-        except wm.NotAcceptable as exc:  # pragma: no cover - render_options raised already
+        except wm.NotAcceptableError as exc:  # pragma: no cover - render_options raised already
             raise _not_acceptable(exc) from exc
         if multipart_asked:  # one part per instance, only when asked
             return self.rendered_parts(request, [(row, 0) for row in images], options)

@@ -16,7 +16,7 @@ from dwdaemon.client.http import (
     ClientConfigError,
     Deadline,
     HttpOptions,
-    RemoteTimeout,
+    RemoteTimeoutError,
     describe_failure,
     make_agent,
     make_http_client,
@@ -277,17 +277,17 @@ class ClientHttpTests(unittest.TestCase):
         resp = yield deadline.guard(http.get(self.url(self.plain, "/stall", scheme="http")))
         self.assertEqual(resp.code, 200)
         chunks: list[bytes] = []
-        yield self.assertFailure(stream_body(resp, chunks.append, deadline), RemoteTimeout)
+        yield self.assertFailure(stream_body(resp, chunks.append, deadline), RemoteTimeoutError)
         self.assertLess(time.monotonic() - start, 3)
         self.assertEqual(b"".join(chunks), b"x" * 100)
 
     @inlineCallbacks
     def test_deadline_before_headers(self):
-        """A server that never answers: RemoteTimeout, not a hang."""
+        """A server that never answers: RemoteTimeoutError, not a hang."""
         http = self.client(HttpOptions())
         deadline = Deadline(reactor, 0.3)
         d = deadline.guard(http.get(self.url(self.silent, "/", scheme="http")))
-        f = yield self.assertFailure(d, RemoteTimeout)
+        f = yield self.assertFailure(d, RemoteTimeoutError)
         self.assertEqual(str(f), "timed out after 0.3 s")
 
     @inlineCallbacks

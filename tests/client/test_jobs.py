@@ -93,10 +93,10 @@ class JobEngineTests(unittest.TestCase):
         engine = self.engine()
         yield engine.load()
 
-        class Boom(Exception):
+        class BoomError(Exception):
             outcome = None
 
-        err = Boom("remote DICOMweb server 'x': timed out after 1 s")
+        err = BoomError("remote DICOMweb server 'x': timed out after 1 s")
 
         class Out:
             def to_json(self):
@@ -136,8 +136,8 @@ class JobEngineTests(unittest.TestCase):
         engine = self.engine()
         yield engine.load()
         job = engine.submit("t", {"Server": "s"}, lambda h: Deferred())
-        JobHandleProgress = engine._running  # noqa: SLF001 - keep a reference
-        self.assertIn(job.id, JobHandleProgress)
+        running = engine._running  # noqa: SLF001 - keep a reference
+        self.assertIn(job.id, running)
         # partial result written by a progress report
         from dwdaemon.jobs import JobHandle
 

@@ -16,7 +16,7 @@ from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import TestCase
 
 from dwdaemon.dicom.ids import resource_ids
-from dwdaemon.store.index.base import DuplicateInstance, InstanceRecord
+from dwdaemon.store.index.base import DuplicateInstanceError, InstanceRecord
 from dwdaemon.store.index.sqlite import SqliteIndex
 from dwdaemon.store.ingest import analyse, record_fields
 from tests.core.test_store import make_store
@@ -302,5 +302,5 @@ class LegacyDuplicatesTests(TestCase):
                                 **record_fields(analysis))
         record = replace(record, ids=resource_ids("another", analysis.study_uid,
                                                   analysis.series_uid, sop))
-        with self.assertRaises(DuplicateInstance):
+        with self.assertRaises(DuplicateInstanceError):
             reopened.add_instance(record, overwrite=False)

@@ -20,7 +20,7 @@ from twisted.trial.unittest import TestCase
 from dwdaemon.store import storage as storage_module
 from dwdaemon.store.index.sqlite import SqliteIndex
 from dwdaemon.store.ingest import IngestError
-from dwdaemon.store.storage import StorageArea, StorageFull
+from dwdaemon.store.storage import StorageArea, StorageFullError
 from dwdaemon.store.store import Store
 from dwdaemon.threads import ThreadPools
 from tests.support import read, testdata
@@ -127,7 +127,7 @@ class StoreTests(TestCase):
             raise OSError(errno.ENOSPC, "No space left on device")
 
         self.patch(storage_module.os, "fsync", no_space)
-        with self.assertRaises(StorageFull):
+        with self.assertRaises(StorageFullError):
             yield self.store.ingest_bytes(read(testdata("CT_small.dcm")))
         self.patch(storage_module.os, "fsync", os.fsync)
         self.assertEqual(os.listdir(self.store.storage.tmp), [])

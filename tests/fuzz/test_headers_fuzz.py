@@ -55,7 +55,7 @@ class HeaderPropertyTests(SynchronousTestCase):
     @counted
     def test_wado_negotiation(self, header: str, stored: str, decodable: bool) -> None:
         """Frame, instance and rendered negotiation: a choice or a 4xx-class refusal."""
-        refusals = (wm.NotAcceptable, AcceptError)
+        refusals = (wm.NotAcceptableError, AcceptError)
         with contextlib.suppress(refusals):
             wm.choose_frames(header, stored, lambda syntax: decodable)
         with contextlib.suppress(refusals):

@@ -7,6 +7,7 @@ else ``postgres``. When none of them can connect, the tests skip with the reason
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import os
 import uuid
@@ -29,10 +30,8 @@ _found: list[tuple[str | None, str]] = []
 
 def _users() -> list[str]:
     users = [os.environ.get("PGUSER", "")]
-    try:
+    with contextlib.suppress(Exception):  # no user name in this environment
         users.append(getpass.getuser())
-    except Exception:  # pragma: no cover - no user name in this environment
-        pass
     users.append("postgres")
     return list(dict.fromkeys(u for u in users if u))
 

@@ -69,7 +69,7 @@ class FrameChoiceTests(unittest.TestCase):
                 wm.EXPLICIT_VR_LE, _decodable, lambda _s: True)
             self.assertEqual((choice.media_type, choice.transfer_syntax, choice.encode),
                              ("image/jpeg", syntax, True))
-        with self.assertRaises(wm.NotAcceptable):  # a syntax of another media type
+        with self.assertRaises(wm.NotAcceptableError):  # a syntax of another media type
             wm.choose_frames("multipart/related; type=image/jpeg; "
                              "transfer-syntax=1.2.840.10008.1.2.4.80",
                              wm.EXPLICIT_VR_LE, _decodable, lambda _s: True)
@@ -113,7 +113,7 @@ class FrameChoiceTests(unittest.TestCase):
                                 'transfer-syntax=1.2.840.10008.1.2.4.70', JPEG),
                                ('multipart/related; type="application/octet-stream"', MPEG2),
                                ("text/html", RLE)):
-            with self.assertRaises(wm.NotAcceptable, msg=accept):
+            with self.assertRaises(wm.NotAcceptableError, msg=accept):
                 wm.choose_frames(accept, stored, _decodable)
 
     def test_jpeg_preview_only_when_named(self) -> None:
@@ -167,10 +167,10 @@ class InstanceSyntaxTests(unittest.TestCase):
         self.assertEqual(wm.choose_instance_syntax(accept, JPEG, self._can), wm.EXPLICIT_VR_LE)
 
     def test_not_acceptable(self) -> None:
-        with self.assertRaises(wm.NotAcceptable):
+        with self.assertRaises(wm.NotAcceptableError):
             wm.choose_instance_syntax('multipart/related; type="application/dicom"; '
                                       'transfer-syntax=1.2.840.10008.1.2.4.80', JPEG, self._can)
-        with self.assertRaises(wm.NotAcceptable):
+        with self.assertRaises(wm.NotAcceptableError):
             wm.choose_instance_syntax("application/dicom+json", JPEG, self._can)
 
 
@@ -183,9 +183,9 @@ class RenderedChoiceTests(unittest.TestCase):
         self.assertEqual(wm.choose_rendered("image/*"), "image/jpeg")
         self.assertEqual(wm.choose_rendered('multipart/related; type="image/png"'), "image/png")
         self.assertEqual(wm.choose_rendered(None, forced="image/gif"), "image/gif")
-        with self.assertRaises(wm.NotAcceptable):
+        with self.assertRaises(wm.NotAcceptableError):
             wm.choose_rendered("application/dicom")
-        with self.assertRaises(wm.NotAcceptable):
+        with self.assertRaises(wm.NotAcceptableError):
             wm.choose_rendered(None, forced="image/tiff")
 
 

@@ -54,7 +54,7 @@ class InstanceRecord(InstanceKeys):
     series_columns: dict[str, Any] = field(default_factory=dict)
 
 
-class DuplicateInstance(ValueError):
+class DuplicateInstanceError(ValueError):
     """Another instance (another patient, study or series) has this SOP Instance UID."""
 
 

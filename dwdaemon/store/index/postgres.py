@@ -11,6 +11,7 @@ committed rows.
 
 from __future__ import annotations
 
+import contextlib
 import random
 import threading
 import time
@@ -145,10 +146,8 @@ class PostgresIndex(SqlIndex):
     def close(self) -> None:
         with self._lock:
             for conn in self._all:
-                try:
+                with contextlib.suppress(psycopg.Error):  # already gone
                     conn.close()
-                except psycopg.Error:  # pragma: no cover - already gone
-                    pass
             self._all.clear()
         self._local = threading.local()
 

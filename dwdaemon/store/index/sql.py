@@ -16,7 +16,7 @@ from dwdaemon.store.index.base import (
     CHILD_LEVEL,
     LEVEL_TYPES,
     AddResult,
-    DuplicateInstance,
+    DuplicateInstanceError,
     InstanceRecord,
     InstanceRow,
 )
@@ -139,7 +139,7 @@ class SqlIndex:
         """Index one instance (and its parents) in one transaction, with its changes.
 
         One SOP Instance UID, one instance: when another instance (another patient, study or
-        series) already has this SOP Instance UID, :class:`DuplicateInstance` is raised, or,
+        series) already has this SOP Instance UID, :class:`DuplicateInstanceError` is raised, or,
         with ``overwrite``, that instance is removed (and its parents left empty) in the same
         transaction, its file named in ``obsolete_file`` for removal after the commit.
         """
@@ -159,15 +159,14 @@ class SqlIndex:
                 return AddResult("AlreadyStored", record.ids.instance,
                                  obsolete_file=record.file_uuid)
             replaced = None
-            if existing is None:
-                if other is not None:
-                    if not overwrite:
-                        raise DuplicateInstance(
-                            f"SOP Instance UID {record.sop_uid} is already used by instance "
-                            f"{other[1]} (another patient, study or series)")
-                    replaced = other[2]
-                    self._delete_below(cur, "instances", other[0], stamp)
-                    self._delete_empty_parents(cur, "instances", stamp)
+            if existing is None and other is not None:
+                if not overwrite:
+                    raise DuplicateInstanceError(
+                        f"SOP Instance UID {record.sop_uid} is already used by instance "
+                        f"{other[1]} (another patient, study or series)")
+                replaced = other[2]
+                self._delete_below(cur, "instances", other[0], stamp)
+                self._delete_empty_parents(cur, "instances", stamp)
             patient_pk, new_patient = self._upsert(cur, "patients", record.ids.patient, None, {
                 "patient_id": record.patient_id,
                 "main_tags": json.dumps(record.patient_tags),

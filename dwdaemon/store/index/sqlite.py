@@ -7,6 +7,7 @@ kernel instead of polling on ``SQLITE_BUSY``.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import sqlite3
@@ -51,10 +52,8 @@ class SqliteIndex(SqlIndex):
     def close(self) -> None:
         with self._lock:
             for conn in self._all:
-                try:
+                with contextlib.suppress(sqlite3.ProgrammingError):  # its thread is gone
                     conn.close()
-                except sqlite3.ProgrammingError:
-                    pass  # created in another thread that is gone
             self._all.clear()
             for fd in self._lock_files:
                 os.close(fd)
