@@ -28,6 +28,7 @@ from twisted.python.failure import Failure
 from dwdaemon.config import Config
 from dwdaemon.store.index.base import Index
 from dwdaemon.store.index.sql import now_text
+from dwdaemon.threads import the_reactor
 
 log = Logger()
 
@@ -129,10 +130,7 @@ class JobEngine:
 
     def __init__(self, index: Index, pools: Any, reactor: Any = None,
                  concurrency: int = CONCURRENT_JOBS, owner: str = "") -> None:
-        if reactor is None:
-            from twisted.internet import reactor as default_reactor
-
-            reactor = default_reactor
+        reactor = the_reactor(reactor)
         self.index = index
         self.pools = pools
         self.reactor = reactor

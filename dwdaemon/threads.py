@@ -13,6 +13,15 @@ from twisted.python.threadpool import ThreadPool
 T = TypeVar("T")
 
 
+def the_reactor(reactor: Any = None) -> Any:
+    """``reactor`` if one was given (tests pass a fake), else Twisted's global reactor."""
+    if reactor is None:
+        from twisted.internet import reactor as default_reactor
+
+        return default_reactor
+    return reactor
+
+
 class ThreadPools(Service):
     """The pools: ``parse`` (pydicom), ``io`` (files), ``db_read``, ``db_write`` and ``pixels``.
 
@@ -22,10 +31,7 @@ class ThreadPools(Service):
 
     def __init__(self, reactor: Any = None, parse: int = 4, io: int = 4, db_read: int = 4,
                  synchronous: bool = False, pixels: int = 2) -> None:
-        if reactor is None:
-            from twisted.internet import reactor as default_reactor
-
-            reactor = default_reactor
+        reactor = the_reactor(reactor)
         self.reactor = reactor
         self.synchronous = synchronous
         self.pools = {

@@ -37,6 +37,7 @@ from twisted.python.failure import Failure
 from twisted.web.server import Site
 
 from dwdaemon.config import Config
+from dwdaemon.threads import the_reactor
 
 log = Logger()
 
@@ -104,10 +105,7 @@ class Supervisor(service.Service):
 
     def __init__(self, config_path: str | None, config: Config, description: str,
                  reactor: Any = None) -> None:
-        if reactor is None:
-            from twisted.internet import reactor as default_reactor
-
-            reactor = default_reactor
+        reactor = the_reactor(reactor)
         self.config_path = config_path
         self.config = config
         self.description = description
@@ -344,10 +342,7 @@ class AdoptedPort(service.Service):
     """Accepts on the socket the parent passed; at stop, drains the requests in progress."""
 
     def __init__(self, site: Site, info: dict[str, Any], reactor: Any = None) -> None:
-        if reactor is None:
-            from twisted.internet import reactor as default_reactor
-
-            reactor = default_reactor
+        reactor = the_reactor(reactor)
         self.site = site
         self.info = info
         self.reactor = reactor

@@ -23,7 +23,7 @@ ALLOWED: dict[str, set[str]] = {
     "cli": {"*"},
     "web": {"web", "client", "store", "jobs", "threads", "dicom", "config"},
     "client": {"client", "threads", "dicom", "config"},
-    "jobs": {"store", "config"},
+    "jobs": {"store", "threads", "config"},
     "store": {"store", "threads", "dicom", "config"},
     "threads": set(),
     "logs": set(),

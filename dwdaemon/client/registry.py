@@ -19,7 +19,7 @@ from twisted.web.client import HTTPConnectionPool
 from dwdaemon.client.dicomweb import DicomWebClient
 from dwdaemon.client.http import ClientConfigError, HttpOptions, make_http_client
 from dwdaemon.config import Config, ConfigError, RemoteServer, parse_server
-from dwdaemon.threads import ThreadPools
+from dwdaemon.threads import ThreadPools, the_reactor
 
 log = Logger()
 
@@ -101,7 +101,7 @@ class RemoteServers:
             http = yield self._build_http(server)
             dw = self.config.dicomweb
             client = DicomWebClient(
-                self.reactor or _reactor(), server, self.options, http,
+                the_reactor(self.reactor), server, self.options, http,
                 run_io=self.pools.io,
                 stow_max_instances=dw.stow_max_instances, stow_max_size=dw.stow_max_size,
             )
@@ -110,7 +110,7 @@ class RemoteServers:
 
     @inlineCallbacks
     def _build_http(self, server: RemoteServer) -> Any:
-        reactor = self.reactor or _reactor()
+        reactor = the_reactor(self.reactor)
         pool = HTTPConnectionPool(reactor, persistent=True)
         pool.maxPersistentPerHost = 4
         pool.cachedConnectionTimeout = 30
@@ -145,12 +145,6 @@ class RemoteServers:
         yield self.pools.db_write(self.table.put_server, name, None)
         self.servers.pop(name, None)
         self._clients.pop(name, None)
-
-
-def _reactor() -> Any:
-    from twisted.internet import reactor
-
-    return reactor
 
 
 class RemoteServersService(Service):
