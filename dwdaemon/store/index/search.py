@@ -499,11 +499,13 @@ def _computed(level: str, base_url: str, st_uid: str, se_uid: str | None, sop_ui
     return out
 
 
-def explain(index: SqlIndex, level: str, query: Query, **kwargs: Any) -> list[str]:
+def explain(index: SqlIndex, level: str, query: Query, *, analyze: bool = False,
+            **kwargs: Any) -> list[str]:
     """``EXPLAIN QUERY PLAN`` lines of the main statement of a search (SQLite), or
-    ``EXPLAIN`` lines (PostgreSQL)."""
+    ``EXPLAIN`` lines (PostgreSQL; with ``analyze``, ``EXPLAIN ANALYZE``: run, with timings)."""
     dialect = dialect_of(index)
     sql, params, _residual, _pushed = build_sql(level, query, dialect=dialect, **kwargs)
-    prefix = "EXPLAIN QUERY PLAN " if dialect is SQLITE else "EXPLAIN "
+    prefix = ("EXPLAIN QUERY PLAN " if dialect is SQLITE
+              else "EXPLAIN ANALYZE " if analyze else "EXPLAIN ")
     rows = index.fetch_all(prefix + sql, tuple(params))
     return [str(row[-1]) for row in rows]
