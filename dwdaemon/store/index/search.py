@@ -267,6 +267,13 @@ _SELECT = {
     "instances": "st.pk, st.study_uid, se.pk, se.series_uid, i.sop_uid, i.pk",
 }
 _ORDER = {"studies": "st.pk", "series": "se.pk", "instances": "i.pk"}
+#: The tables of a level joined to a page of its keys (``page.pk``).
+_PAGE_JOIN = {
+    "studies": "studies st ON st.pk = page.pk",
+    "series": "series se ON se.pk = page.pk JOIN studies st ON se.study_pk = st.pk",
+    "instances": "instances i ON i.pk = page.pk JOIN series se ON i.series_pk = se.pk"
+                 " JOIN studies st ON se.study_pk = st.pk",
+}
 
 
 def build_sql(level: str, query: Query, *, study_uid: str | None = None,
@@ -286,21 +293,26 @@ def build_sql(level: str, query: Query, *, study_uid: str | None = None,
     for cond in conditions:
         where.append(cond.sql)
         params.extend(cond.params)
-    sql = f"SELECT {_SELECT[level]} FROM {_FROM[level]}"
-    if where:
-        sql += " WHERE " + " AND ".join(where)
     order = _ORDER[level]
     if level == "instances" and series_uid is not None:
         order = "CAST(i.instance_number AS INTEGER), i.pk"
-    sql += f" ORDER BY {order}"
     pushed = not residual
-    if pushed:
-        if limit is not None:
-            sql += " LIMIT ? OFFSET ?"
-            params.extend([limit + 1, query.offset])
-        elif query.offset:
-            sql += " LIMIT -1 OFFSET ?" if dialect is SQLITE else " OFFSET ?"
-            params.append(query.offset)
+    paging: list[Any] = []
+    if pushed and limit is not None:
+        paging = [limit + 1, query.offset]
+    elif pushed and query.offset:
+        paging = [-1 if dialect is SQLITE else None, query.offset]
+    condition = " WHERE " + " AND ".join(where) if where else ""
+    if not paging:
+        sql = f"SELECT {_SELECT[level]} FROM {_FROM[level]}{condition} ORDER BY {order}"
+        return sql, params, residual, pushed
+    # Page first: the page's keys alone (an index-only walk over skipped rows), then the
+    # page's columns and representative instances for its rows only.
+    key = _ORDER[level]
+    sql = (f"SELECT {_SELECT[level]} FROM (SELECT {key} AS pk FROM {_FROM[level]}{condition}"
+           f" ORDER BY {order} LIMIT ? OFFSET ?) page JOIN {_PAGE_JOIN[level]}"
+           f" ORDER BY {order}")
+    return sql, params + paging, residual, pushed
     return sql, params, residual, pushed
 
 
