@@ -13,16 +13,19 @@ from __future__ import annotations
 
 import itertools
 import json
+import socket
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from twisted.application.service import Service
 from twisted.internet.defer import CancelledError, Deferred, maybeDeferred, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from dwdaemon.config import Config
 from dwdaemon.store.index.base import Index
 from dwdaemon.store.index.sql import now_text
 
@@ -340,3 +343,48 @@ class JobEngine:
 
         self._writes.addCallback(write)
         self._writes.addErrback(failed)
+
+
+class JobsService(Service):
+    """Loads the jobs at start-up (failing interrupted ones) and stops the engine."""
+
+    def __init__(self, engine: ReadyEngine) -> None:
+        self.engine = engine
+
+    def startService(self) -> None:
+        super().startService()
+        self.engine.ready()
+
+    def stopService(self) -> Deferred:
+        super().stopService()
+        return self.engine.engine.stop()
+
+
+class ReadyEngine:
+    """The job engine of a daemon, loaded from the index on first use."""
+
+    def __init__(self, index: Index, pools: Any, reactor: Any, owner: str) -> None:
+        self.engine = JobEngine(index, pools, reactor, owner=owner)
+        self._loaded: Deferred | None = None
+        self._done = False
+
+    def ready(self) -> Deferred:
+        """Fires once the jobs of the index are loaded."""
+        if self._done:
+            return succeed(self.engine)
+        if self._loaded is None:
+            self._loaded = self.engine.load()
+
+            def loaded(_: Any) -> JobEngine:
+                self._done = True
+                return self.engine
+
+            self._loaded.addCallback(loaded)
+        waiting: Deferred = Deferred()
+        self._loaded.addBoth(lambda r: (waiting.callback(r), r)[1])
+        return waiting
+
+
+def job_owner(config: Config) -> str:
+    """The owner name of this daemon's jobs: ``host:Name:HttpPort``."""
+    return f"{socket.gethostname()}:{config.name}:{config.http_port}"

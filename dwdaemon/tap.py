@@ -3,32 +3,40 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field
 from typing import Any
 
-from klein import Klein
 from twisted.application import service, strports
 from twisted.logger import Logger
 from twisted.python import usage
 from twisted.web.server import Site
 
+from dwdaemon.client.registry import RemoteServers, RemoteServersService
 from dwdaemon.config import Config, ConfigError, load_config
 from dwdaemon.dicom.dictionary import register as register_dictionary
+from dwdaemon.jobs import JobsService, ReadyEngine, job_owner
 from dwdaemon.store.index.base import Index
 from dwdaemon.store.index.sqlite import SqliteIndex
 from dwdaemon.store.storage import StorageArea
 from dwdaemon.store.store import Store
 from dwdaemon.threads import ThreadPools
-from dwdaemon.web.app import install_routes
-from dwdaemon.web.bodies import limited_request_class
-from dwdaemon.web.context import Context
-from dwdaemon.web.cors import install as install_cors
-from dwdaemon.web.jobs import JobsService, ReadyEngine
-from dwdaemon.web.limits import HttpLimits, LimitedChannel
-from dwdaemon.web.metrics import Metrics
-from dwdaemon.web.observe import Observer, observed_request_class
-from dwdaemon.web.routing import access_error
-from dwdaemon.web.servers import RemoteServers, RemoteServersService
-from dwdaemon.web.wado_rs import WadoService
+from dwdaemon.web.capabilities import Capabilities
+from dwdaemon.web.core_images import CoreImages
+from dwdaemon.web.default_encoding import DefaultEncoding
+from dwdaemon.web.jobs import Jobs
+from dwdaemon.web.limits import HttpLimits
+from dwdaemon.web.metrics import Metrics, MetricsPage
+from dwdaemon.web.qido import Qido
+from dwdaemon.web.rest import CoreRest
+from dwdaemon.web.routing import RouteGroup
+from dwdaemon.web.servers import Servers
+from dwdaemon.web.site import Routes, make_site
+from dwdaemon.web.stow import Stow
+from dwdaemon.web.tools import Tools
+from dwdaemon.web.urls import Urls
+from dwdaemon.web.wado_rs import WadoRs, WadoService
+from dwdaemon.web.wado_uri import WadoUri
+from dwdaemon.web.webpage import WebPage
 
 log = Logger()
 
@@ -98,53 +106,88 @@ def build_index(config: Config) -> tuple[Index, float]:
     return SqliteIndex(config.index_directory), 0.0
 
 
-def build_context(config: Config, store: Store, pools: ThreadPools, reactor: Any = None
-                  ) -> Context:
-    """Every long-lived collaborator of the web resources, built here and nowhere else."""
-    ctx = Context(config=config, store=store, pools=pools, app=Klein(), reactor=reactor)
-    ctx.limits = HttpLimits.from_config(config)
-    ctx.metrics = Metrics(ctx)
-    store.listeners.append(
-        lambda result, size: ctx.metrics.instance_ingested(result.status, size))
-    ctx.jobs = ReadyEngine(ctx)
-    ctx.services.append(JobsService(ctx.jobs))
-    if config.dicomweb.enable:
-        ctx.servers = RemoteServers(ctx)
-        ctx.services.append(RemoteServersService(ctx.servers))
-    ctx.wado = WadoService(ctx)
-    return ctx
-
-
-def build_site(config: Config, reactor: Any = None, pools: ThreadPools | None = None
-               ) -> tuple[Site, Store, ThreadPools, Context]:
-    """The web site, store and pools of a daemon (used by makeService and by tests)."""
-    pools = pools or ThreadPools(reactor, pixels=config.maximum_pixel_jobs)
+def build_store(config: Config, pools: ThreadPools) -> Store:
+    """The store: the storage area and the index of the configuration."""
     os.makedirs(config.storage_directory, exist_ok=True)
     os.makedirs(config.index_directory, exist_ok=True)
     index, orphan_min_age = build_index(config)
     register_dictionary(config.dictionary, config.default_private_creator)
-    store = Store(StorageArea(config.storage_directory), index, pools,
-                  overwrite=config.overwrite_instances, orphan_min_age=orphan_min_age,
-                  default_encoding=config.default_encoding)
-    ctx = build_context(config, store, pools, reactor)
-    # no route takes an HTML form: Twisted need not parse the Content-Type of every POST
-    site = Site(install_routes(ctx).resource(), parsePOSTFormSubmission=False)
-    mb = 1024 * 1024
-    site.requestFactory = observed_request_class(
-        limited_request_class(config.maximum_request_size * mb, config.maximum_upload_size * mb,
-                              upload_paths=(config.dicomweb.root + "studies", "/instances")),
-        Observer(ctx.metrics))
-    site.displayTracebacks = False
-    site.log = lambda request: None  # the access line is dwdaemon.web.observe's (request id)
-    site.protocol = LimitedChannel
-    site.dw_limits = ctx.limits
-    site.dw_access_check = lambda request: access_error(ctx, request)
-    install_cors(site, config)
-    return site, store, pools, ctx
+    return Store(StorageArea(config.storage_directory), index, pools,
+                 overwrite=config.overwrite_instances, orphan_min_age=orphan_min_age,
+                 default_encoding=config.default_encoding)
+
+
+def route_groups(config: Config, urls: Urls, store: Store, pools: ThreadPools,
+                 jobs: ReadyEngine, servers: RemoteServers | None, metrics: Metrics,
+                 limits: HttpLimits) -> list[RouteGroup]:
+    """The route groups of the configuration: Orthanc's core always, DICOMweb when
+    ``DicomWeb.Enable``, WADO-URI when ``DicomWeb.EnableWado`` too."""
+    wado = WadoService(config, urls, store, pools)  # shared by WADO-RS, WADO-URI, core images
+    groups: list[RouteGroup] = [
+        CoreRest(config, store, pools),
+        Jobs(config, jobs),
+        Tools(config, store),
+        DefaultEncoding(config, store),
+        CoreImages(config, store, wado),
+        MetricsPage(config, store, metrics),
+        WebPage(config),
+    ]
+    if config.dicomweb.enable:
+        if servers is None:
+            raise ValueError("the DICOMweb routes need the remote-server registry")
+        groups += [
+            Stow(config, urls, store, metrics, limits.refusals),
+            Qido(config, urls, store, pools),
+            WadoRs(config, urls, wado),
+            Servers(config, urls, store, servers, jobs),
+        ]
+        if config.dicomweb.enable_wado:
+            groups.append(WadoUri(config, store, pools, wado))
+    return groups
+
+
+@dataclass
+class Daemon:
+    """Every long-lived object of a daemon (built by :func:`build_daemon`)."""
+
+    config: Config
+    pools: ThreadPools
+    store: Store
+    jobs: ReadyEngine
+    servers: RemoteServers | None
+    metrics: Metrics
+    limits: HttpLimits
+    site: Site
+    #: Started after the store is open, stopped before it closes: the job engine, the
+    #: remote servers (the pools and the store are started first, see :func:`makeService`).
+    services: list[service.Service] = field(default_factory=list)
+
+
+def build_daemon(config: Config, reactor: Any = None, pools: ThreadPools | None = None
+                 ) -> Daemon:
+    """Build the daemon from its configuration; every long-lived object is made here."""
+    pools = pools or ThreadPools(reactor, pixels=config.maximum_pixel_jobs)
+    store = build_store(config, pools)
+    jobs = ReadyEngine(store.index, pools, reactor, job_owner(config))
+    servers = (RemoteServers(store.index, config, pools, reactor)
+               if config.dicomweb.enable else None)
+    metrics = Metrics(pools, jobs)
+    store.listeners.append(
+        lambda result, size: metrics.instance_ingested(result.status, size))
+    limits = HttpLimits.from_config(config)
+    urls = Urls(config)
+    groups = route_groups(config, urls, store, pools, jobs, servers, metrics, limits)
+    capabilities = Capabilities(config, urls, groups)  # last: it describes the others
+    routes = Routes(config, [*groups, capabilities], options=capabilities.unrouted)
+    site = make_site(config, routes, metrics, limits)
+    services: list[service.Service] = [JobsService(jobs)]
+    if servers is not None:
+        services.append(RemoteServersService(servers))
+    return Daemon(config, pools, store, jobs, servers, metrics, limits, site, services)
 
 
 def makeService(options: Options) -> service.MultiService:
-    """Build the daemon: thread pools, store, and the HTTP(S) server."""
+    """The daemon as a twistd service: logs, the daemon's services, the HTTP(S) listener."""
     config: Config = options.config
     for warning in options.warnings:
         log.warn("configuration: {warning}", warning=warning)
@@ -153,13 +196,13 @@ def makeService(options: Options) -> service.MultiService:
         from dwdaemon.logs import JsonLogService
 
         JsonLogService().setServiceParent(top)  # first: later start-up lines are JSON too
-    site, store, pools, ctx = build_site(config)
-    pools.setServiceParent(top)
-    StoreService(store).setServiceParent(top)
-    for long_lived in ctx.services:  # the job engine, the remote servers
-        long_lived.setServiceParent(top)
+    daemon = build_daemon(config)
+    daemon.pools.setServiceParent(top)
+    StoreService(daemon.store).setServiceParent(top)
+    for background in daemon.services:  # the job engine, the remote servers
+        background.setServiceParent(top)
     description = options["listen"] or listen_description(config)
-    strports.service(description, site).setServiceParent(top)
+    strports.service(description, daemon.site).setServiceParent(top)
     log.info("dwdaemon {name}: listening on {description}, storage {storage}",
              name=config.name, description=description, storage=config.storage_directory)
     return top

@@ -17,7 +17,7 @@ from twisted.internet.task import deferLater
 from twisted.web.client import Agent, HTTPConnectionPool
 
 from dwdaemon.config import Config
-from dwdaemon.tap import build_site
+from dwdaemon.tap import build_daemon
 
 TEST_FILES = os.path.join(os.path.dirname(pydicom.__file__), "data", "test_files")
 CHARSET_FILES = os.path.join(os.path.dirname(pydicom.__file__), "data", "charset_files")
@@ -60,10 +60,11 @@ class Daemon:
 
     def __init__(self, config: Config, interface: str = "127.0.0.1") -> None:
         self.config = config
-        self.site, self.store, self.pools, self.ctx = build_site(config, reactor)
+        self.parts = build_daemon(config, reactor)
+        self.site, self.store, self.pools = self.parts.site, self.parts.store, self.parts.pools
         self.pools.start()
         self.store.open()
-        for service in self.ctx.services:
+        for service in self.parts.services:
             service.startService()  # as twistd does, after the store is open
         self.connections: list[Any] = []
         build = self.site.buildProtocol
@@ -93,7 +94,7 @@ class Daemon:
                 transport.abortConnection()
         if self.connections:
             yield deferLater(reactor, 0.05, lambda: None)
-        for service in self.ctx.services:
+        for service in self.parts.services:
             if service.running:
                 yield service.stopService()
         self.pools.stop()

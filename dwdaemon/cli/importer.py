@@ -165,7 +165,7 @@ class Journal:
             with open(path, encoding="utf-8") as fp:
                 self.done = {line.rstrip("\n") for line in fp if line.strip()}
         if path:
-            self._fp = open(path, "a", encoding="utf-8")
+            self._fp = open(path, "a", encoding="utf-8")  # noqa: SIM115 - open for the whole run
 
     def add(self, keys: list[str]) -> None:
         if self._fp is not None and keys:

@@ -17,6 +17,7 @@ whose message names the server and the cause.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -381,10 +382,8 @@ class DicomWebClient:
         if 200 <= response.code < 300:
             return None
         snippet = b""
-        try:
+        with contextlib.suppress(Exception):
             snippet = yield self.read(response, deadline, limit=1 << 20)
-        except Exception:
-            pass
         text = snippet[:ERROR_SNIPPET].decode("utf-8", "replace").strip()
         phrase = (response.phrase or b"").decode("latin-1", "replace")
         detail = f": {text}" if text else ""
@@ -797,10 +796,8 @@ class _RetrieveSpool:
     @inlineCallbacks
     def settle(self) -> Any:
         """After a failure: wait for queued work to stop, remove temporary files."""
-        try:
+        with contextlib.suppress(Exception):
             yield self._quiet()
-        except Exception:
-            pass
         temps, self.temps = list(self.temps), set()
         for part in temps:
             yield self.client.run_io(part.discard_blocking)
@@ -861,8 +858,6 @@ class _PartFile:
     def discard_blocking(self) -> None:
         """Close and remove the temporary file (nothing half-written remains)."""
         self.close_blocking()
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(self.path)
-        except OSError:
-            pass
 

@@ -102,21 +102,21 @@ def dataset_to_json(ds: Dataset, *, prefix: str = "", result: JsonResult | None 
             length = raw.length
             if not raw.VR and vr == "UN" and raw.value is not None:
                 vr = ds[tag].VR  # implicit VR: private dictionaries (pydicom's, Dictionary)
-            if _is_bulk(tag, vr, length if length != UNDEFINED_LENGTH else None) or (
-                tag in PIXEL_DATA_TAGS
-            ):
-                if raw.value is None or tag in PIXEL_DATA_TAGS or length != UNDEFINED_LENGTH:
-                    if length == UNDEFINED_LENGTH:
-                        actual = len(raw.value) if raw.value is not None else 0
-                        encapsulated = True
-                    else:
-                        actual, encapsulated = length, False
-                    if vr in ("OB or OW", "US or OW"):
-                        vr = "OW" if not encapsulated else "OB"
-                    result.bulk[path] = BulkLocation(raw.value_tell + base, actual, vr,
-                                                     raw.is_little_endian, encapsulated)
-                    out[key] = {"vr": vr, "BulkDataURI": BULK_PLACEHOLDER + path}
-                    continue
+            is_bulk = tag in PIXEL_DATA_TAGS or _is_bulk(
+                tag, vr, length if length != UNDEFINED_LENGTH else None)
+            if is_bulk and (raw.value is None or tag in PIXEL_DATA_TAGS
+                            or length != UNDEFINED_LENGTH):
+                if length == UNDEFINED_LENGTH:
+                    actual = len(raw.value) if raw.value is not None else 0
+                    encapsulated = True
+                else:
+                    actual, encapsulated = length, False
+                if vr in ("OB or OW", "US or OW"):
+                    vr = "OW" if not encapsulated else "OB"
+                result.bulk[path] = BulkLocation(raw.value_tell + base, actual, vr,
+                                                 raw.is_little_endian, encapsulated)
+                out[key] = {"vr": vr, "BulkDataURI": BULK_PLACEHOLDER + path}
+                continue
             if raw.value is not None and vr != "SQ" and vr in FAST_VRS:
                 fast = _fast(vr, raw, codec)
                 if fast is not None:

@@ -276,10 +276,7 @@ class Criterion:
 
     def _match_fuzzy(self, text: str) -> bool:
         words = fuzzy_words(text)
-        for regex in self.values[1]:
-            if not any(regex.match(w) for w in words):
-                return False
-        return True
+        return all(any(regex.match(w) for w in words) for regex in self.values[1])
 
 
 @dataclass
@@ -420,9 +417,8 @@ def _check_form(param: str, vr: str, value: str) -> None:
     elif vr == "AS":
         if not re.fullmatch(r"\d{3}[DWMY]", value):
             raise QueryError(param, f"{value!r} is not an age string (nnnD/W/M/Y)")
-    elif vr == "AT":
-        if not _HEX_TAG.fullmatch(value):
-            raise QueryError(param, f"{value!r} is not a tag (8 hex digits)")
+    elif vr == "AT" and not _HEX_TAG.fullmatch(value):
+        raise QueryError(param, f"{value!r} is not a tag (8 hex digits)")
 
 
 def make_criterion(param: str, path: tuple[str, ...], vr: str, raw: str, *,

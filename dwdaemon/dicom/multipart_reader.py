@@ -159,13 +159,13 @@ class MultipartParser:
         if self._state == _EPILOGUE:
             return
         tail = self._buf
-        if tail and self._state == _BODY and len(data) >= len(self._delim):
-            # Avoid joining a big chunk to the kept tail: the tail only matters if a
-            # delimiter starts in it.
-            if (tail + data[: len(self._delim)]).find(self._delim) < 0:
-                assert self._sink is not None
-                self._sink.write(tail)
-                tail = b""
+        # Avoid joining a big chunk to the kept tail: the tail only matters if a delimiter
+        # starts in it.
+        if (tail and self._state == _BODY and len(data) >= len(self._delim)
+                and (tail + data[: len(self._delim)]).find(self._delim) < 0):
+            assert self._sink is not None
+            self._sink.write(tail)
+            tail = b""
         buf = tail + data if tail else data
         try:
             self._buf = self._run(buf)

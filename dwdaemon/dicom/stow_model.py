@@ -6,6 +6,7 @@ No Twisted here: the store (``dwdaemon.store.ingest_stream``) drives these from 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -414,7 +415,5 @@ def assemble_instance(dataset_json: dict[str, Any], bulk: BulkIndex, out: IO[byt
 def remove_quietly(paths: Iterable[str]) -> None:
     """Delete temp files, ignoring those already gone."""
     for p in paths:
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(p)
-        except OSError:
-            pass

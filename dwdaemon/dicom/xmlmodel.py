@@ -152,10 +152,7 @@ def _write_dataset(out: list[str], dataset: Mapping[str, Any]) -> None:
                 for number, value in enumerate(values, 1):
                     if value is None:
                         continue
-                    if isinstance(value, str):
-                        text = _escape(value)
-                    else:
-                        text = _number_text(value)
+                    text = _escape(value) if isinstance(value, str) else _number_text(value)
                     out.append(f'<Value number="{number}">{text}</Value>')
             out.append("</DicomAttribute>")
         elif "BulkDataURI" in element:

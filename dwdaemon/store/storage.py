@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import os
@@ -87,10 +88,10 @@ class StorageArea:
         """A new temporary file, open for writing (it hashes what is written)."""
         path = self.temp_path()
         try:
-            fp = open(path, "xb")
+            fp = open(path, "xb")  # noqa: SIM115 - the TempFile owns it (closed at commit/discard)
         except FileNotFoundError:  # the temporary folder was removed under us: recreate it
             os.makedirs(self.tmp, exist_ok=True)
-            fp = open(path, "xb")
+            fp = open(path, "xb")  # noqa: SIM115 - as above
         return path, TempFile(fp)
 
     def commit_temp(self, temp_path: str, sync_dir: bool = True,
@@ -234,10 +235,8 @@ def _hash(fp: BinaryIO) -> tuple[int, str]:
 
 def discard(path: str) -> None:
     """Remove a file if it exists."""
-    try:
+    with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
-    except FileNotFoundError:
-        pass
 
 
 def _fsync_dir(directory: str) -> None:

@@ -3,27 +3,28 @@
 ``OPTIONS {Root}`` (and ``OPTIONS /``, ``OPTIONS *``) describe every route of the service;
 ``OPTIONS`` on a resource describes that resource and answers its ``Allow``. The document is
 WADL (``application/vnd.sun.wadl+xml``, the default; ``application/xml`` and ``text/xml``
-too) or JSON (``application/json``), built from the app's route table.
+too) or JSON (``application/json``), built from the route table of the other groups.
 """
 
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import Any
 
-from klein import Klein
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import Map
 
+from dwdaemon.config import Config
 from dwdaemon.dicom.mediatypes import negotiate
 from dwdaemon.web import capabilities_model as cm
 from dwdaemon.web.errors import ApiError, failure_to_response
 from dwdaemon.web.observe import mark_route
-from dwdaemon.web.routing import guarded
-
-if TYPE_CHECKING:
-    from dwdaemon.web.context import Context
+from dwdaemon.web.routing import RouteGroup, guarded
+from dwdaemon.web.site import route_map
+from dwdaemon.web.urls import Urls
 
 _ENDPOINT = "capabilities.options"
 _OFFERS = [cm.WADL, "application/json"]
@@ -31,14 +32,14 @@ _ALIASES = {"application/xml": cm.WADL, "text/xml": cm.WADL,
             "application/dicom+json": "application/json"}
 
 
-def _rules(app: Klein) -> list[tuple[str, list[str], str]]:
+def _rules(table: Map) -> list[tuple[str, list[str], str]]:
     return [(r.rule, sorted(r.methods or []), str(r.endpoint))
-            for r in app.url_map.iter_rules() if not str(r.endpoint).startswith("capabilities.")]
+            for r in table.iter_rules() if not str(r.endpoint).startswith("capabilities.")]
 
 
-def _matching_rules(app: Klein, path: str) -> list[tuple[str, list[str], str]]:
+def _matching_rules(table: Map, path: str) -> list[tuple[str, list[str], str]]:
     """The rules (other than this module's) that route ``path``, whatever the method."""
-    adapter = app.url_map.bind("localhost")
+    adapter = table.bind("localhost")
     found = []
     methods = set(adapter.allowed_methods(path)) - {"OPTIONS", "HEAD"}
     for method in sorted(methods):
@@ -51,19 +52,32 @@ def _matching_rules(app: Klein, path: str) -> list[tuple[str, list[str], str]]:
     return found
 
 
-def install(app: Klein, ctx: Context) -> None:
-    """Register ``OPTIONS`` on every path (installed after every other route)."""
-    root = ctx.root  # "/dicom-web/"
+class Capabilities(RouteGroup):
+    """``OPTIONS`` on ``/``, the DICOMweb root and (through :meth:`unrouted`) every resource
+    of the ``described`` groups."""
 
-    def answer(request: IRequest) -> Any:
+    def __init__(self, config: Config, urls: Urls, described: Sequence[RouteGroup]) -> None:
+        super().__init__(config)
+        self.urls = urls
+        self.table = route_map(described)
+        root = urls.root  # "/dicom-web/"
+        handler = guarded(config, self.answer, template="OPTIONS")
+        self.app.route("/", methods=["OPTIONS"], endpoint=_ENDPOINT + ".root")(handler)
+        self.app.route(root, methods=["OPTIONS"], endpoint=_ENDPOINT + ".service")(handler)
+        self.app.route(root.rstrip("/"), methods=["OPTIONS"],
+                       endpoint=_ENDPOINT + ".service_")(handler)
+
+    def answer(self, request: IRequest) -> Any:
+        """The capabilities document of the service (root) or of the resource at the path."""
+        root = self.urls.root
         path = request.path.decode("utf-8", "replace")
-        base = ctx.base_url(request)
+        base = self.urls.base_url(request)
         if path in ("/", "*") or path.rstrip("/") + "/" == root:
             prefix = root if path != "/" and path != "*" else "/"
-            resources = cm.describe_rules(_rules(app), prefix)
+            resources = cm.describe_rules(_rules(self.table), prefix)
             base_path = prefix
         else:
-            rules = _matching_rules(app, path)
+            rules = _matching_rules(self.table, path)
             if not rules:
                 raise ApiError(404, "unknown resource")
             resources = cm.describe_rules(rules, "/")
@@ -81,16 +95,10 @@ def install(app: Klein, ctx: Context) -> None:
         request.setHeader(b"content-type", chosen.encode())
         return body
 
-    def unrouted(request: IRequest) -> Any:
+    def unrouted(self, request: IRequest) -> Any:
         """OPTIONS on a path routed for other methods (called by the 404/405 handler)."""
         mark_route(request, "OPTIONS", __name__)
         try:
-            return answer(request)
+            return self.answer(request)
         except ApiError as exc:
             return failure_to_response(request, Failure(exc))
-
-    ctx.unrouted_options = unrouted
-    handler = guarded(ctx, answer, template="OPTIONS")
-    app.route("/", methods=["OPTIONS"], endpoint=_ENDPOINT + ".root")(handler)
-    app.route(root, methods=["OPTIONS"], endpoint=_ENDPOINT + ".service")(handler)
-    app.route(root.rstrip("/"), methods=["OPTIONS"], endpoint=_ENDPOINT + ".service_")(handler)

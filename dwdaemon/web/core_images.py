@@ -11,19 +11,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from klein import Klein
 from twisted.internet.defer import inlineCallbacks
 from twisted.web.iweb import IRequest
 
+from dwdaemon.config import Config
 from dwdaemon.dicom import pixels, render
 from dwdaemon.dicom import wado_model as wm
 from dwdaemon.dicom.mediatypes import AcceptError, negotiate
-from dwdaemon.web.context import Context
+from dwdaemon.store.store import Store
 from dwdaemon.web.errors import ApiError
 from dwdaemon.web.query import arg
-from dwdaemon.web.wado_rs import wado_service
+from dwdaemon.web.routing import RouteGroup
+from dwdaemon.web.wado_rs import WadoService
 
-__all__ = ["install"]
+__all__ = ["CoreImages"]
 
 #: Orthanc's core /rendered answers PNG unless JPEG is asked.
 OFFERS = ("image/png", "image/jpeg")
@@ -53,13 +54,21 @@ def _options(request: IRequest) -> render.RenderOptions:
         raise ApiError(400, str(exc)) from exc
 
 
-def install(app: Klein, ctx: Context) -> None:
-    """Register the core rendering routes."""
-    service = wado_service(ctx)
+class CoreImages(RouteGroup):
+    """``GET /instances/{id}/rendered`` and ``GET /instances/{id}/frames/{n}/rendered``."""
+
+    def __init__(self, config: Config, store: Store, wado: WadoService) -> None:
+        super().__init__(config)
+        self.store = store
+        self.wado = wado
+        self.route("/instances/<public_id>/rendered", methods=["GET"],
+                   endpoint="core_instance_rendered", handler=self.instance_rendered)
+        self.route("/instances/<public_id>/frames/<int:frame>/rendered", methods=["GET"],
+                   endpoint="core_frame_rendered", handler=self.frame_rendered)
 
     @inlineCallbacks
-    def rendered(request: IRequest, public_id: str, frame: int) -> Any:
-        row = yield ctx.store.instance(public_id)
+    def rendered(self, request: IRequest, public_id: str, frame: int) -> Any:
+        row = yield self.store.instance(public_id)
         if row is None:
             raise ApiError(404, f"unknown instance {public_id}")
         count = pixels.frame_count(row.frames, row.number_of_frames)
@@ -68,15 +77,11 @@ def install(app: Klein, ctx: Context) -> None:
         if not 0 <= frame < count:
             raise ApiError(400, f"frame {frame} out of range (the instance has {count})")
         options = _options(request)
-        return (yield service.send_image(request, options,
-                                         service.render_job(row, frame, options)))
+        return (yield self.wado.send_image(request, options,
+                                         self.wado.render_job(row, frame, options)))
 
-    @ctx.route("/instances/<public_id>/rendered", methods=["GET"],
-               endpoint="core_instance_rendered")
-    def instance_rendered(request: IRequest, public_id: str) -> Any:
-        return rendered(request, public_id, 0)
+    def instance_rendered(self, request: IRequest, public_id: str) -> Any:
+        return self.rendered(request, public_id, 0)
 
-    @ctx.route("/instances/<public_id>/frames/<int:frame>/rendered", methods=["GET"],
-               endpoint="core_frame_rendered")
-    def frame_rendered(request: IRequest, public_id: str, frame: int) -> Any:
-        return rendered(request, public_id, frame)  # Orthanc numbers frames from 0 here
+    def frame_rendered(self, request: IRequest, public_id: str, frame: int) -> Any:
+        return self.rendered(request, public_id, frame)  # Orthanc numbers frames from 0 here

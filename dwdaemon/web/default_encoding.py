@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from klein import Klein
 from twisted.web.iweb import IRequest
 
+from dwdaemon.config import Config
 from dwdaemon.dicom.encodings import ENCODINGS, canonical_name
-from dwdaemon.web.context import Context
+from dwdaemon.store.store import Store
 from dwdaemon.web.errors import ApiError
+from dwdaemon.web.routing import RouteGroup
 
 
 def _text(request: IRequest, text: str) -> bytes:
@@ -24,16 +25,21 @@ def _text(request: IRequest, text: str) -> bytes:
     return body
 
 
-def install(app: Klein, ctx: Context) -> None:
-    """Register ``/tools/default-encoding``."""
-    del app
+class DefaultEncoding(RouteGroup):
+    """``/tools/default-encoding``: read and change the store's default encoding."""
 
-    @ctx.route("/tools/default-encoding", methods=["GET"], endpoint="default_encoding_get")
-    def get_encoding(request: IRequest) -> Any:
-        return _text(request, ctx.store.default_encoding)
+    def __init__(self, config: Config, store: Store) -> None:
+        super().__init__(config)
+        self.store = store
+        self.route("/tools/default-encoding", methods=["GET"], endpoint="default_encoding_get",
+                   handler=self.get_encoding)
+        self.route("/tools/default-encoding", methods=["PUT"], endpoint="default_encoding_put",
+                   handler=self.put_encoding)
 
-    @ctx.route("/tools/default-encoding", methods=["PUT"], endpoint="default_encoding_put")
-    def put_encoding(request: IRequest) -> Any:
+    def get_encoding(self, request: IRequest) -> Any:
+        return _text(request, self.store.default_encoding)
+
+    def put_encoding(self, request: IRequest) -> Any:
         raw = request.content.read() if request.content is not None else b""
         try:
             name = canonical_name(raw.decode("utf-8"))
@@ -41,5 +47,5 @@ def install(app: Klein, ctx: Context) -> None:
             name = None
         if name is None:
             raise ApiError(400, "unknown encoding; expected one of " + ", ".join(ENCODINGS))
-        ctx.store.default_encoding = name
+        self.store.default_encoding = name
         return _text(request, name)

@@ -11,6 +11,7 @@ from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
+from dwdaemon.client.registry import InvalidServer, UnknownServer
 from dwdaemon.store.ingest import IngestError
 from dwdaemon.store.storage import StorageFull
 
@@ -71,6 +72,10 @@ def failure_to_response(request: IRequest, failure: Failure) -> bytes:
     if isinstance(exc, ApiError):
         return write_error(request, exc.status, exc.message, headers=exc.headers, body=exc.body,
                            content_type=exc.content_type, details=exc.details)
+    if isinstance(exc, UnknownServer):
+        return write_error(request, 404, str(exc))
+    if isinstance(exc, InvalidServer):
+        return write_error(request, 400, str(exc))
     if isinstance(exc, IngestError):
         status = getattr(exc, "http_status", 400)
         return write_error(request, status, str(exc),

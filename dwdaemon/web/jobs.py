@@ -2,95 +2,49 @@
 
 from __future__ import annotations
 
-import socket
 from typing import Any
 
-from twisted.application.service import Service
-from twisted.internet.defer import Deferred, inlineCallbacks, succeed
+from twisted.internet.defer import inlineCallbacks
 from twisted.web.iweb import IRequest
 
-from dwdaemon.jobs import JobEngine
-from dwdaemon.web.context import Context
+from dwdaemon.config import Config
+from dwdaemon.jobs import ReadyEngine
 from dwdaemon.web.errors import ApiError
 from dwdaemon.web.query import flag
 from dwdaemon.web.responses import json_body
+from dwdaemon.web.routing import RouteGroup
 
 
-class JobsService(Service):
-    """Loads the jobs at start-up (failing interrupted ones) and stops the engine."""
+class Jobs(RouteGroup):
+    """``/jobs``, ``/jobs/{id}`` and ``/jobs/{id}/cancel``."""
 
-    def __init__(self, engine: ReadyEngine) -> None:
-        self.engine = engine
+    def __init__(self, config: Config, jobs: ReadyEngine) -> None:
+        super().__init__(config)
+        self.jobs = jobs
+        self.route("/jobs", ["GET"], self.list_jobs, endpoint="jobs.list")
+        self.route("/jobs/<string:job_id>", ["GET"], self.get_job, endpoint="jobs.get")
+        self.route("/jobs/<string:job_id>/cancel", ["POST"], self.cancel_job,
+                   endpoint="jobs.cancel")
 
-    def startService(self) -> None:
-        super().startService()
-        self.engine.ready()
-
-    def stopService(self) -> Deferred:
-        super().stopService()
-        return self.engine.engine.stop()
-
-
-class ReadyEngine:
-    """The job engine of a daemon, loaded from the index on first use."""
-
-    def __init__(self, ctx: Context) -> None:
-        config = ctx.config
-        owner = f"{socket.gethostname()}:{config.name}:{config.http_port}"
-        self.engine = JobEngine(ctx.store.index, ctx.pools, ctx.reactor, owner=owner)
-        self._loaded: Deferred | None = None
-        self._done = False
-
-    def ready(self) -> Deferred:
-        """Fires once the jobs of the index are loaded."""
-        if self._done:
-            return succeed(self.engine)
-        if self._loaded is None:
-            self._loaded = self.engine.load()
-
-            def loaded(_: Any) -> JobEngine:
-                self._done = True
-                return self.engine
-
-            self._loaded.addCallback(loaded)
-        waiting: Deferred = Deferred()
-        self._loaded.addBoth(lambda r: (waiting.callback(r), r)[1])
-        return waiting
-
-
-def engine_for(ctx: Context) -> ReadyEngine:
-    """The daemon's job engine (built by :func:`dwdaemon.tap.build_site`)."""
-    if ctx.jobs is None:
-        raise RuntimeError("the job engine is built by dwdaemon.tap.build_site")
-    return ctx.jobs
-
-
-def install(app: Any, ctx: Context) -> None:
-    """Register ``/jobs``, ``/jobs/{id}`` and ``/jobs/{id}/cancel``."""
-    ready = engine_for(ctx)
-
-    @ctx.route("/jobs", methods=["GET"], endpoint="jobs.list")
     @inlineCallbacks
-    def list_jobs(request: IRequest) -> Any:
-        engine = yield ready.ready()
+    def list_jobs(self, request: IRequest) -> Any:
+        engine = yield self.jobs.ready()
         jobs = yield engine.refresh_all()
         if flag(request, "expand"):
             return json_body(request, [job.to_json() for job in jobs])
         return json_body(request, [job.id for job in jobs])
 
-    @ctx.route("/jobs/<string:job_id>", methods=["GET"], endpoint="jobs.get")
     @inlineCallbacks
-    def get_job(request: IRequest, job_id: str) -> Any:
-        engine = yield ready.ready()
+    def get_job(self, request: IRequest, job_id: str) -> Any:
+        engine = yield self.jobs.ready()
         job = yield engine.lookup(job_id)
         if job is None:
             raise ApiError(404, f"unknown job {job_id!r}")
         return json_body(request, job.to_json())
 
-    @ctx.route("/jobs/<string:job_id>/cancel", methods=["POST"], endpoint="jobs.cancel")
     @inlineCallbacks
-    def cancel_job(request: IRequest, job_id: str) -> Any:
-        engine = yield ready.ready()
+    def cancel_job(self, request: IRequest, job_id: str) -> Any:
+        engine = yield self.jobs.ready()
         job = yield engine.lookup(job_id)
         if job is None:
             raise ApiError(404, f"unknown job {job_id!r}")

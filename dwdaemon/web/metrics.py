@@ -18,12 +18,15 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from twisted.internet.defer import inlineCallbacks
 from twisted.web.iweb import IRequest
 
+from dwdaemon.config import Config
+from dwdaemon.jobs import ReadyEngine
 from dwdaemon.web.auth import client_host, is_loopback
 from dwdaemon.web.errors import ApiError
-from dwdaemon.web.routing import check_access
+from dwdaemon.web.routing import RouteGroup, check_access, guarded
 
 if TYPE_CHECKING:
-    from dwdaemon.web.context import Context
+    from dwdaemon.store.store import Store
+    from dwdaemon.threads import ThreadPools
 
 #: Latency buckets (seconds): 1 ms to 2 min.
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -39,8 +42,10 @@ JOB_STATES = ("Pending", "Running", "Success", "Failure")
 class Metrics:
     """The metrics of one daemon."""
 
-    def __init__(self, ctx: Context | None = None) -> None:
-        self.ctx = ctx
+    def __init__(self, pools: ThreadPools | None = None, jobs: ReadyEngine | None = None
+                 ) -> None:
+        self.pools = pools
+        self.jobs = jobs
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.requests = Counter("dwdaemon_http_requests", "HTTP requests answered (or lost)",
@@ -96,7 +101,7 @@ class _Live:
 
     def collect(self) -> Iterator[Any]:
         stats = self.metrics.stats
-        ctx = self.metrics.ctx
+        pools = self.metrics.pools
         index = GaugeMetricFamily("dwdaemon_index_resources", "Resources in the index",
                                   labels=["level"])
         for level in ("patients", "studies", "series", "instances"):
@@ -106,11 +111,11 @@ class _Live:
         if "size" in stats:
             yield GaugeMetricFamily("dwdaemon_storage_bytes",
                                     "Bytes of the stored DICOM files", value=stats["size"])
-        if ctx is None:
+        if pools is None:
             return
         jobs = GaugeMetricFamily("dwdaemon_jobs", "Remote jobs of this daemon, by state",
                                  labels=["state"])
-        engine = getattr(ctx.jobs, "engine", None)
+        engine = getattr(self.metrics.jobs, "engine", None)
         tally = Tally(job.state for job in engine.list()) if engine is not None else Tally()
         for state in JOB_STATES:
             jobs.add_metric([state], tally.get(state, 0))
@@ -119,7 +124,7 @@ class _Live:
                                    "Work items waiting for a thread", labels=["pool"])
         busy = GaugeMetricFamily("dwdaemon_threadpool_busy_threads",
                                  "Threads running work", labels=["pool"])
-        for name, pool in ctx.pools.pools.items():
+        for name, pool in pools.pools.items():
             team = getattr(pool, "_team", None)  # Twisted's pool keeps its counts there
             numbers = team.statistics() if team is not None else None
             queued.add_metric([name], getattr(numbers, "backloggedWorkCount", 0))
@@ -138,29 +143,28 @@ def _stats_numbers(raw: dict[str, Any]) -> dict[str, int]:
     return out
 
 
-def install(app: Any, ctx: Context) -> None:
-    """Register the metrics routes (when ``MetricsEnabled``)."""
-    from dwdaemon.web.routing import guarded
+class MetricsPage(RouteGroup):
+    """``GET /metrics`` and ``GET /tools/metrics-prometheus`` (404 unless ``MetricsEnabled``)."""
 
-    config = ctx.config
-    metrics = ctx.metrics
-    if metrics is None:
-        raise RuntimeError("the metrics are built by dwdaemon.tap.build_site")
+    def __init__(self, config: Config, store: Store, metrics: Metrics) -> None:
+        super().__init__(config)
+        self.store = store
+        self.metrics = metrics
+        for path in ("/metrics", "/tools/metrics-prometheus"):
+            handler = guarded(config, self.scrape, access=self.access, template=path)
+            self.app.route(path, methods=["GET"], endpoint=f"metrics:{path}")(handler)
 
-    def access(context: Context, request: IRequest) -> None:
+    def access(self, config: Config, request: IRequest) -> None:
+        """Loopback scrapers may skip authentication (``MetricsLoopbackWithoutAuth``)."""
         if config.metrics_loopback_without_auth and is_loopback(client_host(request)):
             return
-        check_access(context, request)
+        check_access(config, request)
 
     @inlineCallbacks
-    def scrape(request: IRequest) -> Any:
-        if not config.metrics_enabled:
+    def scrape(self, request: IRequest) -> Any:
+        if not self.config.metrics_enabled:
             raise ApiError(404, "metrics are disabled (MetricsEnabled is false)")
-        raw = yield ctx.store.statistics()
-        body = metrics.render(_stats_numbers(raw))
+        raw = yield self.store.statistics()
+        body = self.metrics.render(_stats_numbers(raw))
         request.setHeader(b"content-type", CONTENT_TYPE_LATEST.encode())
         return body
-
-    for path in ("/metrics", "/tools/metrics-prometheus"):
-        handler = guarded(ctx, scrape, access=access, template=path)
-        app.route(path, methods=["GET"], endpoint=f"metrics:{path}")(handler)

@@ -6,19 +6,22 @@ import json
 from typing import Any
 
 import orjson
-from klein import Klein
 from twisted.internet.defer import inlineCallbacks
 from twisted.web.iweb import IRequest
 
+from dwdaemon.config import Config
 from dwdaemon.dicom import multipart
 from dwdaemon.dicom import qido_model as qm
 from dwdaemon.dicom.matching import Query, QueryError, parse_query
 from dwdaemon.dicom.mediatypes import AcceptError
 from dwdaemon.dicom.xmlmodel import dataset_json_to_xml
 from dwdaemon.store.index.search import SearchResult
-from dwdaemon.web.context import Context
+from dwdaemon.store.store import Store
+from dwdaemon.threads import ThreadPools
 from dwdaemon.web.errors import ApiError
 from dwdaemon.web.query import query_items
+from dwdaemon.web.routing import RouteGroup
+from dwdaemon.web.urls import Urls
 
 JSON = qm.JSON
 XML = qm.XML
@@ -61,26 +64,44 @@ def render(result: SearchResult, media_type: str) -> tuple[bytes, str]:
     return body, multipart.content_type(boundary, XML)
 
 
-def install(app: Klein, ctx: Context) -> None:
-    """Register the QIDO-RS routes under the DICOMweb root."""
-    del app
+class Qido(RouteGroup):
+    """QIDO-RS under the DICOMweb root: studies, series and instances, nested or not."""
+
+    def __init__(self, config: Config, urls: Urls, store: Store, pools: ThreadPools) -> None:
+        super().__init__(config)
+        self.urls = urls
+        self.store = store
+        self.pools = pools
+        self.route(self.urls.dw("studies"), methods=["GET"], endpoint="qido_studies",
+                   handler=self.qido_studies)
+        self.route(self.urls.dw("series"), methods=["GET"], endpoint="qido_series",
+                   handler=self.qido_series)
+        self.route(self.urls.dw("instances"), methods=["GET"], endpoint="qido_instances",
+                   handler=self.qido_instances)
+        self.route(self.urls.dw("studies/<string:study>/series"), methods=["GET"],
+                   endpoint="qido_study_series", handler=self.qido_study_series)
+        self.route(self.urls.dw("studies/<string:study>/instances"), methods=["GET"],
+                   endpoint="qido_study_instances", handler=self.qido_study_instances)
+        self.route(self.urls.dw("studies/<string:study>/series/<string:series>/instances"),
+                   methods=["GET"], endpoint="qido_series_instances",
+                   handler=self.qido_series_instances)
 
     @inlineCallbacks
-    def answer(request: IRequest, level: str, study: str | None = None,
+    def answer(self, request: IRequest, level: str, study: str | None = None,
                series: str | None = None) -> Any:
         media_type = choose_media_type(request.getHeader(b"accept"))
         pairs = query_items(request, strict=True)
         try:
             query: Query = parse_query(
-                pairs, case_sensitive=ctx.config.dicomweb.qido_case_sensitive,
-                case_sensitive_pn=ctx.config.case_sensitive_pn)
+                pairs, case_sensitive=self.config.dicomweb.qido_case_sensitive,
+                case_sensitive_pn=self.config.case_sensitive_pn)
         except QueryError as exc:
             raise ApiError(400, f"invalid query parameter {exc.param!r}: {exc.message}",
                            details={"Parameter": exc.param}) from exc
-        maximum = (ctx.config.limit_find_instances if level == "instances"
-                   else ctx.config.limit_find_results)
-        base = ctx.dicomweb_url(request)
-        index = ctx.store.index
+        maximum = (self.config.limit_find_instances if level == "instances"
+                   else self.config.limit_find_results)
+        base = self.urls.dicomweb_url(request)
+        index = self.store.index
 
         def run() -> tuple[bytes, str, SearchResult]:
             result = index.search(level, query, base_url=base, study_uid=study,
@@ -88,7 +109,7 @@ def install(app: Klein, ctx: Context) -> None:
             body, ctype = render(result, media_type)
             return body, ctype, result
 
-        body, ctype, result = yield ctx.pools.db_read(run)
+        body, ctype, result = yield self.pools.db_read(run)
         warnings = [_warning(w) for w in query.warnings]
         if result.truncated:
             if result.cut_by_server:
@@ -101,36 +122,27 @@ def install(app: Klein, ctx: Context) -> None:
         if warnings:
             request.responseHeaders.setRawHeaders(b"warning",
                                                   [w.encode("utf-8") for w in warnings])
-        if not result.datasets and ctx.config.dicomweb.qido_empty_no_content:
+        if not result.datasets and self.config.dicomweb.qido_empty_no_content:
             request.setResponseCode(204)
             return b""
         request.setHeader(b"content-type", ctype.encode("ascii"))
         request.setHeader(b"content-length", str(len(body)).encode("ascii"))
         return body
 
-    @ctx.route(ctx.dw("studies"), methods=["GET"], endpoint="qido_studies")
-    def qido_studies(request: IRequest) -> Any:
-        return answer(request, "studies")
+    def qido_studies(self, request: IRequest) -> Any:
+        return self.answer(request, "studies")
 
-    @ctx.route(ctx.dw("series"), methods=["GET"], endpoint="qido_series")
-    def qido_series(request: IRequest) -> Any:
-        return answer(request, "series")
+    def qido_series(self, request: IRequest) -> Any:
+        return self.answer(request, "series")
 
-    @ctx.route(ctx.dw("instances"), methods=["GET"], endpoint="qido_instances")
-    def qido_instances(request: IRequest) -> Any:
-        return answer(request, "instances")
+    def qido_instances(self, request: IRequest) -> Any:
+        return self.answer(request, "instances")
 
-    @ctx.route(ctx.dw("studies/<string:study>/series"), methods=["GET"],
-               endpoint="qido_study_series")
-    def qido_study_series(request: IRequest, study: str) -> Any:
-        return answer(request, "series", study)
+    def qido_study_series(self, request: IRequest, study: str) -> Any:
+        return self.answer(request, "series", study)
 
-    @ctx.route(ctx.dw("studies/<string:study>/instances"), methods=["GET"],
-               endpoint="qido_study_instances")
-    def qido_study_instances(request: IRequest, study: str) -> Any:
-        return answer(request, "instances", study)
+    def qido_study_instances(self, request: IRequest, study: str) -> Any:
+        return self.answer(request, "instances", study)
 
-    @ctx.route(ctx.dw("studies/<string:study>/series/<string:series>/instances"),
-               methods=["GET"], endpoint="qido_series_instances")
-    def qido_series_instances(request: IRequest, study: str, series: str) -> Any:
-        return answer(request, "instances", study, series)
+    def qido_series_instances(self, request: IRequest, study: str, series: str) -> Any:
+        return self.answer(request, "instances", study, series)

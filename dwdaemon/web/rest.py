@@ -10,14 +10,17 @@ from twisted.internet.defer import inlineCallbacks
 from twisted.web.iweb import IRequest
 
 import dwdaemon
+from dwdaemon.config import Config
 from dwdaemon.dicom.ids import LEVELS
 from dwdaemon.dicom.orthanc_tags import ContentError, content, tags_full, tags_simplified
 from dwdaemon.store.index.base import PARENT_LEVEL
+from dwdaemon.store.store import Store
+from dwdaemon.threads import ThreadPools
 from dwdaemon.web import producers
-from dwdaemon.web.context import Context
 from dwdaemon.web.errors import ApiError
 from dwdaemon.web.query import arg, flag
 from dwdaemon.web.responses import json_body
+from dwdaemon.web.routing import RouteGroup
 
 API_VERSION = 22  # the Orthanc REST API level whose shapes we follow
 #: The version of Orthanc's DICOMweb plugin whose behaviour the built-in DICOMweb part follows
@@ -45,66 +48,83 @@ def _level(level: str) -> str:
     return level
 
 
-def install(app: Any, ctx: Context) -> None:
-    """Register the core routes."""
-    store = ctx.store
+class CoreRest(RouteGroup):
+    """The core REST routes: resources, files, tags, content, system, statistics, plugins."""
 
-    @ctx.route("/instances", methods=["POST"])
+    def __init__(self, config: Config, store: Store, pools: ThreadPools) -> None:
+        super().__init__(config)
+        self.store = store
+        self.pools = pools
+        self.route("/instances", methods=["POST"], handler=self.upload_instance)
+        self.route("/<any(patients,studies,series,instances):level>", methods=["GET"],
+                   handler=self.list_resources)
+        self.route("/<any(patients,studies,series,instances):level>/<public_id>",
+                   methods=["GET"], handler=self.get_resource)
+        self.route("/<any(patients,studies,series):level>/<public_id>/"
+                   "<any(studies,series,instances):child>", methods=["GET"],
+                   handler=self.get_children)
+        self.route("/<any(patients,studies,series,instances):level>/<public_id>",
+                   methods=["DELETE"], handler=self.delete_resource)
+        self.route("/instances/<public_id>/file", methods=["GET"], handler=self.instance_file)
+        self.route("/instances/<public_id>/tags", methods=["GET"], handler=self.instance_tags)
+        self.route("/instances/<public_id>/content", methods=["GET"],
+                   endpoint="instance_content_root", handler=self.instance_content)
+        self.route("/instances/<public_id>/content/<path:rest>", methods=["GET"],
+                   handler=self.instance_content)
+        self.route("/system", methods=["GET"], handler=self.system)
+        self.route("/statistics", methods=["GET"], handler=self.statistics)
+        self.route("/plugins", methods=["GET"], handler=self.plugins)
+        self.route("/plugins/<name>", methods=["GET"], handler=self.plugin)
+
     @inlineCallbacks
-    def upload_instance(request: IRequest) -> Any:
+    def upload_instance(self, request: IRequest) -> Any:
         body = request.content
         body.seek(0, os.SEEK_END)
         if body.tell() == 0:
             raise ApiError(400, "empty body: POST /instances expects a DICOM file")
-        temp, digest = yield ctx.pools.io(_spool_body, store, body)
-        result = yield store.ingest_path(temp, digest, uids_from_meta=True)
+        temp, digest = yield self.pools.io(_spool_body, self.store, body)
+        result = yield self.store.ingest_path(temp, digest, uids_from_meta=True)
         return json_body(request, result.orthanc_json())
 
-    @ctx.route("/<any(patients,studies,series,instances):level>", methods=["GET"])
     @inlineCallbacks
-    def list_resources(request: IRequest, level: str) -> Any:
-        ids = yield store.list_ids(level, _int_arg(request, "limit"), _int_arg(request, "since"))
+    def list_resources(self, request: IRequest, level: str) -> Any:
+        ids = yield self.store.list_ids(level, _int_arg(request, "limit"),
+                                        _int_arg(request, "since"))
         if flag(request, "expand"):
             expanded = []
             for public_id in ids:
-                resource = yield store.resource(level, public_id)
+                resource = yield self.store.resource(level, public_id)
                 if resource is not None:
                     expanded.append(resource)
             return json_body(request, expanded)
         return json_body(request, ids)
 
-    @ctx.route("/<any(patients,studies,series,instances):level>/<public_id>",
-               methods=["GET"])
     @inlineCallbacks
-    def get_resource(request: IRequest, level: str, public_id: str) -> Any:
-        resource = yield store.resource(level, public_id)
+    def get_resource(self, request: IRequest, level: str, public_id: str) -> Any:
+        resource = yield self.store.resource(level, public_id)
         if resource is None:
             raise ApiError(404, f"unknown {level[:-1] if level != 'series' else level} "
                                 f"{public_id}")
         return json_body(request, resource)
 
-    @ctx.route("/<any(patients,studies,series):level>/<public_id>/"
-               "<any(studies,series,instances):child>", methods=["GET"])
     @inlineCallbacks
-    def get_children(request: IRequest, level: str, public_id: str, child: str) -> Any:
+    def get_children(self, request: IRequest, level: str, public_id: str, child: str) -> Any:
         if LEVELS.index(child) <= LEVELS.index(level):
             raise ApiError(404, f"{child} is not below {level}")
-        resource = yield store.resource(level, public_id)
+        resource = yield self.store.resource(level, public_id)
         if resource is None:
             raise ApiError(404, f"unknown resource {public_id}")
-        ids = yield _descendants(store, level, public_id, child)
+        ids = yield _descendants(self.store, level, public_id, child)
         out = []
         for child_id in ids:
-            got = yield store.resource(child, child_id)
+            got = yield self.store.resource(child, child_id)
             if got is not None:
                 out.append(got)
         return json_body(request, out)
 
-    @ctx.route("/<any(patients,studies,series,instances):level>/<public_id>",
-               methods=["DELETE"])
     @inlineCallbacks
-    def delete_resource(request: IRequest, level: str, public_id: str) -> Any:
-        resource = yield store.resource(_level(level), public_id)
+    def delete_resource(self, request: IRequest, level: str, public_id: str) -> Any:
+        resource = yield self.store.resource(_level(level), public_id)
         if resource is None:
             raise ApiError(404, f"unknown resource {public_id}")
         ancestors = []
@@ -115,38 +135,36 @@ def install(app: Any, ctx: Context) -> None:
             parent_level = PARENT_LEVEL[current_level]
             parent_id = current[parent_key[current_level]]
             ancestors.append((parent_level, parent_id))
-            current = yield store.resource(parent_level, parent_id)
+            current = yield self.store.resource(parent_level, parent_id)
             if current is None:
                 break
             current_level = parent_level
-        deleted = yield store.delete(level, public_id)
+        deleted = yield self.store.delete(level, public_id)
         if not deleted:
             raise ApiError(404, f"unknown resource {public_id}")
         remaining = None
         for parent_level, parent_id in ancestors:
-            still = yield store.resource(parent_level, parent_id)
+            still = yield self.store.resource(parent_level, parent_id)
             if still is not None:
                 remaining = {"ID": parent_id, "Path": f"/{parent_level}/{parent_id}",
                              "Type": still["Type"]}
                 break
         return json_body(request, {"RemainingAncestor": remaining})
 
-    @ctx.route("/instances/<public_id>/file", methods=["GET"])
     @inlineCallbacks
-    def instance_file(request: IRequest, public_id: str) -> Any:
-        row = yield store.instance(public_id)
+    def instance_file(self, request: IRequest, public_id: str) -> Any:
+        row = yield self.store.instance(public_id)
         if row is None:
             raise ApiError(404, f"unknown instance {public_id}")
-        path = store.file_path(row.file_uuid)
+        path = self.store.file_path(row.file_uuid)
         request.setHeader("Content-Type", "application/dicom")
         request.setHeader("Content-Disposition", f'attachment; filename="{public_id}.dcm"')
         yield producers.stream(request, [producers.FilePart(path, size=row.file_size)],
-                               ctx.pools.io, sized=True)
+                               self.pools.io, sized=True)
 
-    @ctx.route("/instances/<public_id>/tags", methods=["GET"])
     @inlineCallbacks
-    def instance_tags(request: IRequest, public_id: str) -> Any:
-        row = yield store.instance(public_id)
+    def instance_tags(self, request: IRequest, public_id: str) -> Any:
+        row = yield self.store.instance(public_id)
         if row is None:
             raise ApiError(404, f"unknown instance {public_id}")
         dataset = json.loads(row.metadata)
@@ -156,12 +174,9 @@ def install(app: Any, ctx: Context) -> None:
             return json_body(request, tags_simplified(dataset, short=True))
         return json_body(request, tags_full(dataset))
 
-    @ctx.route("/instances/<public_id>/content", methods=["GET"],
-               endpoint="instance_content_root")
-    @ctx.route("/instances/<public_id>/content/<path:rest>", methods=["GET"])
     @inlineCallbacks
-    def instance_content(request: IRequest, public_id: str, rest: str = "") -> Any:
-        row = yield store.instance(public_id)
+    def instance_content(self, request: IRequest, public_id: str, rest: str = "") -> Any:
+        row = yield self.store.instance(public_id)
         if row is None:
             raise ApiError(404, f"unknown instance {public_id}")
         segments = [s for s in rest.split("/") if s]
@@ -176,20 +191,19 @@ def install(app: Any, ctx: Context) -> None:
         elif kind == "binary":
             data = value
         else:
-            data = yield _read_bulk(ctx, row, value)
+            data = yield _read_bulk(self.store, self.pools, row, value)
         request.setHeader("Content-Type", "application/octet-stream")
         request.setHeader("Content-Length", str(len(data)))
         return data
 
-    @ctx.route("/system", methods=["GET"])
-    def system(request: IRequest) -> bytes:
-        config = ctx.config
+    def system(self, request: IRequest) -> bytes:
+        config = self.config
         return json_body(request, {
             "Name": config.name,
             "Version": dwdaemon.__version__,
             "ApiVersion": API_VERSION,
             "Product": "dwdaemon",
-            "DatabaseBackend": store.index.backend_name,
+            "DatabaseBackend": self.store.index.backend_name,
             "DatabaseBackendPlugin": None,
             "StorageAreaPlugin": None,
             "DatabaseVersion": 6,
@@ -201,10 +215,9 @@ def install(app: Any, ctx: Context) -> None:
             "UserMetadata": {},
         })
 
-    @ctx.route("/statistics", methods=["GET"])
     @inlineCallbacks
-    def statistics(request: IRequest) -> Any:
-        stats = yield store.statistics()
+    def statistics(self, request: IRequest) -> Any:
+        stats = yield self.store.statistics()
         size = stats["size"]
         return json_body(request, {
             "CountPatients": stats["patients"],
@@ -217,13 +230,11 @@ def install(app: Any, ctx: Context) -> None:
             "TotalUncompressedSizeMB": size // (1024 * 1024),
         })
 
-    @ctx.route("/plugins", methods=["GET"])
-    def plugins(request: IRequest) -> bytes:
-        return json_body(request, ["dicom-web"] if ctx.config.dicomweb.enable else [])
+    def plugins(self, request: IRequest) -> bytes:
+        return json_body(request, ["dicom-web"] if self.config.dicomweb.enable else [])
 
-    @ctx.route("/plugins/<name>", methods=["GET"])
-    def plugin(request: IRequest, name: str) -> bytes:
-        if name != "dicom-web" or not ctx.config.dicomweb.enable:
+    def plugin(self, request: IRequest, name: str) -> bytes:
+        if name != "dicom-web" or not self.config.dicomweb.enable:
             raise ApiError(404, f"unknown plugin {name}")
         return json_body(request, {
             "ID": "dicom-web",
@@ -261,11 +272,11 @@ def _descendants(store: Any, level: str, public_id: str, child: str) -> Any:
     return ids
 
 
-def _read_bulk(ctx: Context, row: Any, path: str) -> Any:
+def _read_bulk(store: Store, pools: ThreadPools, row: Any, path: str) -> Any:
     """The bytes of a bulk value, from its recorded location (or by parsing when unknown)."""
     locations = json.loads(row.bulk)
     location = locations.get(path)
-    file_path = ctx.store.file_path(row.file_uuid)
+    file_path = store.file_path(row.file_uuid)
 
     def read() -> bytes:
         if location is not None and location[0] >= 0:
@@ -276,4 +287,4 @@ def _read_bulk(ctx: Context, row: Any, path: str) -> Any:
 
         return read_bulk_by_parsing(file_path, path)
 
-    return ctx.pools.io(read)
+    return pools.io(read)

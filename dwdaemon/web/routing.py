@@ -1,29 +1,31 @@
-"""One decorator for every route: remote-access check, authentication, errors, logging."""
+"""Route groups and the one wrapper of every route: access check, authentication, errors, labels.
+
+A route group (:class:`RouteGroup`) holds its own ``Klein()`` app and registers its bound
+methods on it in its constructor, each wrapped by :func:`guarded`.
+"""
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from klein import Klein
 from twisted.internet.defer import maybeDeferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 
+from dwdaemon.config import Config
 from dwdaemon.web.auth import REALM, check_basic, client_host, is_loopback
 from dwdaemon.web.errors import ApiError, failure_to_response
 from dwdaemon.web.observe import mark_route
 
 log = Logger()
 
-if TYPE_CHECKING:
-    from dwdaemon.web.context import Context
 
-
-def check_access(ctx: Context, request: IRequest) -> None:
+def check_access(config: Config, request: IRequest) -> None:
     """Raise :class:`ApiError` (403 or 401) unless the request may proceed."""
-    config = ctx.config
     if not config.remote_access_allowed and not is_loopback(client_host(request)):
         raise ApiError(403, "remote access is disabled (RemoteAccessAllowed is false)")
     if config.authentication_enabled:
@@ -34,17 +36,18 @@ def check_access(ctx: Context, request: IRequest) -> None:
         request.dwdaemon_user = user  # type: ignore[attr-defined]
 
 
-def access_error(ctx: Context, request: IRequest) -> tuple[int, str, dict[str, str]] | None:
+def access_error(config: Config, request: IRequest
+                 ) -> tuple[int, str, dict[str, str]] | None:
     """``(status, message, headers)`` when :func:`check_access` refuses the request, else None."""
     try:
-        check_access(ctx, request)
+        check_access(config, request)
     except ApiError as exc:
         return exc.status, exc.message, exc.headers
     return None
 
 
-def guarded(ctx: Context, handler: Callable[..., Any],
-            access: Callable[[Context, IRequest], None] = check_access,
+def guarded(config: Config, handler: Callable[..., Any],
+            access: Callable[[Config, IRequest], None] = check_access,
             template: str | None = None) -> Callable[..., Any]:
     """Wrap ``handler(request, **kwargs)`` with access checks and error mapping.
 
@@ -58,7 +61,7 @@ def guarded(ctx: Context, handler: Callable[..., Any],
             mark_route(request, template, module)
 
         def run() -> Any:
-            access(ctx, request)
+            access(config, request)
             return handler(request, *args, **kwargs)
 
         d = maybeDeferred(run)
@@ -83,45 +86,21 @@ def guarded(ctx: Context, handler: Callable[..., Any],
     return wrapper
 
 
-def route(ctx: Context, path: str, methods: list[str], endpoint: str | None = None,
-          **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Register ``handler`` on the context's Klein app for ``path`` and ``methods``.
+class RouteGroup:
+    """A group of routes on its own ``Klein()`` app (subclasses register in ``__init__``)."""
 
-    The handler receives the request and the URL parameters; it may return bytes or a Deferred
-    (firing when the body is complete, for streamed answers). Raise :class:`ApiError` for errors.
-    """
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.app = Klein()
 
-    def deco(handler: Callable[..., Any]) -> Callable[..., Any]:
+    def route(self, path: str, methods: list[str], handler: Callable[..., Any],
+              endpoint: str | None = None, **kwargs: Any) -> None:
+        """Register ``handler`` (guarded) for ``path`` and ``methods``.
+
+        The handler receives the request and the URL parameters; it may return bytes or a
+        Deferred (firing when the body is complete, for streamed answers). Raise
+        :class:`ApiError` for errors. ``endpoint`` defaults to ``module.name``.
+        """
         name = endpoint or f"{handler.__module__}.{handler.__name__}"
-        ctx.app.route(path, methods=methods, endpoint=name, **kwargs)(
-            guarded(ctx, handler, template=path))
-        return handler
-
-    return deco
-
-
-def install_error_handlers(ctx: Context) -> None:
-    """Unknown paths (404) and wrong methods (405) also pass the access checks first."""
-    from werkzeug.exceptions import HTTPException, MethodNotAllowed
-
-    @ctx.app.handle_errors(HTTPException)
-    def http_errors(request: IRequest, failure: Failure) -> Any:
-        try:
-            check_access(ctx, request)
-        except ApiError as exc:
-            return failure_to_response(request, Failure(exc))
-        exc = failure.value
-        options = ctx.unrouted_options
-        if request.method == b"OPTIONS" and options is not None:
-            return options(request)  # capabilities of a routed path (dwdaemon.web.capabilities)
-        if request.method == b"OPTIONS" and isinstance(exc, MethodNotAllowed):
-            # OPTIONS on a known path: the methods it allows, no body.
-            methods = set(exc.valid_methods or []) | {"OPTIONS"}
-            request.setResponseCode(204)
-            request.setHeader("Allow", ", ".join(sorted(methods)))
-            return b""
-        if isinstance(exc, MethodNotAllowed) and set(exc.valid_methods or []) <= {"OPTIONS"}:
-            # a path that only answers OPTIONS (e.g. "/" with the web page off) is no
-            # resource to GET or POST: 404, as for an unknown path
-            return failure_to_response(request, Failure(ApiError(404, "unknown resource")))
-        return failure_to_response(request, failure)
+        self.app.route(path, methods=methods, endpoint=name, **kwargs)(
+            guarded(self.config, handler, template=path))

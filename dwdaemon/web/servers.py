@@ -15,181 +15,36 @@ result) decides whether the call waits for the job or answers ``{ID, Path}`` at 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
 from typing import Any
 
-from twisted.application.service import Service
-from twisted.internet.defer import CancelledError, Deferred, DeferredList, inlineCallbacks
+from twisted.internet.defer import CancelledError, Deferred, inlineCallbacks
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.client import HTTPConnectionPool
 from twisted.web.iweb import UNKNOWN_LENGTH, IRequest
 
 from dwdaemon.client.dicomweb import DicomWebClient, RetrieveOutcome, StowItem, StowOutcome
 from dwdaemon.client.http import (
-    ClientConfigError,
-    HttpOptions,
     RemoteError,
     RemoteTimeout,
     describe_failure,
-    make_http_client,
     stream_body,
 )
-from dwdaemon.config import ConfigError, RemoteServer, parse_server
-from dwdaemon.jobs import SUCCESS, Job, JobHandle
-from dwdaemon.web.context import Context
+from dwdaemon.client.registry import RemoteServers
+from dwdaemon.config import Config
+from dwdaemon.jobs import SUCCESS, Job, JobHandle, ReadyEngine
+from dwdaemon.store.store import Store
 from dwdaemon.web.errors import ApiError
-from dwdaemon.web.jobs import engine_for
 from dwdaemon.web.query import flag
 from dwdaemon.web.responses import json_body
+from dwdaemon.web.routing import RouteGroup
+from dwdaemon.web.urls import Urls
 
 log = Logger()
 
 #: Default of ``Synchronous`` for ``stow`` and ``retrieve``.
 DEFAULT_SYNCHRONOUS = True
 LEVELS = ("patients", "studies", "series", "instances")
-
-
-class RemoteServers:
-    """The configured servers, overlaid with those added/removed at run time."""
-
-    def __init__(self, ctx: Context) -> None:
-        self.ctx = ctx
-        self.options = HttpOptions.from_config(ctx.config)
-        self.base_dir = os.path.dirname(ctx.config.source) if ctx.config.source else "."
-        self.servers: dict[str, RemoteServer] = dict(ctx.config.dicomweb.servers)
-        self._clients: dict[str, DicomWebClient] = {}
-        self._pools: list[HTTPConnectionPool] = []
-        self._loaded: Deferred | None = None
-        self._done = False
-
-    @inlineCallbacks
-    def ready(self) -> Any:
-        """Load the run-time servers from the index (once)."""
-        if self._done:
-            return self
-        if self._loaded is None:
-            self._loaded = self.ctx.pools.db_write(self._load_rows)
-        rows = yield _share(self._loaded)
-        if not self._done:
-            self._done = True
-            for name, definition in rows:
-                self._clients.pop(name, None)
-                if definition is None:
-                    self.servers.pop(name, None)
-                    continue
-                try:
-                    self.servers[name] = parse_server(name, json.loads(definition), self.base_dir)
-                except (ConfigError, ValueError) as exc:
-                    log.error("DICOMweb server {name} stored in the index is unusable: {exc}",
-                              name=name, exc=exc)
-        return self
-
-    def _load_rows(self) -> list[tuple[str, str | None]]:
-        return self.ctx.store.index.servers()
-
-    def get(self, name: str) -> RemoteServer:
-        server = self.servers.get(name)
-        if server is None:
-            raise ApiError(404, f"unknown DICOMweb server {name!r}")
-        return server
-
-    @inlineCallbacks
-    def client(self, name: str) -> Any:
-        """The :class:`DicomWebClient` of a server (certificate files read in a thread)."""
-        server = self.get(name)
-        client = self._clients.get(name)
-        if client is None or client.server is not server:
-            http = yield self._build_http(server)
-            dw = self.ctx.config.dicomweb
-            client = DicomWebClient(
-                self.ctx.reactor or _reactor(), server, self.options, http,
-                run_io=self.ctx.pools.io,
-                stow_max_instances=dw.stow_max_instances, stow_max_size=dw.stow_max_size,
-            )
-            self._clients[name] = client
-        return client
-
-    @inlineCallbacks
-    def _build_http(self, server: RemoteServer) -> Any:
-        reactor = self.ctx.reactor or _reactor()
-        pool = HTTPConnectionPool(reactor, persistent=True)
-        pool.maxPersistentPerHost = 4
-        pool.cachedConnectionTimeout = 30
-        try:
-            http = yield self.ctx.pools.io(make_http_client, reactor, self.options, server, pool)
-        except ClientConfigError as exc:
-            raise ApiError(400, str(exc)) from None
-        self._pools.append(pool)
-        return http
-
-    def close(self) -> Deferred:
-        """Close the idle connections to remote servers (at shutdown)."""
-        pools, self._pools = self._pools, []
-        return DeferredList([p.closeCachedConnections() for p in pools])
-
-    @inlineCallbacks
-    def put(self, name: str, value: Any) -> Any:
-        try:
-            server = parse_server(name, value, self.base_dir)
-        except ConfigError as exc:
-            raise ApiError(400, str(exc)) from None
-        yield self._build_http(server)  # refuse unusable certificates now
-        definition = json.dumps(server.to_json())
-        yield self.ctx.pools.db_write(self.ctx.store.index.put_server, name, definition)
-        self.servers[name] = server
-        self._clients.pop(name, None)
-
-    @inlineCallbacks
-    def delete(self, name: str) -> Any:
-        self.get(name)
-        yield self.ctx.pools.db_write(self.ctx.store.index.put_server, name, None)
-        self.servers.pop(name, None)
-        self._clients.pop(name, None)
-
-
-def _reactor() -> Any:
-    from twisted.internet import reactor
-
-    return reactor
-
-
-def _share(d: Deferred) -> Deferred:
-    """A new Deferred firing with ``d``'s result, leaving ``d`` usable by others."""
-    out: Deferred = Deferred()
-
-    def relay(result: Any) -> Any:
-        if isinstance(result, Failure):
-            out.errback(result)
-        else:
-            out.callback(result)
-        return result
-
-    d.addBoth(relay)
-    return out
-
-
-class RemoteServersService(Service):
-    """Loads the run-time servers at start-up; closes remote connections at shutdown."""
-
-    def __init__(self, servers: RemoteServers) -> None:
-        self.servers = servers
-
-    def startService(self) -> None:
-        super().startService()
-        self.servers.ready()
-
-    def stopService(self) -> Deferred:
-        super().stopService()
-        return self.servers.close()
-
-
-def servers_for(ctx: Context) -> RemoteServers:
-    """The daemon's remote servers (built by :func:`dwdaemon.tap.build_site`)."""
-    if ctx.servers is None:
-        raise RuntimeError("the remote servers are built by dwdaemon.tap.build_site")
-    return ctx.servers
 
 
 # --------------------------------------------------------------------------
@@ -281,56 +136,75 @@ def _remote_failure(exc: BaseException) -> ApiError:
 # routes
 
 
-def install(app: Any, ctx: Context) -> None:
-    """Register the ``{Root}servers`` routes."""
-    servers = servers_for(ctx)
-    jobs = engine_for(ctx)
-    base = ctx.dw("servers")
+class Servers(RouteGroup):
+    """The DICOMweb client routes under ``{Root}servers``."""
 
-    def list_servers(request: IRequest) -> Any:
-        d = servers.ready()
+    def __init__(self, config: Config, urls: Urls, store: Store, servers: RemoteServers,
+                 jobs: ReadyEngine) -> None:
+        super().__init__(config)
+        self.store = store
+        self.servers = servers
+        self.jobs = jobs
+        base = urls.dw("servers")
+        self.route(base, methods=["GET"], endpoint="servers.list", handler=self.list_servers)
+        self.route(base + "/", methods=["GET"], endpoint="servers.list_slash",
+                   handler=self.list_servers)
+        self.route(base + "/<string:name>", methods=["GET"], endpoint="servers.operations",
+                   handler=self.operations)
+        self.route(base + "/<string:name>", methods=["PUT"], endpoint="servers.put",
+                   handler=self.put_server)
+        self.route(base + "/<string:name>", methods=["DELETE"], endpoint="servers.delete",
+                   handler=self.delete_server)
+        self.route(base + "/<string:name>/get", methods=["POST"], endpoint="servers.get",
+                   handler=self.remote_get)
+        self.route(base + "/<string:name>/delete", methods=["POST"],
+                   endpoint="servers.remote_delete", handler=self.remote_delete)
+        self.route(base + "/<string:name>/qido", methods=["POST"], endpoint="servers.qido",
+                   handler=self.remote_qido)
+        self.route(base + "/<string:name>/stow", methods=["POST"], endpoint="servers.stow",
+                   handler=self.remote_stow)
+        self.route(base + "/<string:name>/retrieve", methods=["POST"], endpoint="servers.retrieve",
+                   handler=self.remote_retrieve)
+        self.route(base + "/<string:name>/wado", methods=["POST"], endpoint="servers.wado",
+                   handler=self.remote_wado)
+
+    def list_servers(self, request: IRequest) -> Any:
+        d = self.servers.ready()
 
         def answer(_: Any) -> bytes:
-            names = sorted(servers.servers)
+            names = sorted(self.servers.servers)
             if flag(request, "expand"):
-                return json_body(request, {n: servers.servers[n].describe() for n in names})
+                return json_body(request, {n: self.servers.servers[n].describe() for n in names})
             return json_body(request, names)
 
         return d.addCallback(answer)
 
-    ctx.route(base, methods=["GET"], endpoint="servers.list")(list_servers)
-    ctx.route(base + "/", methods=["GET"], endpoint="servers.list_slash")(list_servers)
-
-    @ctx.route(base + "/<string:name>", methods=["GET"], endpoint="servers.operations")
     @inlineCallbacks
-    def operations(request: IRequest, name: str) -> Any:
-        yield servers.ready()
-        server = servers.get(name)
+    def operations(self, request: IRequest, name: str) -> Any:
+        yield self.servers.ready()
+        server = self.servers.get(name)
         ops = ["get", "retrieve", "stow", "wado", "qido"]  # Orthanc's order
         if server.has_delete:
             ops.append("delete")
         return json_body(request, ops)
 
-    @ctx.route(base + "/<string:name>", methods=["PUT"], endpoint="servers.put")
     @inlineCallbacks
-    def put_server(request: IRequest, name: str) -> Any:
-        yield servers.ready()
-        yield servers.put(name, _json(request))
+    def put_server(self, request: IRequest, name: str) -> Any:
+        yield self.servers.ready()
+        yield self.servers.put(name, _json(request))
         return json_body(request, {})
 
-    @ctx.route(base + "/<string:name>", methods=["DELETE"], endpoint="servers.delete")
     @inlineCallbacks
-    def delete_server(request: IRequest, name: str) -> Any:
-        yield servers.ready()
-        yield servers.delete(name)
+    def delete_server(self, request: IRequest, name: str) -> Any:
+        yield self.servers.ready()
+        yield self.servers.delete(name)
         return json_body(request, {})
 
-    @ctx.route(base + "/<string:name>/get", methods=["POST"], endpoint="servers.get")
     @inlineCallbacks
-    def remote_get(request: IRequest, name: str) -> Any:
-        yield servers.ready()
+    def remote_get(self, request: IRequest, name: str) -> Any:
+        yield self.servers.ready()
         body = _object(request)
-        client = yield servers.client(name)
+        client = yield self.servers.client(name)
         uri = _uri(body)
         headers, arguments = _str_map(body, "HttpHeaders"), _str_map(body, "Arguments")
         try:
@@ -339,16 +213,15 @@ def install(app: Any, ctx: Context) -> None:
             raise _remote_failure(exc) from None
         yield _relay(request, client, response, deadline)
 
-    @ctx.route(base + "/<string:name>/delete", methods=["POST"], endpoint="servers.remote_delete")
     @inlineCallbacks
-    def remote_delete(request: IRequest, name: str) -> Any:
-        yield servers.ready()
-        server = servers.get(name)
+    def remote_delete(self, request: IRequest, name: str) -> Any:
+        yield self.servers.ready()
+        server = self.servers.get(name)
         if not server.has_delete:
             raise ApiError(400, f"DICOMweb server {name!r} does not allow DELETE "
                                 "(HasDelete is false)")
         body = _object(request)
-        client = yield servers.client(name)
+        client = yield self.servers.client(name)
         headers, arguments = _str_map(body, "HttpHeaders"), _str_map(body, "Arguments")
         if "Resources" in body:
             uris = [_resource_uri(r) for r in _list(body, "Resources")]
@@ -372,12 +245,11 @@ def install(app: Any, ctx: Context) -> None:
                                 + ", ".join(f"HTTP {s} for {u}" for u, s in failed))
         return json_body(request, {"Deleted": len(uris)})
 
-    @ctx.route(base + "/<string:name>/qido", methods=["POST"], endpoint="servers.qido")
     @inlineCallbacks
-    def remote_qido(request: IRequest, name: str) -> Any:
-        yield servers.ready()
+    def remote_qido(self, request: IRequest, name: str) -> Any:
+        yield self.servers.ready()
         body = _object(request)
-        client = yield servers.client(name)
+        client = yield self.servers.client(name)
         try:
             answer = yield client.qido(
                 _uri(body), _str_map(body, "Arguments"), _str_map(body, "HttpHeaders"))
@@ -385,19 +257,18 @@ def install(app: Any, ctx: Context) -> None:
             raise _remote_failure(exc) from None
         return json_body(request, answer)
 
-    @ctx.route(base + "/<string:name>/stow", methods=["POST"], endpoint="servers.stow")
     @inlineCallbacks
-    def remote_stow(request: IRequest, name: str) -> Any:
-        yield servers.ready()
-        servers.get(name)
+    def remote_stow(self, request: IRequest, name: str) -> Any:
+        yield self.servers.ready()
+        self.servers.get(name)
         body = _object(request)
         resources = _list(body, "Resources")
         if not all(isinstance(r, str) for r in resources):
             raise ApiError(400, "Resources must list Orthanc identifiers (strings)")
         headers = _str_map(body, "HttpHeaders")
         synchronous = _synchronous(body)
-        items = yield _stow_items(ctx, resources)
-        client = yield servers.client(name)
+        items = yield _stow_items(self.store, resources)
+        client = yield self.servers.client(name)
         content = {"Server": name, "Resources": resources, "Instances": len(items)}
 
         def run(handle: JobHandle) -> Deferred:
@@ -409,24 +280,22 @@ def install(app: Any, ctx: Context) -> None:
             d = client.stow(items, headers, on_progress=progress, outcome=outcome)
             return d.addCallback(lambda o: o.to_json())
 
-        engine = yield jobs.ready()
+        engine = yield self.jobs.ready()
         job = engine.submit("DicomWebStowClient", content, run)
         return (yield _answer_job(request, engine, job, synchronous))
 
-    @ctx.route(base + "/<string:name>/retrieve", methods=["POST"], endpoint="servers.retrieve")
-    def remote_retrieve(request: IRequest, name: str) -> Any:
-        return _retrieve(request, name, "DicomWebRetrieveClient")
+    def remote_retrieve(self, request: IRequest, name: str) -> Any:
+        return self._retrieve(request, name, "DicomWebRetrieveClient")
 
-    @ctx.route(base + "/<string:name>/wado", methods=["POST"], endpoint="servers.wado")
-    def remote_wado(request: IRequest, name: str) -> Any:
+    def remote_wado(self, request: IRequest, name: str) -> Any:
         """Orthanc's ``wado`` operation: retrieve the resource a WADO-RS ``Uri`` names, as a
         job (asynchronous unless ``Synchronous`` is true, as in Orthanc)."""
-        return _retrieve(request, name, "DicomWebWadoRetrieveClient")
+        return self._retrieve(request, name, "DicomWebWadoRetrieveClient")
 
     @inlineCallbacks
-    def _retrieve(request: IRequest, name: str, job_type: str) -> Any:
-        yield servers.ready()
-        servers.get(name)
+    def _retrieve(self, request: IRequest, name: str, job_type: str) -> Any:
+        yield self.servers.ready()
+        self.servers.get(name)
         body = _object(request)
         if job_type == "DicomWebWadoRetrieveClient":
             resources = [_wado_resource(_uri(body))]
@@ -437,7 +306,7 @@ def install(app: Any, ctx: Context) -> None:
         for r in resources:
             _resource_uri(r)  # validate before starting
         headers, arguments = _str_map(body, "HttpHeaders"), _str_map(body, "Arguments")
-        client = yield servers.client(name)
+        client = yield self.servers.client(name)
         content = {"Server": name, "Resources": resources}
 
         def run(handle: JobHandle) -> Deferred:
@@ -454,14 +323,14 @@ def install(app: Any, ctx: Context) -> None:
             def go() -> Any:
                 for i, res in enumerate(resources):
                     state["resource"], state["start"] = i, len(outcome.instances)
-                    yield client.retrieve([res], ctx.store, headers, arguments,
+                    yield client.retrieve([res], self.store, headers, arguments,
                                           on_instance=on_instance, outcome=outcome)
                     handle.progress(i + 1, total, outcome.to_json())
                 return outcome.to_json()
 
             return go()
 
-        engine = yield jobs.ready()
+        engine = yield self.jobs.ready()
         job = engine.submit(job_type, content, run)
         return (yield _answer_job(request, engine, job, synchronous))
 
@@ -506,14 +375,14 @@ def _resource_uri(res: Any) -> str:
 
 
 @inlineCallbacks
-def _stow_items(ctx: Context, resources: list[str]) -> Any:
+def _stow_items(store: Store, resources: list[str]) -> Any:
     """Every instance below the given Orthanc IDs, as files to send (no duplicates)."""
     seen: set[str] = set()
     items: list[StowItem] = []
     for public_id in resources:
         rows = None
         for level in LEVELS:
-            found = yield ctx.store.instances_of(level, public_id)
+            found = yield store.instances_of(level, public_id)
             if found:
                 rows = found
                 break
@@ -523,7 +392,7 @@ def _stow_items(ctx: Context, resources: list[str]) -> Any:
             if row.public_id in seen:
                 continue
             seen.add(row.public_id)
-            items.append(StowItem(ctx.store.file_path(row.file_uuid), row.file_size,
+            items.append(StowItem(store.file_path(row.file_uuid), row.file_size,
                                   row.sop_uid, row.public_id))
     return items
 

@@ -13,21 +13,24 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from klein import Klein
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 
+from dwdaemon.config import Config
 from dwdaemon.dicom import stow_model as sm
 from dwdaemon.dicom.mediatypes import AcceptError, negotiate
 from dwdaemon.dicom.multipart_reader import MultipartError, parse_content_type
-from dwdaemon.store.store import IngestResult
-from dwdaemon.web.context import Context
+from dwdaemon.store.store import IngestResult, Store
 from dwdaemon.web.errors import ApiError
+from dwdaemon.web.limits import RefusalLog
+from dwdaemon.web.metrics import Metrics
+from dwdaemon.web.routing import RouteGroup
+from dwdaemon.web.urls import Urls
 
 log = Logger()
 
-__all__ = ["install"]
+__all__ = ["Stow", "StowTransaction"]
 
 #: Longest boundary parameter accepted (RFC 2046 allows 70; some clients go beyond).
 MAX_BOUNDARY = 200
@@ -80,15 +83,17 @@ def _check_request(request: IRequest, study: str | None) -> _Request:
 class StowTransaction:
     """One STOW-RS request: hand the body to the store, collect the outcomes, answer."""
 
-    def __init__(self, ctx: Context, request: IRequest, req: _Request) -> None:
-        self.ctx = ctx
+    def __init__(self, store: Store, metrics: Metrics | None, refusals: RefusalLog | None,
+                 base_url: str, request: IRequest, req: _Request) -> None:
         self.request = request
         self.req = req
-        self.store = ctx.store
+        self.store = store
+        self.metrics = metrics
+        self.refusals = refusals
         self.stored: list[tuple[int, sm.StoredInstance]] = []
         self.failed: list[tuple[int, sm.FailedInstance]] = []
         #: The DICOMweb root URL as the client sees it (computed once per request).
-        self.base_url = ctx.dicomweb_url(request)
+        self.base_url = base_url
 
     @inlineCallbacks
     def run(self) -> Any:
@@ -120,14 +125,14 @@ class StowTransaction:
 
     def fail(self, order: int, sop_class: str, sop_uid: str, reason: int, message: str) -> None:
         """Record an instance refused (logged and counted)."""
-        refusals = self.ctx.limits.refusals if self.ctx.limits is not None else None
+        refusals = self.refusals
         if refusals is not None:  # one warning line, rate-limited per client address
             host = getattr(self.request.getClientAddress(), "host", "?")
             refusals.refused(host, f"STOW-RS instance {reason:#06x}", message)
         else:
             log.info("STOW-RS refused an instance ({reason:#06x}): {message}", reason=reason,
                      message=message)
-        metrics = self.ctx.metrics
+        metrics = self.metrics
         if metrics is not None:
             metrics.part_refused(reason)
         self.failed.append((order, sm.FailedInstance(sop_class, sop_uid, reason, message)))
@@ -155,16 +160,31 @@ class StowTransaction:
         return body
 
 
-def install(app: Klein, ctx: Context) -> None:
-    """Register the STOW-RS routes under the DICOMweb root."""
+class Stow(RouteGroup):
+    """STOW-RS under the DICOMweb root: ``POST studies`` and ``POST studies/{study}``."""
 
-    @ctx.route(ctx.dw("studies"), methods=["POST"])
-    def stow_studies(request: IRequest) -> Any:
-        return _uncancellable(StowTransaction(ctx, request, _check_request(request, None)).run())
+    def __init__(self, config: Config, urls: Urls, store: Store, metrics: Metrics | None,
+                 refusals: RefusalLog | None) -> None:
+        super().__init__(config)
+        self.urls = urls
+        self.store = store
+        self.metrics = metrics
+        self.refusals = refusals
+        self.route(self.urls.dw("studies"), methods=["POST"], handler=self.stow_studies)
+        self.route(self.urls.dw("studies/<string:study>"), methods=["POST"],
+                   handler=self.stow_study)
 
-    @ctx.route(ctx.dw("studies/<string:study>"), methods=["POST"])
-    def stow_study(request: IRequest, study: str) -> Any:
-        return _uncancellable(StowTransaction(ctx, request, _check_request(request, study)).run())
+    def transaction(self, request: IRequest, study: str | None) -> StowTransaction:
+        """A transaction for ``request`` (checked: media type, boundary, Accept)."""
+        return StowTransaction(self.store, self.metrics, self.refusals,
+                               self.urls.dicomweb_url(request), request,
+                               _check_request(request, study))
+
+    def stow_studies(self, request: IRequest) -> Any:
+        return _uncancellable(self.transaction(request, None).run())
+
+    def stow_study(self, request: IRequest, study: str) -> Any:
+        return _uncancellable(self.transaction(request, study).run())
 
 
 def _uncancellable(work: Any) -> Any:

@@ -9,11 +9,13 @@ from typing import Any
 from twisted.internet.defer import inlineCallbacks
 from twisted.web.iweb import IRequest
 
+from dwdaemon.config import Config
 from dwdaemon.dicom.orthanc_find import FindError, expanded, parse_find
-from dwdaemon.web.context import Context
+from dwdaemon.store.store import Store
 from dwdaemon.web.errors import ApiError
 from dwdaemon.web.query import query_args
 from dwdaemon.web.responses import json_body
+from dwdaemon.web.routing import RouteGroup
 
 #: Orthanc's default and largest page of ``GET /changes``.
 CHANGES_DEFAULT_LIMIT = 100
@@ -42,19 +44,26 @@ def _int_arg(request: IRequest, name: str, default: int) -> int:
     return number
 
 
-def install(app: Any, ctx: Context) -> None:
-    """Register the routes."""
-    store = ctx.store
+class Tools(RouteGroup):
+    """``POST /tools/find``, ``POST /tools/lookup`` and ``GET|DELETE /changes``."""
 
-    @ctx.route("/tools/find", methods=["POST"])
+    def __init__(self, config: Config, store: Store) -> None:
+        super().__init__(config)
+        self.store = store
+        self.route("/tools/find", methods=["POST"], handler=self.find)
+        self.route("/tools/lookup", methods=["POST"], handler=self.lookup)
+        self.route("/changes", methods=["GET"], handler=self.changes)
+        self.route("/changes", methods=["DELETE"], endpoint="changes.clear",
+                   handler=self.clear_changes)
+
     @inlineCallbacks
-    def find(request: IRequest) -> Any:
+    def find(self, request: IRequest) -> Any:
         try:
             wanted = parse_find(_body_json(request),
-                                getattr(ctx.config, "case_sensitive_pn", False))
+                                self.config.case_sensitive_pn)
         except FindError as exc:
             raise ApiError(400, str(exc)) from exc
-        ids = yield store.find_ids(
+        ids = yield self.store.find_ids(
             wanted.level, wanted.matches, wanted.since, wanted.limit,
             wanted.matches_dataset if wanted.needs_dataset else None,
             wanted.exact_identifiers())
@@ -62,14 +71,13 @@ def install(app: Any, ctx: Context) -> None:
             return json_body(request, ids)
         out = []
         for public_id in ids:
-            resource = yield store.resource(wanted.level, public_id)
+            resource = yield self.store.resource(wanted.level, public_id)
             if resource is not None:  # deleted meanwhile
                 out.append(expanded(resource, wanted.full, wanted.short))
         return json_body(request, out)
 
-    @ctx.route("/tools/lookup", methods=["POST"])
     @inlineCallbacks
-    def lookup(request: IRequest) -> Any:
+    def lookup(self, request: IRequest) -> Any:
         request.content.seek(0)
         try:
             identifier = request.content.read().decode("utf-8").strip()
@@ -77,19 +85,17 @@ def install(app: Any, ctx: Context) -> None:
             raise ApiError(400, "the body must be a UTF-8 identifier") from exc
         if not identifier:
             raise ApiError(400, "the body must be a DICOM identifier (PatientID or a UID)")
-        found = yield store.lookup(identifier)
+        found = yield self.store.lookup(identifier)
         return json_body(request, found)
 
-    @ctx.route("/changes", methods=["GET"])
     @inlineCallbacks
-    def changes(request: IRequest) -> Any:
+    def changes(self, request: IRequest) -> Any:
         last = "last" in query_args(request)
         limit = min(_int_arg(request, "limit", CHANGES_DEFAULT_LIMIT), CHANGES_MAX_LIMIT)
-        doc = yield store.changes(_int_arg(request, "since", 0), limit, last)
+        doc = yield self.store.changes(_int_arg(request, "since", 0), limit, last)
         return json_body(request, doc)
 
-    @ctx.route("/changes", methods=["DELETE"], endpoint="changes.clear")
     @inlineCallbacks
-    def clear_changes(request: IRequest) -> Any:
-        yield store.clear_changes()
+    def clear_changes(self, request: IRequest) -> Any:
+        yield self.store.clear_changes()
         return json_body(request, {})

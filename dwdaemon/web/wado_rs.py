@@ -13,10 +13,10 @@ import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from klein import Klein
 from twisted.internet.defer import inlineCallbacks
 from twisted.web.iweb import IRequest
 
+from dwdaemon.config import Config
 from dwdaemon.dicom import frame_codec, multipart, pixels, reencode, render, transcode
 from dwdaemon.dicom import wado_model as wm
 from dwdaemon.dicom.frames import FrameLayout
@@ -24,12 +24,15 @@ from dwdaemon.dicom.jsonmodel import resolve_bulk_uris, stored_bulk_path
 from dwdaemon.dicom.mediatypes import AcceptError, parse_accept
 from dwdaemon.dicom.pixels import PixelShape
 from dwdaemon.store.index.base import InstanceRow
+from dwdaemon.store.store import Store
+from dwdaemon.threads import ThreadPools
 from dwdaemon.web import producers
-from dwdaemon.web.context import Context
 from dwdaemon.web.errors import ApiError
 from dwdaemon.web.query import arg, header
+from dwdaemon.web.routing import RouteGroup
+from dwdaemon.web.urls import Urls
 
-__all__ = ["install", "WadoService"]
+__all__ = ["WadoRs", "WadoService"]
 
 DICOM_JSON = "application/dicom+json"
 DICOM_XML = "application/dicom+xml"
@@ -71,12 +74,13 @@ def _pixel_shape(row: InstanceRow) -> PixelShape:
 
 
 class WadoService:
-    """The WADO-RS handlers, sharing the context's store, pools and URL helpers."""
+    """WADO-RS retrieval and rendering, shared by WADO-RS, WADO-URI and the core images."""
 
-    def __init__(self, ctx: Context) -> None:
-        self.ctx = ctx
-        self.store = ctx.store
-        self.pools = ctx.pools
+    def __init__(self, config: Config, urls: Urls, store: Store, pools: ThreadPools) -> None:
+        self.config = config
+        self.urls = urls
+        self.store = store
+        self.pools = pools
 
     # -- lookups -----------------------------------------------------------------------------
     @inlineCallbacks
@@ -96,7 +100,7 @@ class WadoService:
         return row
 
     def instance_url(self, request: IRequest, row: InstanceRow) -> str:
-        return self.ctx.instance_url(request, row.study_uid, row.series_uid, row.sop_uid)
+        return self.urls.instance_url(request, row.study_uid, row.series_uid, row.sop_uid)
 
     def path(self, row: InstanceRow) -> str:
         return self.store.file_path(row.file_uuid)
@@ -150,7 +154,7 @@ class WadoService:
         """The stored JSON of ``rows`` (or XML parts), with ETag / If-None-Match."""
         accept = _accept(request)
         media = _choose_metadata(accept)
-        base = self.ctx.dicomweb_url(request)
+        base = self.urls.dicomweb_url(request)
         digest = hashlib.sha1(usedforsecurity=False)
         digest.update(f"{media}|{base}".encode())
         for row in rows:
@@ -372,7 +376,7 @@ class WadoService:
 
     def admit_pixel_work(self) -> None:
         """503 when more pixel jobs wait than ``MaximumPixelQueue`` allows."""
-        limit = self.ctx.config.maximum_pixel_queue
+        limit = self.config.maximum_pixel_queue
         if limit and self.pools.backlog("pixels") >= limit:
             raise ApiError(503, "too many rendering/transcoding jobs waiting "
                                 f"(MaximumPixelQueue is {limit}); try again later",
@@ -558,97 +562,110 @@ def _parse_range(header: str | None, length: int) -> tuple[int, int] | None:
 
 # -- routes ------------------------------------------------------------------------------------
 
-def wado_service(ctx: Context) -> WadoService:
-    """The daemon's WADO service (built by :func:`dwdaemon.tap.build_site`)."""
-    if ctx.wado is None:
-        raise RuntimeError("the WADO service is built by dwdaemon.tap.build_site")
-    return ctx.wado
+class WadoRs(RouteGroup):
+    """WADO-RS under the DICOMweb root: instances, metadata, frames, bulk data, rendered and
+    thumbnail images of studies, series and instances."""
 
+    def __init__(self, config: Config, urls: Urls, wado: WadoService) -> None:
+        super().__init__(config)
+        self.wado = wado
+        st = urls.root + "studies/<string:study>"
+        se = st + "/series/<string:series>"
+        inst = se + "/instances/<string:sop>"
+        route = self.route
+        route(st, ["GET"], self.retrieve_study, endpoint="wado_rs_study")
+        route(se, ["GET"], self.retrieve_series, endpoint="wado_rs_series")
+        route(inst, ["GET"], self.retrieve_instance, endpoint="wado_rs_instance")
+        route(st + "/metadata", ["GET"], self.study_metadata, endpoint="wado_rs_study_metadata")
+        route(se + "/metadata", ["GET"], self.series_metadata,
+              endpoint="wado_rs_series_metadata")
+        route(inst + "/metadata", ["GET"], self.instance_metadata,
+              endpoint="wado_rs_instance_metadata")
+        route(inst + "/frames/<string:frames>", ["GET"], self.frames, endpoint="wado_rs_frames")
+        route(inst + "/bulk/<path:element>", ["GET"], self.bulk, endpoint="wado_rs_bulk")
+        for kind, group, instance, frames in (
+                ("rendered", self.rendered_group, self.rendered_instance, self.rendered_frames),
+                ("thumbnail", self.thumbnail_group, self.thumbnail_instance,
+                 self.thumbnail_frames)):
+            route(f"{st}/{kind}", ["GET"], group, endpoint=f"wado_rs_study_{kind}")
+            route(f"{se}/{kind}", ["GET"], group, endpoint=f"wado_rs_series_{kind}")
+            route(f"{inst}/{kind}", ["GET"], instance, endpoint=f"wado_rs_instance_{kind}")
+            route(f"{inst}/frames/<string:frames>/{kind}", ["GET"], frames,
+                  endpoint=f"wado_rs_frames_{kind}")
 
-def install(app: Klein, ctx: Context) -> None:
-    """Register the WADO-RS routes under the DICOMweb root."""
-    service = wado_service(ctx)
-    root = ctx.root
-    st = root + "studies/<string:study>"
-    se = st + "/series/<string:series>"
-    inst = se + "/instances/<string:sop>"
-
-    @ctx.route(st, methods=["GET"], endpoint="wado_rs_study")
     @inlineCallbacks
-    def retrieve_study(request: IRequest, study: str) -> Any:
-        rows = yield service.rows(study)
-        return (yield service.retrieve(request, rows))
+    def retrieve_study(self, request: IRequest, study: str) -> Any:
+        rows = yield self.wado.rows(study)
+        return (yield self.wado.retrieve(request, rows))
 
-    @ctx.route(se, methods=["GET"], endpoint="wado_rs_series")
     @inlineCallbacks
-    def retrieve_series(request: IRequest, study: str, series: str) -> Any:
-        rows = yield service.rows(study, series)
-        return (yield service.retrieve(request, rows))
+    def retrieve_series(self, request: IRequest, study: str, series: str) -> Any:
+        rows = yield self.wado.rows(study, series)
+        return (yield self.wado.retrieve(request, rows))
 
-    @ctx.route(inst, methods=["GET"], endpoint="wado_rs_instance")
     @inlineCallbacks
-    def retrieve_instance(request: IRequest, study: str, series: str, sop: str) -> Any:
-        row = yield service.row(study, series, sop)
-        return (yield service.retrieve(request, [row]))
+    def retrieve_instance(self, request: IRequest, study: str, series: str, sop: str) -> Any:
+        row = yield self.wado.row(study, series, sop)
+        return (yield self.wado.retrieve(request, [row]))
 
-    @ctx.route(st + "/metadata", methods=["GET"], endpoint="wado_rs_study_metadata")
     @inlineCallbacks
-    def study_metadata(request: IRequest, study: str) -> Any:
-        rows = yield service.rows(study)
-        return (yield service.metadata(request, rows))
+    def study_metadata(self, request: IRequest, study: str) -> Any:
+        rows = yield self.wado.rows(study)
+        return (yield self.wado.metadata(request, rows))
 
-    @ctx.route(se + "/metadata", methods=["GET"], endpoint="wado_rs_series_metadata")
     @inlineCallbacks
-    def series_metadata(request: IRequest, study: str, series: str) -> Any:
-        rows = yield service.rows(study, series)
-        return (yield service.metadata(request, rows))
+    def series_metadata(self, request: IRequest, study: str, series: str) -> Any:
+        rows = yield self.wado.rows(study, series)
+        return (yield self.wado.metadata(request, rows))
 
-    @ctx.route(inst + "/metadata", methods=["GET"], endpoint="wado_rs_instance_metadata")
     @inlineCallbacks
-    def instance_metadata(request: IRequest, study: str, series: str, sop: str) -> Any:
-        row = yield service.row(study, series, sop)
-        return (yield service.metadata(request, [row]))
+    def instance_metadata(self, request: IRequest, study: str, series: str, sop: str) -> Any:
+        row = yield self.wado.row(study, series, sop)
+        return (yield self.wado.metadata(request, [row]))
 
-    @ctx.route(inst + "/frames/<string:frames>", methods=["GET"], endpoint="wado_rs_frames")
     @inlineCallbacks
-    def frames(request: IRequest, study: str, series: str, sop: str, frames: str) -> Any:
-        row = yield service.row(study, series, sop)
-        return (yield service.frames(request, row, frames))
+    def frames(self, request: IRequest, study: str, series: str, sop: str, frames: str) -> Any:
+        row = yield self.wado.row(study, series, sop)
+        return (yield self.wado.frames(request, row, frames))
 
-    @ctx.route(inst + "/bulk/<path:element>", methods=["GET"], endpoint="wado_rs_bulk")
     @inlineCallbacks
-    def bulk(request: IRequest, study: str, series: str, sop: str, element: str) -> Any:
-        row = yield service.row(study, series, sop)
-        return (yield service.bulk(request, row, element))
+    def bulk(self, request: IRequest, study: str, series: str, sop: str, element: str) -> Any:
+        row = yield self.wado.row(study, series, sop)
+        return (yield self.wado.bulk(request, row, element))
 
-    for kind in ("rendered", "thumbnail"):
-        thumb = kind == "thumbnail"
+    @inlineCallbacks
+    def _group(self, request: IRequest, study: str, series: str | None, thumb: bool) -> Any:
+        rows = yield self.wado.rows(study, series)
+        return (yield self.wado.rendered_group(request, rows, thumb))
 
-        def _group(thumb: bool = thumb) -> Callable[..., Any]:
-            @inlineCallbacks
-            def handler(request: IRequest, study: str, series: str | None = None) -> Any:
-                rows = yield service.rows(study, series)
-                return (yield service.rendered_group(request, rows, thumb))
-            return handler
+    @inlineCallbacks
+    def _instance(self, request: IRequest, study: str, series: str, sop: str,
+                  thumb: bool) -> Any:
+        row = yield self.wado.row(study, series, sop)
+        return (yield self.wado.rendered_instance(request, row, thumb))
 
-        def _instance(thumb: bool = thumb) -> Callable[..., Any]:
-            @inlineCallbacks
-            def handler(request: IRequest, study: str, series: str, sop: str) -> Any:
-                row = yield service.row(study, series, sop)
-                return (yield service.rendered_instance(request, row, thumb))
-            return handler
+    @inlineCallbacks
+    def _frames(self, request: IRequest, study: str, series: str, sop: str, frames: str,
+                thumb: bool) -> Any:
+        row = yield self.wado.row(study, series, sop)
+        return (yield self.wado.rendered_frames(request, row, frames, thumb))
 
-        def _frames(thumb: bool = thumb) -> Callable[..., Any]:
-            @inlineCallbacks
-            def handler(request: IRequest, study: str, series: str, sop: str,
+    def rendered_group(self, request: IRequest, study: str, series: str | None = None) -> Any:
+        return self._group(request, study, series, False)
+
+    def thumbnail_group(self, request: IRequest, study: str, series: str | None = None) -> Any:
+        return self._group(request, study, series, True)
+
+    def rendered_instance(self, request: IRequest, study: str, series: str, sop: str) -> Any:
+        return self._instance(request, study, series, sop, False)
+
+    def thumbnail_instance(self, request: IRequest, study: str, series: str, sop: str) -> Any:
+        return self._instance(request, study, series, sop, True)
+
+    def rendered_frames(self, request: IRequest, study: str, series: str, sop: str,
                         frames: str) -> Any:
-                row = yield service.row(study, series, sop)
-                return (yield service.rendered_frames(request, row, frames, thumb))
-            return handler
+        return self._frames(request, study, series, sop, frames, False)
 
-        ctx.route(f"{st}/{kind}", methods=["GET"], endpoint=f"wado_rs_study_{kind}")(_group())
-        ctx.route(f"{se}/{kind}", methods=["GET"], endpoint=f"wado_rs_series_{kind}")(_group())
-        ctx.route(f"{inst}/{kind}", methods=["GET"],
-                  endpoint=f"wado_rs_instance_{kind}")(_instance())
-        ctx.route(f"{inst}/frames/<string:frames>/{kind}", methods=["GET"],
-                  endpoint=f"wado_rs_frames_{kind}")(_frames())
+    def thumbnail_frames(self, request: IRequest, study: str, series: str, sop: str,
+                         frames: str) -> Any:
+        return self._frames(request, study, series, sop, frames, True)

@@ -10,19 +10,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from klein import Klein
 from twisted.internet.defer import inlineCallbacks
 from twisted.web.iweb import IRequest
 
+from dwdaemon.config import Config
 from dwdaemon.dicom import pixels, reencode, render, transcode
 from dwdaemon.dicom import wado_model as wm
+from dwdaemon.store.store import Store
+from dwdaemon.threads import ThreadPools
 from dwdaemon.web import producers
-from dwdaemon.web.context import Context
 from dwdaemon.web.errors import ApiError
 from dwdaemon.web.query import arg
-from dwdaemon.web.wado_rs import instance_source, wado_service
+from dwdaemon.web.routing import RouteGroup
+from dwdaemon.web.wado_rs import WadoService, instance_source
 
-__all__ = ["install"]
+__all__ = ["WadoUri"]
 
 
 #: Names clients use for the rendered types (Orthanc accepts ``image/jpg``).
@@ -73,13 +75,20 @@ def _options(request: IRequest, media: str) -> render.RenderOptions:
         raise ApiError(400, str(exc)) from exc
 
 
-def install(app: Klein, ctx: Context) -> None:
-    """Register the WADO-URI route at ``DicomWeb.WadoRoot``."""
-    service = wado_service(ctx)
+class WadoUri(RouteGroup):
+    """WADO-URI at ``DicomWeb.WadoRoot``."""
 
-    @ctx.route(ctx.config.dicomweb.wado_root, methods=["GET"], endpoint="wado_uri")
+    def __init__(self, config: Config, store: Store, pools: ThreadPools, wado: WadoService
+                 ) -> None:
+        super().__init__(config)
+        self.store = store
+        self.pools = pools
+        self.service = wado
+        self.route(self.config.dicomweb.wado_root, methods=["GET"], endpoint="wado_uri",
+                   handler=self.wado)
+
     @inlineCallbacks
-    def wado(request: IRequest) -> Any:
+    def wado(self, request: IRequest) -> Any:
         request_type = arg(request, "requestType")
         if request_type is None:
             raise ApiError(400, "requestType is missing (expected WADO)")
@@ -90,16 +99,16 @@ def install(app: Klein, ctx: Context) -> None:
             raise ApiError(400, "objectUID is missing")
         study = arg(request, "studyUID") or None
         series = arg(request, "seriesUID") or None
-        row = yield ctx.store.instance_by_uid(sop, study, series)
+        row = yield self.store.instance_by_uid(sop, study, series)
         if row is None:
             if study or series:
-                known = yield ctx.store.instance_by_uid(sop)
+                known = yield self.store.instance_by_uid(sop)
                 if known is not None:
                     raise ApiError(404, f"object {sop} is not in the given study/series")
             raise ApiError(404, f"unknown object {sop}")
         count = pixels.frame_count(row.frames, row.number_of_frames)
         media = _content_type(request, count > 0)
-        path = service.path(row)
+        path = self.service.path(row)
         if media == wm.DICOM:
             # PS3.18 9: Explicit VR Little Endian unless asked ("*" keeps the stored syntax)
             wanted = arg(request, "transferSyntax") or wm.EXPLICIT_VR_LE
@@ -119,15 +128,15 @@ def install(app: Klein, ctx: Context) -> None:
             if wanted == row.transfer_syntax:
                 request.setHeader("Content-Length", str(row.file_size))
             else:
-                service.admit_pixel_work()
+                self.service.admit_pixel_work()
             source = instance_source(path, row, wanted)
-            return (yield producers.stream(request, [source], ctx.pools.io,
-                                           pixel_run=ctx.pools.pixels))
+            return (yield producers.stream(request, [source], self.pools.io,
+                                           pixel_run=self.pools.pixels))
         options = _options(request, media)
         frame = arg(request, "frameNumber")
         try:
             number = wm.parse_positive_int(frame, "frameNumber", count) if frame else 1
         except ValueError as exc:
             raise ApiError(400, str(exc)) from exc
-        return (yield service.send_image(request, options,
-                                         service.render_job(row, number - 1, options)))
+        return (yield self.service.send_image(request, options,
+                                         self.service.render_job(row, number - 1, options)))

@@ -1,6 +1,6 @@
 """The web page at ``/`` (``OrthancExplorerEnabled``): static files shipped in the package.
 
-The files of ``dwdaemon/web/static`` are read once when the routes are installed (at start-up,
+The files of ``dwdaemon/web/static`` are read once when the group is built (at start-up,
 before the reactor runs) and answered from memory with an ``ETag``; ``/app/config.json`` tells
 the page where the APIs are. Every route is guarded like the API (remote access, Basic auth).
 """
@@ -17,8 +17,9 @@ from typing import Any
 from twisted.web.iweb import IRequest
 
 import dwdaemon
-from dwdaemon.web.context import Context
+from dwdaemon.config import Config
 from dwdaemon.web.errors import ApiError
+from dwdaemon.web.routing import RouteGroup
 
 #: Where the page's files are served (Orthanc Explorer's prefix).
 PREFIX = "/app/"
@@ -70,9 +71,8 @@ def load_assets() -> dict[str, Asset]:
     return out
 
 
-def page_config(ctx: Context) -> dict[str, Any]:
+def page_config(config: Config) -> dict[str, Any]:
     """What the page needs to know about this daemon (no secrets)."""
-    config = ctx.config
     return {
         "Name": config.name,
         "Version": dwdaemon.__version__,
@@ -103,29 +103,37 @@ def answer(request: IRequest, asset: Asset) -> bytes:
     return asset.body
 
 
-def install(app: Any, ctx: Context) -> None:
-    """Register ``/``, ``/app/explorer.html``, ``/app/config.json`` and ``/app/{file}``."""
-    if not ctx.config.orthanc_explorer_enabled:
-        return
-    assets = load_assets()
-    index = assets["index.html"]
-    settings = make_asset(json.dumps(page_config(ctx), indent=2).encode("utf-8"), "config.json")
+class WebPage(RouteGroup):
+    """``/``, ``/app/explorer.html``, ``/app/config.json`` and ``/app/{file}`` (none when
+    ``OrthancExplorerEnabled`` is false)."""
 
-    @ctx.route("/", methods=["GET"], endpoint="webpage.index")
-    def home(request: IRequest) -> bytes:
-        return answer(request, index)
+    def __init__(self, config: Config) -> None:
+        super().__init__(config)
+        if not config.orthanc_explorer_enabled:
+            return
+        self.assets = load_assets()
+        self.index = self.assets["index.html"]
+        self.settings = make_asset(json.dumps(page_config(config), indent=2).encode("utf-8"),
+                                   "config.json")
+        self.route("/", methods=["GET"], endpoint="webpage.index", handler=self.home)
+        self.route(PREFIX + "explorer.html", methods=["GET"], endpoint="webpage.explorer",
+                   handler=self.explorer)
+        self.route(PREFIX + "config.json", methods=["GET"], endpoint="webpage.config",
+                   handler=self.config_json)
+        self.route(PREFIX + "<path:name>", methods=["GET"], endpoint="webpage.file",
+                   handler=self.static_file)
 
-    @ctx.route(PREFIX + "explorer.html", methods=["GET"], endpoint="webpage.explorer")
-    def explorer(request: IRequest) -> bytes:
-        return answer(request, index)
+    def home(self, request: IRequest) -> bytes:
+        return answer(request, self.index)
 
-    @ctx.route(PREFIX + "config.json", methods=["GET"], endpoint="webpage.config")
-    def config_json(request: IRequest) -> bytes:
-        return answer(request, settings)
+    def explorer(self, request: IRequest) -> bytes:
+        return answer(request, self.index)
 
-    @ctx.route(PREFIX + "<path:name>", methods=["GET"], endpoint="webpage.file")
-    def static_file(request: IRequest, name: str) -> bytes:
-        asset = assets.get(name)
+    def config_json(self, request: IRequest) -> bytes:
+        return answer(request, self.settings)
+
+    def static_file(self, request: IRequest, name: str) -> bytes:
+        asset = self.assets.get(name)
         if asset is None:
             raise ApiError(404, f"no such file of the web page: {name}")
         return answer(request, asset)

@@ -170,6 +170,9 @@ try {
     { timeout: T }, rows + (args["new-study"] === "0" ? 0 : 1));
   console.log(`  ${rows + 1} studies listed`);
   if (args["new-patient"]) await waitText("#studies-table tbody td", args["new-patient"]);
+  // every series preview of the list loaded (the new study's too) before the picture
+  await page.waitForFunction(() => Array.from(document.querySelectorAll("#studies-table img"))
+    .every((img) => img.complete && img.naturalWidth > 0), { timeout: T });
   await shot("06-after-upload");
 
   if (args.server) {

@@ -57,7 +57,7 @@ class Counting(resource.Resource):
 
 def start_services(daemon: Any) -> None:
     """Start the daemon's extra services (job engine, remote servers), as twistd does."""
-    for service in daemon.ctx.services:
+    for service in daemon.parts.services:
         if not service.running:
             service.startService()
 

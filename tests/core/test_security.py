@@ -25,7 +25,7 @@ from twisted.web.client import (
     ResponseNeverReceived,
 )
 
-from dwdaemon.tap import build_site, listen_description
+from dwdaemon.tap import build_daemon, listen_description
 from dwdaemon.web.auth import check_basic, is_loopback
 from tests.support import make_config, read, start_daemon, testdata
 
@@ -150,7 +150,8 @@ class HttpsTests(TestCase):
         os.makedirs(directory)
         pem, cert_pem = make_certificate(directory)
         config = make_config(directory, ssl_enabled=True, ssl_certificate=pem)
-        site, store, pools, _ = build_site(config, reactor)
+        daemon = build_daemon(config, reactor)
+        site, store, pools = daemon.site, daemon.store, daemon.pools
         pools.start()
         store.open()
         self.addCleanup(store.close)

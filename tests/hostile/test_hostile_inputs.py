@@ -95,7 +95,7 @@ class PixelAdmissionTests(TestCase):
             pools = Pools()
             config = Config()
 
-        service = WadoService(Ctx())  # type: ignore[arg-type]
+        service = WadoService(Ctx.config, None, Ctx.store, Ctx.pools)  # type: ignore[arg-type]
         service.admit_pixel_work()
         Ctx.pools.backlog_size = 3
         with self.assertRaises(ApiError) as caught:

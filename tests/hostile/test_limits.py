@@ -12,7 +12,7 @@ from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import TestCase
 
 from dwdaemon.config import parse_config
-from dwdaemon.tap import build_site
+from dwdaemon.tap import build_daemon
 from dwdaemon.threads import ThreadPools
 from dwdaemon.web.limits import HttpLimits, RefusalLog
 from tests.support import make_config, start_daemon
@@ -55,7 +55,8 @@ class ChannelTests(TestCase):
         config = make_config(self.mktemp(), http_request_timeout=30,
                              maximum_request_head_size=4, maximum_connections_per_client=2)
         pools = ThreadPools(synchronous=True)
-        self.site, self.store, _, _ = build_site(config, pools=pools)
+        daemon = build_daemon(config, pools=pools)
+        self.site, self.store = daemon.site, daemon.store
         self.store.open()
         self.addCleanup(self.store.close)
         self.clock = Clock()
@@ -193,7 +194,8 @@ class OptionsAndPathTests(TestCase):
     def test_options_star_needs_authentication(self) -> None:
         config = make_config(self.mktemp(), authentication_enabled=True,
                              registered_users={"alice": "secret"})
-        site, store, _, _ = build_site(config, pools=ThreadPools(synchronous=True))
+        daemon = build_daemon(config, pools=ThreadPools(synchronous=True))
+        site, store = daemon.site, daemon.store
         store.open()
         self.addCleanup(store.close)
         for auth, expected in ((b"", b" 401 "), (b"Authorization: Basic YWxpY2U6c2VjcmV0\r\n",
@@ -221,7 +223,8 @@ class OptionsAndPathTests(TestCase):
 class AbsoluteFormTests(TestCase):
     def test_absolute_form_is_routed_by_its_path(self) -> None:
         config = make_config(self.mktemp())
-        site, store, _, _ = build_site(config, pools=ThreadPools(synchronous=True))
+        daemon = build_daemon(config, pools=ThreadPools(synchronous=True))
+        site, store = daemon.site, daemon.store
         store.open()
         self.addCleanup(store.close)
         address = IPv4Address("TCP", "127.0.0.1", 40000)

@@ -30,7 +30,7 @@ from zope.interface import implementer
 from dwdaemon.config import parse_config
 from dwdaemon.dicom.ids import resource_ids
 from dwdaemon.dicom.xmlmodel import dataset_json_to_xml, xml_to_dataset_json
-from dwdaemon.tap import build_site
+from dwdaemon.tap import build_daemon
 from dwdaemon.threads import ThreadPools
 
 B = "b0undary-123"
@@ -126,7 +126,8 @@ class StowServerMixin:
         cfg.update(self.config)
         config, _ = parse_config(json.dumps(cfg), tmp)
         pools = ThreadPools(reactor)
-        site, store, pools, ctx = build_site(config, reactor, pools)
+        daemon = build_daemon(config, reactor, pools)
+        site, store = daemon.site, daemon.store
         store.open()
         pools.start()
         self.store = store

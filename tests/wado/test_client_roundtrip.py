@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 
@@ -88,9 +89,7 @@ class DisconnectTests(TestCase):
         storage = daemon.store.storage.root
         open_files = []
         for fd in os.listdir("/proc/self/fd"):
-            try:
+            with contextlib.suppress(OSError):
                 open_files.append(os.readlink(f"/proc/self/fd/{fd}"))
-            except OSError:
-                pass
         self.assertEqual([f for f in open_files if f.startswith(storage)], [])
         self.assertEqual(self.flushLoggedErrors(), [])

@@ -12,7 +12,7 @@ from twisted.internet.defer import inlineCallbacks
 from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from dwdaemon.web.context import host_with_port
+from dwdaemon.web.urls import host_with_port
 from tests.support import read, start_daemon, testdata
 
 

@@ -1,26 +1,10 @@
-"""What every route module gets: configuration, store, pools, routing and URL helpers."""
+"""URLs as clients see this server: the DICOMweb root, base URL behind proxies, resource URLs."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
-
-from klein import Klein
 from twisted.web.iweb import IRequest
 
 from dwdaemon.config import Config
-from dwdaemon.store.store import Store
-from dwdaemon.threads import ThreadPools
-
-if TYPE_CHECKING:
-    from twisted.application.service import Service
-
-    from dwdaemon.web.jobs import ReadyEngine
-    from dwdaemon.web.limits import HttpLimits
-    from dwdaemon.web.metrics import Metrics
-    from dwdaemon.web.servers import RemoteServers
-    from dwdaemon.web.wado_rs import WadoService
 
 
 def _header(request: IRequest, name: str) -> str | None:
@@ -64,37 +48,11 @@ def host_with_port(host: str, local_host: str, local_port: int, scheme: str) -> 
     return host
 
 
-@dataclass
-class Context:
-    """Shared collaborators of the route modules, every one built in
-    :func:`dwdaemon.tap.build_site` (no module creates a long-lived object of its own)."""
+class Urls:
+    """URL helpers of one configuration (a value: no services)."""
 
-    config: Config
-    store: Store
-    pools: ThreadPools
-    app: Klein
-    reactor: Any = None
-    #: The job engine (``/jobs``, the client routes' jobs).
-    jobs: ReadyEngine | None = None
-    #: The remote DICOMweb servers (``{Root}servers``); None when DICOMweb is off.
-    servers: RemoteServers | None = None
-    #: The Prometheus metrics of this daemon.
-    metrics: Metrics | None = None
-    #: Limits against hostile clients (connection counts, the refusal log).
-    limits: HttpLimits | None = None
-    #: WADO-RS retrieval and rendering, shared with WADO-URI and the core image routes.
-    wado: WadoService | None = None
-    #: Services to start and stop with the daemon (job engine, remote servers).
-    services: list[Service] = field(default_factory=list)
-    #: Answers OPTIONS on a path routed for other methods (set by the capabilities module).
-    unrouted_options: Callable[[IRequest], Any] | None = None
-
-    def route(self, path: str, methods: list[str], endpoint: str | None = None,
-              **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-        """Register a guarded route (see :func:`dwdaemon.web.routing.route`)."""
-        from dwdaemon.web.routing import route
-
-        return route(self, path, methods=methods, endpoint=endpoint, **kwargs)
+    def __init__(self, config: Config) -> None:
+        self.config = config
 
     @property
     def root(self) -> str:
