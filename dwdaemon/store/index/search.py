@@ -315,7 +315,6 @@ def build_sql(level: str, query: Query, *, study_uid: str | None = None,
            f" ORDER BY {order} LIMIT ? OFFSET ?) page JOIN {_PAGE_JOIN[level]}"
            f" ORDER BY {order}")
     return sql, params + paging, residual, pushed
-    return sql, params, residual, pushed
 
 
 # --------------------------------------------------------------------------
