@@ -272,7 +272,9 @@ class Ours(Server):
     name = "dwdaemon"
 
     def base_config(self) -> dict[str, Any]:
-        return {"Name": "bench", **super().base_config()}
+        # one process, so that CPU time and RSS read from its pid are the whole daemon's;
+        # stow_bench's OursWorkers sets Workers and sums over the parent and its workers
+        return {"Name": "bench", "Workers": 1, **super().base_config()}
 
     def command(self, config_path: str) -> list[str]:
         return [sys.executable, "-m", "twisted", "dicomweb", "--config", config_path]

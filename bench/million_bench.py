@@ -288,9 +288,10 @@ def explain_all(dsn: str, schema: str, paths: dict[str, str]) -> None:
         if len(segments) >= 5:
             kwargs["series_uid"] = segments[3]
         query = parse_query(parse_qsl(parts.query))
+        cap = None if segments[-1] == "instances" else 1000  # LimitFindResults' default
         print(f"  {name}")
         for line in explain(index, segments[-1], query, analyze=True,
-                            limit=query.limit, **kwargs):
+                            limit=query.limit or cap, **kwargs):
             print(f"      {line}")
     index.close()
 

@@ -73,8 +73,9 @@ def instance(study: int, series: int, number: int) -> bytes:
 
 
 def start(directory: str, port: int, postgres_uri: str | None) -> subprocess.Popen:
-    config: dict[str, Any] = {"HttpPort": port, "StorageDirectory": os.path.join(directory,
-                                                                                 "storage")}
+    # one process each (Workers: 1): the figures compare index back-ends, not process counts
+    config: dict[str, Any] = {"HttpPort": port, "Workers": 1,
+                              "StorageDirectory": os.path.join(directory, "storage")}
     if postgres_uri:
         config["PostgreSQL"] = {"EnableIndex": True, "ConnectionUri": postgres_uri}
     path = os.path.join(directory, f"config-{port}.json")

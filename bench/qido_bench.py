@@ -10,6 +10,9 @@ Data: 10,000 studies x 2 series x 5 instances, plus one study with a 300-instanc
 - Orthanc: started here on 127.0.0.1:8242 with the DICOMweb plugin; loaded with parallel
   ``POST /instances``.
 
+With ``--postgres DSN`` dwdaemon's index is PostgreSQL instead (schema ``dwd_qido_bench`` of
+that database, loaded once the same way and kept between runs; ``--fresh`` drops it too).
+
 Queries (a)-(f) of issue 4, each run ``--repeat`` times per server after a warm-up, on one
 keep-alive connection; median and p95 latency are printed, then ``EXPLAIN QUERY PLAN`` of our
 statements for (a)-(e).
@@ -19,6 +22,7 @@ Usage (from the repository root)::
     python bench/qido_bench.py                 # generate/load if needed, then measure
     python bench/qido_bench.py --repeat 30
     python bench/qido_bench.py --fresh         # drop the cache first
+    python bench/qido_bench.py --skip-orthanc --postgres "host=127.0.0.1 dbname=test"
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ BIG_SERIES = 300
 UID_ROOT = "1.2.826.0.1.3680043.8.498.77"
 BIG_STUDY = f"{UID_ROOT}.9999999"
 BIG_SERIES_UID = f"{BIG_STUDY}.1"
+PG_SCHEMA = "dwd_qido_bench"
 
 SURNAMES = ["SMITH", "JOHNSON", "WILLIAMS", "BROWN", "JONES", "GARCIA", "MILLER", "DAVIS",
             "RODRIGUEZ", "MARTINEZ", "HERNANDEZ", "LOPEZ", "GONZALEZ", "WILSON", "ANDERSON",
@@ -198,10 +203,33 @@ def _analyse(args: tuple[str, str]) -> Any:
     return record_fields(analysis), file_uuid, len(data), hashlib.md5(data).hexdigest()
 
 
-def load_ours(files: list[str], directory: str) -> None:
+def open_index(directory: str, postgres: str | None) -> Any:
+    """dwdaemon's index of the benchmark: SQLite in ``directory``, or PostgreSQL."""
+    if postgres:
+        from dwdaemon.store.index.postgres import PostgresIndex
+
+        index: Any = PostgresIndex(postgres, schema_name=PG_SCHEMA)
+    else:
+        from dwdaemon.store.index.sqlite import SqliteIndex
+
+        index = SqliteIndex(os.path.join(directory, "index"))
+    index.open()
+    return index
+
+
+def postgres_uri(dsn: str) -> str:
+    """A connection URI to the benchmark's schema (for the daemon's configuration)."""
+    import psycopg
+
+    info = psycopg.conninfo.conninfo_to_dict(dsn)
+    user = info.get("user") or os.environ.get("PGUSER") or "postgres"
+    return (f"postgresql://{user}@{info.get('host', '127.0.0.1')}:{info.get('port', 5432)}/"
+            f"{info.get('dbname', 'test')}?options=-csearch_path%3D{PG_SCHEMA}")
+
+
+def load_ours(files: list[str], directory: str, postgres: str | None = None) -> None:
     """Index every file in-process (analysis in worker processes, one writer)."""
     from dwdaemon.store.index.base import InstanceRecord
-    from dwdaemon.store.index.sqlite import SqliteIndex
 
     marker = os.path.join(directory, ".complete")
     if os.path.exists(marker):
@@ -209,9 +237,14 @@ def load_ours(files: list[str], directory: str) -> None:
     shutil.rmtree(directory, True)
     storage = os.path.join(directory, "storage")
     os.makedirs(storage)
-    index = SqliteIndex(os.path.join(directory, "index"))
-    index.open()
-    index.connection().execute("PRAGMA synchronous=OFF")
+    if postgres:
+        import psycopg
+
+        with psycopg.connect(postgres, autocommit=True) as admin:
+            admin.execute(f"DROP SCHEMA IF EXISTS {PG_SCHEMA} CASCADE")
+    index = open_index(directory, postgres)
+    index.connection().execute("SET synchronous_commit TO off" if postgres
+                               else "PRAGMA synchronous=OFF")
     started = time.time()
     with multiprocessing.Pool(os.cpu_count() or 2) as pool:
         for n, (fields, file_uuid, size, md5) in enumerate(
@@ -220,7 +253,10 @@ def load_ours(files: list[str], directory: str) -> None:
                                               file_md5=md5, **fields), False)
             if n % 20000 == 0:
                 print(f"  dwdaemon: {n} indexed ({time.time() - started:.0f} s)", flush=True)
-    index.connection().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    if not postgres:
+        index.connection().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    else:
+        index.connection().execute("ANALYZE")
     index.close()
     open(marker, "w").close()
     print(f"dwdaemon: loaded {len(files)} instances in {time.time() - started:.0f} s",
@@ -266,13 +302,11 @@ def p95(values: list[float]) -> float:
     return ordered[min(len(ordered) - 1, int(round(0.95 * (len(ordered) - 1))))]
 
 
-def explain_plans(directory: str) -> None:
+def explain_plans(directory: str, postgres: str | None = None) -> None:
     from dwdaemon.dicom.matching import parse_query
     from dwdaemon.store.index.search import explain
-    from dwdaemon.store.index.sqlite import SqliteIndex
 
-    index = SqliteIndex(os.path.join(directory, "index"))
-    index.open()
+    index = open_index(directory, postgres)
     study = study_plan(1234)["uid"]
     cases = {
         "a": ("studies", [("limit", "100")], {}),
@@ -283,7 +317,7 @@ def explain_plans(directory: str) -> None:
         "f": ("instances", [("includefield", "00180050")],
               {"study_uid": BIG_STUDY, "series_uid": BIG_SERIES_UID}),
     }
-    print("\nEXPLAIN QUERY PLAN (dwdaemon, SQLite):")
+    print(f"\nquery plans (dwdaemon, {index.backend_name}):")
     for key, (level, pairs, kwargs) in cases.items():
         query = parse_query(pairs)
         print(f"  ({key})")
@@ -298,14 +332,23 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--fresh", action="store_true", help="drop the cache first")
     parser.add_argument("--skip-orthanc", action="store_true")
+    parser.add_argument("--port", type=int, default=OURS_PORT, help="dwdaemon's HTTP port")
+    parser.add_argument("--postgres", metavar="DSN",
+                        help="dwdaemon's index in PostgreSQL (schema dwd_qido_bench)")
     args = parser.parse_args()
     if args.fresh:
         shutil.rmtree(CACHE, True)
     os.makedirs(CACHE, exist_ok=True)
     files = generate(os.path.join(CACHE, "files"))
     print(f"{len(files)} instances, {STUDIES + 1} studies", flush=True)
-    ours_dir = os.path.join(CACHE, "dwdaemon")
-    load_ours(files, ours_dir)
+    ours_dir = os.path.join(CACHE, "dwdaemon-pg" if args.postgres else "dwdaemon")
+    if args.fresh and args.postgres:
+        shutil.rmtree(ours_dir, True)
+    load_ours(files, ours_dir, args.postgres)
+    ours_config: dict[str, Any] = {"Name": "qido-bench"}
+    if args.postgres:
+        ours_config["PostgreSQL"] = {"EnableIndex": True,
+                                     "ConnectionUri": postgres_uri(args.postgres)}
 
     rnd = random.Random(7)
     studies = [study_plan(rnd.randrange(STUDIES))["uid"] for _ in range(args.repeat)]
@@ -317,9 +360,9 @@ def main() -> None:
             paths[key] = [template] * args.repeat
 
     results: dict[str, dict[str, tuple[list[float], int, int]]] = {}
-    with Ours(OURS_PORT, ours_dir, {"Name": "qido-bench"},
+    with Ours(args.port, ours_dir, ours_config,
               ready_path="/dicom-web/studies?limit=1", ready_timeout=300):
-        results["dwdaemon"] = {k: measure(OURS_PORT, p) for k, p in paths.items()}
+        results["dwdaemon"] = {k: measure(args.port, p) for k, p in paths.items()}
     if not args.skip_orthanc:
         with Orthanc(ORTHANC_PORT, os.path.join(CACHE, "orthanc"), {"Name": "qido-bench-orthanc"},
                      ready_timeout=300):
@@ -342,7 +385,7 @@ def main() -> None:
             line += (f" {statistics.median(theirs):8.1f}/{p95(theirs):8.1f} {n_theirs:7d}"
                      f" {ratio:7.1f}x")
         print(line)
-    explain_plans(ours_dir)
+    explain_plans(ours_dir, args.postgres)
 
 
 if __name__ == "__main__":

@@ -6,14 +6,20 @@ sent by 1 and 4 concurrent clients with 1 and 50 instances per request.
 Memory: one chunked STOW of a ~2 GB body (generated to a temp file) against dwdaemon,
 measuring the increase of its peak RSS (VmHWM).
 
+Worker processes: dwdaemon runs once per ``--workers`` count (default ``1,2``), each named
+``dwdaemon-wN``; CPU time and RSS are summed over the parent and its workers.  The four
+configurations are run server after server (alternating), and the ratios to Orthanc and to
+the 1.5x goal are printed, with CPU milliseconds per instance.
+
 Usage (from the repository root)::
 
     python bench/stow_bench.py                  # everything
     python bench/stow_bench.py --skip-memory    # throughput only
     python bench/stow_bench.py --memory-gb 2 --instances 400
+    python bench/stow_bench.py --workers 1,2,4 --rounds 3 --skip-memory
 
-Ports: dwdaemon 127.0.0.1:8141, Orthanc 127.0.0.1:8142 (both started and stopped here, with
-temporary configurations and storage).
+Ports: dwdaemon 127.0.0.1:8141 (+1 per worker count), Orthanc 127.0.0.1:8140 (all started and
+stopped here, with temporary configurations and storage).
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import tempfile
 import threading
 import time
@@ -31,7 +38,8 @@ from benchlib import DICOM_JSON, Client, CTFactory, Orthanc, Ours, Server, file_
 from pydicom.uid import generate_uid
 
 OURS_PORT = 8141
-ORTHANC_PORT = 8142
+ORTHANC_PORT = 8140
+GOAL = 1.5
 BOUNDARY = b"stow-bench-boundary-6b1f0c"
 CONTENT_TYPE = 'multipart/related; type="application/dicom"; boundary=' + BOUNDARY.decode()
 
@@ -44,6 +52,50 @@ def part(data: bytes) -> bytes:
 def multipart(parts: list[bytes]) -> bytes:
     """A multipart/related STOW body."""
     return b"".join([part(p) for p in parts] + [b"--" + BOUNDARY + b"--\r\n"])
+
+
+class OursWorkers(Ours):
+    """dwdaemon with ``Workers`` set; CPU time and memory summed over parent and workers."""
+
+    def __init__(self, port: int, workers: int) -> None:
+        super().__init__(port, config={"Workers": workers})
+        self.name = f"dwdaemon-w{workers}"
+        self.workers = workers
+
+    def pids(self) -> list[int]:
+        """The parent and its live children (the workers)."""
+        out = [self.pid]
+        for name in os.listdir("/proc"):
+            if name.isdigit():
+                try:
+                    with open(f"/proc/{name}/stat") as f:
+                        if int(f.read().rsplit(")", 1)[1].split()[1]) == self.pid:
+                            out.append(int(name))
+                except OSError:
+                    continue
+        return out
+
+    def status(self, key: str) -> int:
+        total = 0
+        for pid in self.pids():
+            try:
+                with open(f"/proc/{pid}/status") as f:
+                    total += next((int(line.split()[1]) for line in f
+                                   if line.startswith(key + ":")), 0)
+            except OSError:
+                continue
+        return total
+
+    def cpu_seconds(self) -> float:
+        total = 0
+        for pid in self.pids():
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += int(fields[11]) + int(fields[12])
+        return total / os.sysconf("SC_CLK_TCK")
 
 
 # -- clients ----------------------------------------------------------------------------------
@@ -99,27 +151,44 @@ def make_bodies(factory: CTFactory, total: int, per_request: int) -> list[tuple[
 
 def throughput(args: argparse.Namespace, servers: list[Server]) -> None:
     factory = CTFactory()
-    print(f"{'server':10} {'clients':>7} {'inst/req':>8} {'instances':>9} {'s':>7} "
+    print(f"{'server':12} {'clients':>7} {'inst/req':>8} {'instances':>9} {'s':>7} "
           f"{'inst/s':>8} {'MB/s':>7} {'CPUms/inst':>10} errors")
-    results: dict[tuple[str, int, int], dict] = {}
-    for per_request in (1, 50):
-        for clients in (1, 4):
-            for server in servers:
-                bodies = make_bodies(factory, args.instances, per_request)
-                r = run_throughput(server, bodies, clients)
-                results[(server.name, clients, per_request)] = r
-                print(f"{server.name:10} {clients:7d} {per_request:8d} {r['instances']:9d} "
-                      f"{r['seconds']:7.2f} {r['inst_per_s']:8.1f} {r['mb_per_s']:7.1f} "
-                      f"{r['cpu_ms_per_instance']:10.2f} "
-                      f"{r['errors']} {r['first_error']}", flush=True)
-                del bodies
-    if len(servers) == 2:
+    results: dict[tuple[str, int, int], list[dict]] = {}
+    for _round in range(args.rounds):
         for per_request in (1, 50):
             for clients in (1, 4):
-                a = results[("dwdaemon", clients, per_request)]["inst_per_s"]
-                b = results[("orthanc", clients, per_request)]["inst_per_s"]
-                print(f"ratio dwdaemon/orthanc clients={clients} inst/req={per_request}: "
-                      f"{a / b:.2f}x")
+                for server in servers:
+                    bodies = make_bodies(factory, args.instances, per_request)
+                    r = run_throughput(server, bodies, clients)
+                    results.setdefault((server.name, clients, per_request), []).append(r)
+                    print(f"{server.name:12} {clients:7d} {per_request:8d} {r['instances']:9d} "
+                          f"{r['seconds']:7.2f} {r['inst_per_s']:8.1f} {r['mb_per_s']:7.1f} "
+                          f"{r['cpu_ms_per_instance']:10.2f} "
+                          f"{r['errors']} {r['first_error']}", flush=True)
+                    del bodies
+
+    def median(name: str, clients: int, per_request: int, key: str) -> float:
+        return statistics.median(r[key] for r in results[(name, clients, per_request)])
+
+    print(f"\nmedians of {args.rounds} round(s):")
+    names = [s.name for s in servers]
+    for per_request in (1, 50):
+        for clients in (1, 4):
+            line = f"clients={clients} inst/req={per_request:2d}:"
+            for name in names:
+                line += (f"  {name} {median(name, clients, per_request, 'inst_per_s'):6.1f}/s"
+                         f" {median(name, clients, per_request, 'cpu_ms_per_instance'):5.2f}ms")
+            print(line)
+    if "orthanc" in names:
+        for name in names:
+            if name == "orthanc":
+                continue
+            for per_request in (1, 50):
+                for clients in (1, 4):
+                    a = median(name, clients, per_request, "inst_per_s")
+                    b = median("orthanc", clients, per_request, "inst_per_s")
+                    print(f"ratio {name}/orthanc clients={clients} inst/req={per_request}: "
+                          f"{a / b:.2f}x (goal {GOAL}x: {a / b / GOAL * 100:.0f}%)")
 
 
 def memory(args: argparse.Namespace, server: Server) -> None:
@@ -164,24 +233,31 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--skip-memory", action="store_true")
     p.add_argument("--skip-orthanc", action="store_true")
     p.add_argument("--only-memory", action="store_true")
+    p.add_argument("--workers", default="1,2",
+                   help="comma-separated worker counts of dwdaemon (default 1,2)")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="rounds of the four configurations (medians are reported)")
     args = p.parse_args(argv)
+    counts = [int(n) for n in args.workers.split(",") if n]
 
     servers: list[Server] = []
     try:
-        ours = Ours(OURS_PORT)
-        servers.append(ours)
-        ours.start()
         if not args.only_memory:
+            for i, n in enumerate(counts):
+                ours = OursWorkers(OURS_PORT + i, n)
+                servers.append(ours)
+                ours.start()
             if not args.skip_orthanc:
                 orthanc = Orthanc(ORTHANC_PORT)
                 servers.append(orthanc)
                 orthanc.start()
             throughput(args, servers)
+            for server in list(servers):
+                server.stop()
+                servers.remove(server)
         if not args.skip_memory:
             # A fresh daemon for the memory test, so the figure is the STOW's alone.
-            ours.stop()
-            servers.remove(ours)
-            ours = Ours(OURS_PORT)
+            ours = OursWorkers(OURS_PORT, counts[0])
             servers.append(ours)
             ours.start()
             memory(args, ours)

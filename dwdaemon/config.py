@@ -14,6 +14,9 @@ DICOMweb plugin's ``DicomWeb`` section), plus these extensions:
 ``MaximumConnectionsPerClient``, ``MaximumPixelJobs``, ``MaximumPixelQueue``
     Limits against hostile clients (see :mod:`dwdaemon.web.limits` and the README), with
     Orthanc's ``HttpRequestTimeout`` (seconds to receive a request head).
+``Workers``
+    Worker processes serving the same listening socket(s) (see :mod:`dwdaemon.workers`):
+    ``0`` (the default in a file) = the number of CPUs, ``1`` = one process as before.
 ``Cors``
     CORS for browsers on other origins (web viewers): ``Enabled``, ``AllowedOrigins``,
     ``AllowCredentials``, ``MaxAge``, ``AllowedHeaders`` (see :mod:`dwdaemon.web.cors`).
@@ -94,6 +97,7 @@ TOP_LEVEL_KEYS = (
     "MaximumPixelQueue",
     "OrthancExplorerEnabled",
     "ExplorerViewerUrl",
+    "Workers",
     "DicomWeb",
     "PostgreSQL",
     "MetricsEnabled",
@@ -279,6 +283,14 @@ class CorsConfig:
     allowed_headers: tuple[str, ...] = ()
 
 
+def cpu_count() -> int:
+    """The CPUs this process may run on (the default number of ``Workers``)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
 @dataclass(frozen=True)
 class Config:
     """The whole configuration."""
@@ -323,6 +335,7 @@ class Config:
     metrics_enabled: bool = True  # GET /metrics and /tools/metrics-prometheus
     metrics_loopback_without_auth: bool = False  # loopback scrapers need no credentials
     log_format: str = "text"  # "text" or "json" (one JSON object per line)
+    workers: int = field(default_factory=cpu_count)  # processes serving the socket(s)
     source: str | None = None
 
     def __post_init__(self) -> None:
@@ -1011,6 +1024,7 @@ def _parse_config(text: str, base_dir: str, source: str | None) -> tuple[Config,
         metrics_loopback_without_auth=sec.get("MetricsLoopbackWithoutAuth", _bool,
                                               d.metrics_loopback_without_auth),
         log_format=sec.get("LogFormat", _log_format, d.log_format),
+        workers=sec.get("Workers", _workers, 0) or cpu_count(),
         source=source,
     )
     sec.warn_unknown()
@@ -1085,6 +1099,10 @@ def _limit_keys(sec: _Section, d: Config) -> dict[str, int]:
                                       d.maximum_pixel_jobs),
         "maximum_pixel_queue": sec.get("MaximumPixelQueue", _int, d.maximum_pixel_queue),
     }
+
+
+def _workers(path: str, value: object) -> int:
+    return _int(path, value, 0, 1024)
 
 
 def _log_format(path: str, value: object) -> str:

@@ -39,6 +39,11 @@ KEEP_FINISHED = 500
 #: Jobs running at once (Orthanc's ``ConcurrentJobs`` default).
 CONCURRENT_JOBS = 2
 
+#: Seconds between two looks for cancel requests of sibling processes (worker processes).
+CANCEL_POLL = 0.25
+#: Property of the index asking the owner of a job to cancel it (``cancel-job:<id>``).
+CANCEL_PROPERTY = "cancel-job:"
+
 INTERRUPTED = "interrupted by a restart of the daemon"
 CANCELLED = "cancelled by a user request"
 
@@ -142,6 +147,10 @@ class JobEngine:
         self._writes: Deferred = succeed(None)
         self._stopping = False
         self._waiters: dict[str, list[Deferred]] = {}
+        #: Owners starting with this are sibling worker processes sharing the index: their jobs
+        #: are cancelled through the index (None: a single process, no polling).
+        self.siblings: str | None = None
+        self._cancel_poll: Any = None
 
     # -- life cycle -----------------------------------------------------------------------
 
@@ -256,9 +265,65 @@ class JobEngine:
             d.cancel()
         return True
 
+    def reaches(self, owner: str) -> bool:
+        """Whether this engine can cancel a job of ``owner`` (its own or a sibling's)."""
+        return owner == self.owner or (self.siblings is not None
+                                       and owner.startswith(self.siblings))
+
+    def request_cancel(self, job_id: str, timeout: float = 10.0) -> Deferred:
+        """Ask the sibling process running ``job_id`` to cancel it (through the index); fires
+        once the job is finished, or after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+
+        def finished(_: Any = None) -> Deferred:
+            return self.pools.db_read(self.index.job, job_id).addCallback(check)
+
+        def check(row: tuple[Any, ...] | None) -> Any:
+            if row is None or Job.from_row(row).state in (SUCCESS, FAILURE):
+                return None
+            if time.monotonic() > deadline:
+                return None
+            d: Deferred = Deferred()
+            self.reactor.callLater(CANCEL_POLL / 2, d.callback, None)
+            return d.addCallback(finished)
+
+        return self.pools.db_write(self.index.set_property, CANCEL_PROPERTY + job_id,
+                                   self.owner).addCallback(finished)
+
+    def _poll_cancels(self) -> None:
+        """While jobs run or wait, look for cancel requests of sibling processes."""
+        if self.siblings is None or self._stopping:
+            return
+        if self._cancel_poll is not None and self._cancel_poll.active():
+            return
+        self._cancel_poll = self.reactor.callLater(CANCEL_POLL, self._look_for_cancels)
+
+    def _look_for_cancels(self) -> None:
+        ids = [j.id for j, _ in self._queue] + list(self._running)
+        if not ids or self._stopping:
+            return
+
+        def look() -> list[str]:
+            wanted = [i for i in ids if self.index.get_property(CANCEL_PROPERTY + i)]
+            for job_id in wanted:
+                self.index.set_property(CANCEL_PROPERTY + job_id, None)
+            return wanted
+
+        def cancel(wanted: list[str]) -> None:
+            for job_id in wanted:
+                self.cancel(job_id)
+            self._poll_cancels()
+
+        def failed(f: Failure) -> None:
+            log.failure("cannot read cancel requests", failure=f)
+            self._poll_cancels()
+
+        self.pools.db_write(look).addCallbacks(cancel, failed)
+
     # -- internals ------------------------------------------------------------------------
 
     def _pump(self) -> None:
+        self._poll_cancels()
         while self._queue and len(self._running) < self.concurrency and not self._stopping:
             job, runner = self._queue.pop(0)
             self._start(job, runner)

@@ -196,6 +196,10 @@ def makeService(options: Options) -> service.MultiService:
         from dwdaemon.logs import JsonLogService
 
         JsonLogService().setServiceParent(top)  # first: later start-up lines are JSON too
+    if config.workers > 1:  # the parent of worker processes, or one of them
+        from dwdaemon.workers import make_service
+
+        return make_service(options, top, options["listen"] or listen_description(config))
     daemon = build_daemon(config)
     daemon.pools.setServiceParent(top)
     StoreService(daemon.store).setServiceParent(top)

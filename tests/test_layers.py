@@ -19,6 +19,7 @@ PACKAGE = os.path.dirname(os.path.abspath(dwdaemon.__file__))
 #: ``dwdaemon`` itself (``__version__``) may be imported by every layer.
 ALLOWED: dict[str, set[str]] = {
     "tap": {"*"},
+    "workers": {"*"},  # the entry of worker processes (parent and workers), beside tap
     "cli": {"*"},
     "web": {"web", "client", "store", "jobs", "threads", "dicom", "config"},
     "client": {"client", "threads", "dicom", "config"},

@@ -14,7 +14,6 @@ from typing import Any, Protocol
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList, inlineCallbacks
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 from twisted.web.client import HTTPConnectionPool
 
 from dwdaemon.client.dicomweb import DicomWebClient
@@ -57,29 +56,31 @@ class RemoteServers:
         self.servers: dict[str, RemoteServer] = dict(config.dicomweb.servers)
         self._clients: dict[str, DicomWebClient] = {}
         self._pools: list[HTTPConnectionPool] = []
-        self._loaded: Deferred | None = None
-        self._done = False
+        #: The parsed servers of the index, by name: (definition, server).
+        self._parsed: dict[str, tuple[str, RemoteServer]] = {}
 
     @inlineCallbacks
     def ready(self) -> Any:
-        """Load the run-time servers from the index (once)."""
-        if self._done:
-            return self
-        if self._loaded is None:
-            self._loaded = self.pools.db_write(self._load_rows)
-        rows = yield _share(self._loaded)
-        if not self._done:
-            self._done = True
-            for name, definition in rows:
-                self._clients.pop(name, None)
-                if definition is None:
-                    self.servers.pop(name, None)
-                    continue
-                try:
-                    self.servers[name] = parse_server(name, json.loads(definition), self.base_dir)
-                except (ConfigError, ValueError) as exc:
-                    log.error("DICOMweb server {name} stored in the index is unusable: {exc}",
-                              name=name, exc=exc)
+        """The servers as the index has them now: re-read on each use, since other worker
+        processes (or daemons sharing the index) may have added or removed some."""
+        rows = yield self.pools.db_read(self._load_rows)
+        servers = dict(self.config.dicomweb.servers)
+        for name, definition in rows:
+            if definition is None:
+                servers.pop(name, None)
+                continue
+            known = self._parsed.get(name)
+            if known is not None and known[0] == definition:
+                servers[name] = known[1]  # unchanged: the same object keeps its client
+                continue
+            try:
+                servers[name] = parse_server(name, json.loads(definition), self.base_dir)
+            except (ConfigError, ValueError) as exc:
+                log.error("DICOMweb server {name} stored in the index is unusable: {exc}",
+                          name=name, exc=exc)
+                continue
+            self._parsed[name] = (definition, servers[name])
+        self.servers = servers
         return self
 
     def _load_rows(self) -> list[tuple[str, str | None]]:
@@ -135,6 +136,7 @@ class RemoteServers:
         definition = json.dumps(server.to_json())
         yield self.pools.db_write(self.table.put_server, name, definition)
         self.servers[name] = server
+        self._parsed[name] = (definition, server)
         self._clients.pop(name, None)
 
     @inlineCallbacks
@@ -149,21 +151,6 @@ def _reactor() -> Any:
     from twisted.internet import reactor
 
     return reactor
-
-
-def _share(d: Deferred) -> Deferred:
-    """A new Deferred firing with ``d``'s result, leaving ``d`` usable by others."""
-    out: Deferred = Deferred()
-
-    def relay(result: Any) -> Any:
-        if isinstance(result, Failure):
-            out.errback(result)
-        else:
-            out.callback(result)
-        return result
-
-    d.addBoth(relay)
-    return out
 
 
 class RemoteServersService(Service):

@@ -49,7 +49,10 @@ class Jobs(RouteGroup):
         if job is None:
             raise ApiError(404, f"unknown job {job_id!r}")
         if job.owner != engine.owner and job.state not in ("Success", "Failure"):
-            raise ApiError(409, f"job {job_id} runs on another daemon ({job.owner})")
+            if not engine.reaches(job.owner):
+                raise ApiError(409, f"job {job_id} runs on another daemon ({job.owner})")
+            yield engine.request_cancel(job_id)  # another worker process runs it
+            return json_body(request, {})
         if not engine.cancel(job_id):
             raise ApiError(400, f"job {job_id} is already finished ({job.state})")
         return json_body(request, {})

@@ -58,7 +58,7 @@ class OptionsTests(SynchronousTestCase):
 
     def test_make_service(self) -> None:
         directory = os.path.abspath(self.mktemp())
-        path = self.write_config(json.dumps({"StorageDirectory": directory}))
+        path = self.write_config(json.dumps({"StorageDirectory": directory, "Workers": 1}))
         options = tap.Options()
         options.parseOptions(["--config", path, "--listen", "tcp:0:interface=127.0.0.1"])
         top = tap.makeService(options)
@@ -89,7 +89,7 @@ class TwistdTests(SynchronousTestCase):
         config = os.path.join(directory, "config.json")
         with open(config, "w") as fp:
             fp.write(f'{{ "HttpPort": {port}, // comments are fine\n'
-                     ' "StorageDirectory": "storage", "Name": "Twistd" }')
+                     ' "StorageDirectory": "storage", "Name": "Twistd", "Workers": 1 }')
         proc = subprocess.Popen(
             [sys.executable, "-c", "from twisted.scripts.twistd import run; run()", "-n",
              "--pidfile=", "--logfile=-", "dicomweb", "--config", config],

@@ -9,12 +9,15 @@ import time
 import warnings
 from typing import Any
 
+import psycopg
+from psycopg import sql
 from twisted.internet.defer import gatherResults, inlineCallbacks
 from twisted.trial.unittest import TestCase
 
 from dwdaemon.dicom.matching import parse_query
 from dwdaemon.store.index.base import InstanceRecord
-from dwdaemon.store.index.postgres import PostgresIndex, translate
+from dwdaemon.store.index.dialect import P
+from dwdaemon.store.index.postgres import PostgresIndex
 from dwdaemon.store.index.search import search
 from dwdaemon.store.index.sqlite import SqliteIndex
 from dwdaemon.store.ingest import analyse, record_fields
@@ -112,22 +115,43 @@ class SameAsSqliteTests(PostgresStoreCase):
         self.assertEqual([r.instance_number for r in rows], [None, "2", "3", "9", "10"])
         first = self.store.index.resource("instances", rows[1].public_id)
         self.assertEqual(first["IndexInSeries"], 1)  # the first numbered one
+        d = self.store.index.dialect
         self.assertEqual(self.store.index.fetch_all(
-            "SELECT CAST(? AS INTEGER), CAST(? AS REAL), CAST(? AS INTEGER), CAST(? AS INTEGER)",
+            f"SELECT {d.int_of(P)}, {d.real_of(P)}, {d.int_of(P)}, {d.int_of(P)}",
             (" +12abc", "1.5e3x", "x", "")), [(12, 1500.0, 0, 0)])
 
-    def test_translation(self) -> None:
-        self.assertEqual(
-            translate("SELECT CAST(i.n AS INTEGER) FROM t WHERE a LIKE '%' || ?"
-                      " ORDER BY t.pk, CAST(i.n AS INTEGER), x DESC LIMIT -1 OFFSET ?"),
-            "SELECT dw_int(i.n) FROM t WHERE a LIKE '%%' || %s"
-            " ORDER BY t.pk, dw_int(i.n) NULLS FIRST, x DESC OFFSET %s")
-        self.assertEqual(
-            translate("SELECT (SELECT a FROM b ORDER BY CAST(c AS INTEGER) DESC LIMIT 1) FROM d"
-                      " ORDER BY CAST(e AS REAL)"),
-            "SELECT (SELECT a FROM b ORDER BY dw_int(c) DESC NULLS LAST LIMIT 1) FROM d"
-            " ORDER BY dw_real(e) NULLS FIRST")
+    def test_every_statement_is_composed_by_the_dialect(self) -> None:
+        # What reaches psycopg is a statement the dialect built with psycopg.sql (and cached),
+        # never a text rewritten from another dialect's spelling.
+        index = open_index(self, self.schema)
+        seen: list[Any] = []
 
+        class Recording(psycopg.Cursor):  # type: ignore[type-arg]
+            def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
+                seen.append(query)
+                return super().execute(query, params, **kwargs)
+
+        index.connection().cursor_factory = Recording
+        fields = record_fields(analyse(testdata("CT_small.dcm")))
+        record = InstanceRecord(file_uuid="f-a", file_size=1, file_md5="m", **fields)
+        self.assertEqual(index.add_instance(record, False).status, "Success")
+        self.assertEqual(index.add_instance(record, True).status, "Success")
+        found = index.search("instances", parse_query([("InstanceNumber", "1")]),
+                             base_url="http://h", series_uid=fields["series_uid"])
+        self.assertEqual(len(found.datasets), 1)
+        self.assertEqual(len(index.instances_of("studies", fields["ids"].study)), 1)
+        self.assertEqual(index.list_ids("studies", since=1), [])
+        index.save_job(("j", "T", "Pending", 0, None, "{}", "{}", "c", None, 1, "o"))
+        index.forget_old_jobs(0)
+        index.put_server("s", "{}")
+        self.assertEqual(index.delete("patients", fields["ids"].patient), ["f-a"])
+        self.assertGreater(len(seen), 20)
+        built = {id(q) for q in index.dialect.built.values()}
+        self.assertEqual([q for q in seen if id(q) not in built or not isinstance(q, sql.SQL)],
+                         [])
+        texts = [q.as_string(index.connection()) for q in seen]
+        self.assertEqual([t for t in texts if "?" in t or "CAST(" in t], [])
+        self.assertTrue(any("dw_int(i.instance_number) NULLS FIRST" in t for t in texts))
 
 class WriteTests(PostgresStoreCase):
     @inlineCallbacks

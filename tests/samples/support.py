@@ -201,7 +201,7 @@ def start_twistd(case: Any, settings: dict[str, Any]) -> Any:
     os.makedirs(directory)
     port = free_port()
     config = {"HttpPort": port, "StorageDirectory": os.path.join(directory, "storage"),
-              **settings}
+              "Workers": 1, **settings}
     path = os.path.join(directory, "dwdaemon.json")
     with open(path, "w") as fp:
         json.dump(config, fp)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from dwdaemon.store.index.dialect import P
+
 if TYPE_CHECKING:
     from dwdaemon.store.index.sql import SqlIndex
 
@@ -21,13 +23,9 @@ def save(index: SqlIndex, row: tuple[Any, ...]) -> None:
     One upsert statement (SQLite >= 3.24 and PostgreSQL spell it alike): atomic even when
     several daemons share the index.
     """
-    updates = ", ".join(f"{c} = excluded.{c}" for c in COLUMNS.split(", ")[1:])
     with index.transaction() as cur:
-        cur.execute(
-            index.dialect_sql(f"INSERT INTO dw_jobs ({COLUMNS}) VALUES ({', '.join('?' * 11)})"
-                              f" ON CONFLICT (id) DO UPDATE SET {updates}"),
-            row,
-        )
+        index.execute(cur, index.dialect.upsert("dw_jobs", tuple(COLUMNS.split(", ")), "id"),
+                      row)
 
 
 def load_all(index: SqlIndex) -> list[tuple[Any, ...]]:
@@ -37,17 +35,13 @@ def load_all(index: SqlIndex) -> list[tuple[Any, ...]]:
 
 def load_one(index: SqlIndex, job_id: str) -> tuple[Any, ...] | None:
     """One job's row (whichever daemon owns it), or None."""
-    rows = index.fetch_all(f"SELECT {COLUMNS} FROM dw_jobs WHERE id = ?", (job_id,))
+    rows = index.fetch_all(f"SELECT {COLUMNS} FROM dw_jobs WHERE id = {P}", (job_id,))
     return rows[0] if rows else None
 
 
 def delete_older(index: SqlIndex, keep: int) -> None:
     """Forget finished jobs beyond the ``keep`` most recent ones."""
     with index.transaction() as cur:
-        cur.execute(
-            index.dialect_sql(
-                "DELETE FROM dw_jobs WHERE state IN ('Success', 'Failure') AND seq NOT IN "
-                "(SELECT seq FROM dw_jobs ORDER BY seq DESC LIMIT ?)"
-            ),
-            (keep,),
-        )
+        index.execute(cur, "DELETE FROM dw_jobs WHERE state IN ('Success', 'Failure') AND seq"
+                           f" NOT IN (SELECT seq FROM dw_jobs ORDER BY seq DESC LIMIT {P})",
+                      (keep,))

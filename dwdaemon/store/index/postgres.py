@@ -1,22 +1,21 @@
 """The shared index: PostgreSQL (psycopg 3), for several daemons serving one store.
 
 Every daemon sharing the database also shares the storage directory. The SQL is the one of
-:class:`~dwdaemon.store.index.sql.SqlIndex` (written for SQLite with ``?`` placeholders),
-translated once per statement by :meth:`PostgresIndex.dialect_sql`. Writes that race with another
-daemon (the same patient, study, series or instance indexed at once; a delete emptying a parent
-that another daemon is filling) fail with a unique, foreign-key, deadlock or serialization error
-and are retried as a whole transaction: the retry sees the other daemon's committed rows.
+:class:`~dwdaemon.store.index.sql.SqlIndex`, its statement templates composed with
+:mod:`psycopg.sql` by :class:`~dwdaemon.store.index.dialect.PostgresDialect`. Writes that race
+with another daemon (the same patient, study, series or instance indexed at once; a delete
+emptying a parent that another daemon is filling) fail with a unique, foreign-key, deadlock or
+serialization error and are retried as a whole transaction: the retry sees the other daemon's
+committed rows.
 """
 
 from __future__ import annotations
 
 import random
-import re
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from functools import lru_cache
 from typing import Any, TypeVar
 
 import psycopg
@@ -26,7 +25,7 @@ from psycopg.types.string import StrDumperUnknown
 
 from dwdaemon.store.index import schema
 from dwdaemon.store.index.base import AddResult, InstanceRecord
-from dwdaemon.store.index.search import POSTGRESQL
+from dwdaemon.store.index.dialect import POSTGRESQL
 from dwdaemon.store.index.sql import DUPLICATE_SOPS, SqlIndex, warn_duplicate_sops
 
 T = TypeVar("T")
@@ -63,60 +62,6 @@ class NulSafeStrDumper(StrDumperUnknown):
 
     def dump(self, obj: str) -> Any:
         return super().dump(obj.replace("\x00", NUL_STANDIN) if "\x00" in obj else obj)
-
-
-_CAST = re.compile(r"CAST\(([^()]+?) AS (INTEGER|REAL)\)")
-
-
-@lru_cache(maxsize=1024)
-def translate(statement: str) -> str:
-    """A statement written for SQLite in PostgreSQL's spelling.
-
-    ``?`` becomes ``%s`` (``%`` is doubled), ``CAST(x AS INTEGER|REAL)`` the lenient
-    ``dw_int``/``dw_real`` functions, and ``LIMIT -1`` (no limit) disappears.
-    """
-    out = statement.replace("%", "%%").replace("?", "%s")
-    out = _CAST.sub(lambda m: f"dw_{'int' if m.group(2) == 'INTEGER' else 'real'}"
-                              f"({m.group(1)})", out)
-    return _null_order(out.replace("LIMIT -1 OFFSET", "OFFSET"))
-
-
-def _null_order(statement: str) -> str:
-    """SQLite sorts NULL first (ascending): say so on the nullable ``dw_*`` sort keys."""
-    out, pos = [], 0
-    for m in re.finditer(r"ORDER BY ", statement):
-        if m.start() < pos:
-            continue
-        start = end = m.end()
-        depth = 0
-        while end < len(statement):
-            c = statement[end]
-            if c == "(":
-                depth += 1
-            elif c == ")":
-                if depth == 0:
-                    break
-                depth -= 1
-            elif depth == 0 and statement.startswith((" LIMIT", " OFFSET"), end):
-                break
-            end += 1
-        terms, depth, last = [], 0, start
-        for i in range(start, end):
-            c = statement[i]
-            depth += c == "("
-            depth -= c == ")"
-            if c == "," and depth == 0:
-                terms.append(statement[last:i])
-                last = i + 1
-        terms.append(statement[last:end])
-        for n, term in enumerate(terms):
-            if term.strip().startswith("dw_"):
-                desc = term.rstrip().upper().endswith(" DESC")
-                terms[n] = term.rstrip() + (" NULLS LAST" if desc else " NULLS FIRST")
-        out.append(statement[pos:start] + ",".join(terms))
-        pos = end
-    out.append(statement[pos:])
-    return "".join(out)
 
 
 def conninfo(host: str = "", port: int = 5432, database: str = "", username: str = "",
@@ -196,7 +141,7 @@ class PostgresIndex(SqlIndex):
             cur.execute("SELECT pg_advisory_xact_lock(4242, hashtext(current_schema()))")
             for statement in FUNCTIONS:
                 cur.execute(statement)
-            for statement in schema.ddl(dialect="postgresql"):
+            for statement in schema.ddl(self.dialect):
                 cur.execute(statement)
             try:
                 with conn.transaction():
@@ -204,9 +149,8 @@ class PostgresIndex(SqlIndex):
             except errors.UniqueViolation:
                 cur.execute(DUPLICATE_SOPS)
                 warn_duplicate_sops(cur.fetchall())
-            cur.execute("INSERT INTO properties (name, value) VALUES (%s, %s)"
-                        " ON CONFLICT (name) DO NOTHING",
-                        ("schema_version", str(schema.SCHEMA_VERSION)))
+            self.execute(cur, self.dialect.insert_missing("properties", ("name", "value"), "name"),
+                         ("schema_version", str(schema.SCHEMA_VERSION)))
 
     def close(self) -> None:
         with self._lock:
@@ -218,21 +162,14 @@ class PostgresIndex(SqlIndex):
             self._all.clear()
         self._local = threading.local()
 
-    # -- SQL dialect -------------------------------------------------------------------------
-    def dialect_sql(self, statement: str) -> str:
-        return translate(statement)
-
-    def _insert_returning_pk(self, cur: Any, statement: str, params: tuple[Any, ...]) -> int:
-        cur.execute(self.dialect_sql(statement + " RETURNING pk"), params)
-        return int(cur.fetchone()[0])
-
-    def fetch_all(self, statement: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    # -- reads -----------------------------------------------------------------------------
+    def fetch_all(self, template: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         try:
-            return super().fetch_all(statement, params)
+            return super().fetch_all(template, params)
         except psycopg.OperationalError:
             if not self._conn_lost():
                 raise
-            return super().fetch_all(statement, params)  # once more, on a new connection
+            return super().fetch_all(template, params)  # once more, on a new connection
 
     def _conn_lost(self) -> bool:
         conn = getattr(self._local, "conn", None)

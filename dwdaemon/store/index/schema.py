@@ -1,4 +1,5 @@
-"""The index schema (SQL shared by the SQLite and PostgreSQL back-ends).
+"""The index schema (SQL shared by the SQLite and PostgreSQL back-ends; column types are
+``{int}``/``{text}``/``{pk}``/``{serial}``, given by the dialect).
 
 One row per patient, study, series and instance, keyed by Orthanc identifier (``public_id``), with
 typed columns for the attributes QIDO matches most, the Orthanc ``MainDicomTags`` as JSON text,
@@ -8,90 +9,90 @@ and per instance what ingest computed once: the DICOM JSON (``metadata``), the b
 
 from __future__ import annotations
 
-import re
+from dwdaemon.store.index.dialect import SQLITE, Dialect
 
 SCHEMA_VERSION = 1
 
 TABLES = [
     """
     CREATE TABLE IF NOT EXISTS patients (
-        pk INTEGER PRIMARY KEY {autoinc},
-        public_id TEXT NOT NULL UNIQUE,
-        patient_id TEXT NOT NULL,
-        main_tags TEXT NOT NULL,
-        last_update TEXT NOT NULL
+        pk {pk},
+        public_id {text} NOT NULL UNIQUE,
+        patient_id {text} NOT NULL,
+        main_tags {text} NOT NULL,
+        last_update {text} NOT NULL
     )""",
     """
     CREATE TABLE IF NOT EXISTS studies (
-        pk INTEGER PRIMARY KEY {autoinc},
-        public_id TEXT NOT NULL UNIQUE,
-        patient_pk INTEGER NOT NULL REFERENCES patients(pk),
-        study_uid TEXT NOT NULL,
-        patient_id TEXT NOT NULL,
-        patient_name TEXT,
-        patient_birth_date TEXT,
-        patient_sex TEXT,
-        study_date TEXT,
-        study_time TEXT,
-        accession_number TEXT,
-        study_id TEXT,
-        study_description TEXT,
-        referring_physician_name TEXT,
-        patient_name_ci TEXT,
-        patient_name_groups TEXT,
-        patient_name_words TEXT,
-        main_tags TEXT NOT NULL,
-        patient_main_tags TEXT NOT NULL,
-        last_update TEXT NOT NULL
+        pk {pk},
+        public_id {text} NOT NULL UNIQUE,
+        patient_pk {int} NOT NULL REFERENCES patients(pk),
+        study_uid {text} NOT NULL,
+        patient_id {text} NOT NULL,
+        patient_name {text},
+        patient_birth_date {text},
+        patient_sex {text},
+        study_date {text},
+        study_time {text},
+        accession_number {text},
+        study_id {text},
+        study_description {text},
+        referring_physician_name {text},
+        patient_name_ci {text},
+        patient_name_groups {text},
+        patient_name_words {text},
+        main_tags {text} NOT NULL,
+        patient_main_tags {text} NOT NULL,
+        last_update {text} NOT NULL
     )""",
     """
     CREATE TABLE IF NOT EXISTS series (
-        pk INTEGER PRIMARY KEY {autoinc},
-        public_id TEXT NOT NULL UNIQUE,
-        study_pk INTEGER NOT NULL REFERENCES studies(pk),
-        series_uid TEXT NOT NULL,
-        modality TEXT,
-        series_number TEXT,
-        series_description TEXT,
-        series_date TEXT,
-        series_time TEXT,
-        main_tags TEXT NOT NULL,
-        last_update TEXT NOT NULL
+        pk {pk},
+        public_id {text} NOT NULL UNIQUE,
+        study_pk {int} NOT NULL REFERENCES studies(pk),
+        series_uid {text} NOT NULL,
+        modality {text},
+        series_number {text},
+        series_description {text},
+        series_date {text},
+        series_time {text},
+        main_tags {text} NOT NULL,
+        last_update {text} NOT NULL
     )""",
     """
     CREATE TABLE IF NOT EXISTS instances (
-        pk INTEGER PRIMARY KEY {autoinc},
-        public_id TEXT NOT NULL UNIQUE,
-        series_pk INTEGER NOT NULL REFERENCES series(pk),
-        sop_uid TEXT NOT NULL,
-        sop_class_uid TEXT NOT NULL,
-        instance_number TEXT,
-        transfer_syntax TEXT NOT NULL,
-        number_of_frames INTEGER NOT NULL,
-        rows_ INTEGER,
-        columns_ INTEGER,
-        file_uuid TEXT NOT NULL,
-        file_size INTEGER NOT NULL,
-        file_md5 TEXT NOT NULL,
-        main_tags TEXT NOT NULL,
-        metadata TEXT NOT NULL,
-        bulk TEXT NOT NULL,
-        frames TEXT NOT NULL,
-        received_at TEXT NOT NULL,
-        last_update TEXT NOT NULL
+        pk {pk},
+        public_id {text} NOT NULL UNIQUE,
+        series_pk {int} NOT NULL REFERENCES series(pk),
+        sop_uid {text} NOT NULL,
+        sop_class_uid {text} NOT NULL,
+        instance_number {text},
+        transfer_syntax {text} NOT NULL,
+        number_of_frames {int} NOT NULL,
+        rows_ {int},
+        columns_ {int},
+        file_uuid {text} NOT NULL,
+        file_size {int} NOT NULL,
+        file_md5 {text} NOT NULL,
+        main_tags {text} NOT NULL,
+        metadata {text} NOT NULL,
+        bulk {text} NOT NULL,
+        frames {text} NOT NULL,
+        received_at {text} NOT NULL,
+        last_update {text} NOT NULL
     )""",
     """
     CREATE TABLE IF NOT EXISTS changes (
-        seq INTEGER PRIMARY KEY AUTOINCREMENT,
-        change_type TEXT NOT NULL,
-        resource_type TEXT NOT NULL,
-        public_id TEXT NOT NULL,
-        date TEXT NOT NULL
+        seq {serial},
+        change_type {text} NOT NULL,
+        resource_type {text} NOT NULL,
+        public_id {text} NOT NULL,
+        date {text} NOT NULL
     )""",
     """
     CREATE TABLE IF NOT EXISTS properties (
-        name TEXT PRIMARY KEY,
-        value TEXT NOT NULL
+        name {text} PRIMARY KEY,
+        value {text} NOT NULL
     )""",
 ]
 
@@ -124,17 +125,17 @@ UNIQUE_SOP = "CREATE UNIQUE INDEX IF NOT EXISTS instances_sop_unique ON instance
 JOBS = [
     """
     CREATE TABLE IF NOT EXISTS dw_jobs (
-        id TEXT PRIMARY KEY,
-        type TEXT NOT NULL,
-        state TEXT NOT NULL,
-        progress INTEGER NOT NULL,
-        error TEXT,
-        content TEXT NOT NULL,
-        result TEXT NOT NULL,
-        created TEXT NOT NULL,
-        completed TEXT,
-        seq INTEGER NOT NULL,
-        owner TEXT NOT NULL DEFAULT ''
+        id {text} PRIMARY KEY,
+        type {text} NOT NULL,
+        state {text} NOT NULL,
+        progress {int} NOT NULL,
+        error {text},
+        content {text} NOT NULL,
+        result {text} NOT NULL,
+        created {text} NOT NULL,
+        completed {text},
+        seq {int} NOT NULL,
+        owner {text} NOT NULL DEFAULT ''
     )""",
     "CREATE INDEX IF NOT EXISTS dw_jobs_seq ON dw_jobs(seq)",
 ]
@@ -143,28 +144,17 @@ JOBS = [
 SERVERS = [
     """
     CREATE TABLE IF NOT EXISTS dw_servers (
-        name TEXT PRIMARY KEY,
-        definition TEXT
+        name {text} PRIMARY KEY,
+        definition {text}
     )""",
 ]
 
 
-def ddl(autoinc: str = "", dialect: str = "sqlite") -> list[str]:
-    """All statements creating the schema, for a back-end's autoincrement spelling.
+def ddl(dialect: Dialect = SQLITE) -> list[str]:
+    """All statements creating the schema, with the column types of ``dialect``.
 
-    ``dialect="postgresql"`` gives the PostgreSQL form: ``BIGINT GENERATED BY DEFAULT AS
-    IDENTITY`` keys, 64-bit integers, and byte-wise (``"C"``) collation on text so that ordering,
-    ranges and ``LIKE`` prefixes behave as in SQLite and use the indexes.
+    PostgreSQL's are ``BIGINT GENERATED BY DEFAULT AS IDENTITY`` keys, 64-bit integers, and
+    byte-wise (``"C"``) collation on text so that ordering, ranges and ``LIKE`` prefixes behave
+    as in SQLite and use the indexes (see :class:`~dwdaemon.store.index.dialect.Dialect`).
     """
-    statements = [t.format(autoinc=autoinc) for t in TABLES] + INDEXES + JOBS + SERVERS
-    if dialect == "postgresql":
-        statements = [_postgresql(s) for s in statements]
-    return statements
-
-
-def _postgresql(statement: str) -> str:
-    statement = statement.replace(" AUTOINCREMENT", "")
-    statement = statement.replace("INTEGER PRIMARY KEY",
-                                  "BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY")
-    statement = re.sub(r"\bINTEGER\b", "BIGINT", statement)
-    return re.sub(r"\bTEXT\b", 'TEXT COLLATE "C"', statement)
+    return [s.format(**dialect.types) for s in TABLES + INDEXES + JOBS + SERVERS]

@@ -28,11 +28,12 @@ import orjson
 from dwdaemon.dicom import qido_model
 from dwdaemon.dicom.jsonmodel import BULK_PLACEHOLDER
 from dwdaemon.dicom.matching import TEXT_VRS, Criterion, Query, pad_upper
+from dwdaemon.store.index.dialect import SQLITE, Dialect, P, glob_escape, placeholders
 
 if TYPE_CHECKING:
     from dwdaemon.store.index.sql import SqlIndex
 
-__all__ = ["SearchResult", "explain", "search"]
+__all__ = ["SearchResult", "explain", "glob_escape", "search"]
 
 LEVEL_RANK = {"studies": 0, "series": 1, "instances": 2}
 BATCH = 256
@@ -88,50 +89,10 @@ class SearchResult:
 # --------------------------------------------------------------------------
 
 
-def glob_escape(pattern: str) -> str:
-    """A DICOM wildcard pattern as a SQLite ``GLOB`` pattern (``[`` made literal)."""
-    return pattern.replace("[", "[[]")
-
-
 def like_word(word: str) -> str:
     """A fuzzy query word as a ``LIKE`` pattern (``%``/``_`` literal, wildcards mapped)."""
     escaped = word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return "% " + escaped.replace("*", "%").replace("?", "_") + "%"
-
-
-def like_escape(pattern: str) -> str:
-    """A DICOM wildcard pattern as a ``LIKE ... ESCAPE '\\'`` pattern."""
-    escaped = pattern.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return escaped.replace("*", "%").replace("?", "_")
-
-
-@dataclass(frozen=True)
-class Dialect:
-    """How a back-end spells DICOM wildcard matching (case-sensitive, ``*`` and ``?``).
-
-    SQLite uses ``GLOB`` (its indexes serve prefixes of it); PostgreSQL uses ``LIKE`` on
-    ``"C"``-collated columns (its btree indexes serve prefixes of that).
-    """
-
-    name: str
-    operator: str
-
-    def match(self, expr: str) -> str:
-        """SQL matching ``expr`` against one pattern parameter."""
-        if self.operator == "GLOB":
-            return f"{expr} GLOB ?"
-        return f"{expr} LIKE ? ESCAPE '\\'"
-
-    def pattern(self, wildcard: str, prefix: str = "", suffix: str = "") -> str:
-        """The parameter for a DICOM wildcard, between literal ``prefix`` and ``suffix``
-        (``*`` in them means "anything")."""
-        if self.operator == "GLOB":
-            return prefix + glob_escape(wildcard) + suffix
-        return prefix.replace("*", "%") + like_escape(wildcard) + suffix.replace("*", "%")
-
-
-SQLITE = Dialect("SQLite", "GLOB")
-POSTGRESQL = Dialect("PostgreSQL", "LIKE")
 
 
 def dialect_of(index: SqlIndex) -> Dialect:
@@ -141,6 +102,9 @@ def dialect_of(index: SqlIndex) -> Dialect:
 
 @dataclass
 class Condition:
+    """A statement fragment (a template: ``{p}`` for each of ``params``) and whether SQL
+    decides the criterion exactly."""
+
     sql: str
     params: list[Any]
     exact: bool
@@ -154,25 +118,25 @@ def _column_condition(crit: Criterion, col: Column,
         return None
     kind, values = crit.kind, crit.values
     if vr in ("IS",):
-        marks = ", ".join("?" for _ in values)
-        return Condition(f"({expr} <> '' AND CAST({expr} AS REAL) IN ({marks}))",
+        marks = placeholders(len(values))
+        return Condition(f"({expr} <> '' AND {dialect.real_of(expr)} IN ({marks}))",
                          list(values), True)
     if vr in ("DA", "TM", "DT"):
         if kind == "single" and vr == "DA":
-            return Condition(f"{expr} = ?", [values[0]], True)
+            return Condition(f"{expr} = {P}", [values[0]], True)
         low, high = (values[0], values[0]) if kind == "single" else values
         parts, params = [f"{expr} <> ''"], []
         if low is not None:
-            parts.append(f"{expr} >= ?")
+            parts.append(f"{expr} >= {P}")
             params.append(low)
         if high is not None:
-            parts.append(f"{expr} <= ?")
+            parts.append(f"{expr} <= {P}")
             params.append(pad_upper(vr, high))
         return Condition("(" + " AND ".join(parts) + ")", params, True)
     if kind == "single":
-        return Condition(f"{expr} = ?", [values[0]], True)
+        return Condition(f"{expr} = {P}", [values[0]], True)
     if kind == "list":
-        marks = ", ".join("?" for _ in values)
+        marks = placeholders(len(values))
         return Condition(f"{expr} IN ({marks})", list(values), True)
     if kind == "wildcard":
         return Condition(dialect.match(expr), [dialect.pattern(values[0])], True)
@@ -183,7 +147,7 @@ def _patient_name_condition(crit: Criterion, dialect: Dialect = SQLITE) -> Condi
     """Indexed pre-filter for PatientName (confirmed in Python)."""
     if crit.kind == "fuzzy":
         words = crit.values[0]
-        sql = " AND ".join("st.patient_name_words LIKE ? ESCAPE '\\'" for _ in words)
+        sql = " AND ".join(f"st.patient_name_words LIKE {P} ESCAPE '\\'" for _ in words)
         return Condition(f"({sql})", [like_word(w) for w in words], False)
     if crit.kind not in ("single", "wildcard"):
         return None
@@ -199,7 +163,7 @@ def _modalities_condition(crit: Criterion, dialect: Dialect = SQLITE) -> Conditi
     if crit.folds_case:
         return None
     if crit.kind in ("single", "list"):
-        marks = ", ".join("?" for _ in crit.values)
+        marks = placeholders(len(crit.values))
         return Condition(f"st.pk IN (SELECT study_pk FROM series WHERE modality IN ({marks}))",
                          list(crit.values), True)
     if crit.kind == "wildcard":
@@ -280,41 +244,40 @@ _PAGE_JOIN = {
 
 def build_sql(level: str, query: Query, *, study_uid: str | None = None,
               series_uid: str | None = None, limit: int | None = None,
-              dialect: Dialect = SQLITE) -> tuple[str, list[Any], list[Criterion], bool]:
-    """The statement for a search, its parameters, the residual criteria, and whether paging
-    was pushed into SQL."""
+              dialect: Dialect = SQLITE) -> tuple[Any, list[Any], list[Criterion], bool]:
+    """The statement for a search (built by ``dialect``), its parameters, the residual
+    criteria, and whether paging was pushed into SQL."""
     conditions, residual = plan(level, query, dialect)
     where: list[str] = []
     params: list[Any] = []
     if study_uid is not None:
-        where.append("st.study_uid = ?")
+        where.append(f"st.study_uid = {P}")
         params.append(study_uid)
     if series_uid is not None:
-        where.append("se.series_uid = ?")
+        where.append(f"se.series_uid = {P}")
         params.append(series_uid)
     for cond in conditions:
         where.append(cond.sql)
         params.extend(cond.params)
     order = _ORDER[level]
     if level == "instances" and series_uid is not None:
-        order = "CAST(i.instance_number AS INTEGER), i.pk"
+        order = f"{dialect.int_sort('i.instance_number')}, i.pk"
     pushed = not residual
-    paging: list[Any] = []
+    paging, paging_params = "", []
     if pushed and limit is not None:
-        paging = [limit + 1, query.offset]
+        paging, paging_params = f"LIMIT {P} OFFSET {P}", [limit + 1, query.offset]
     elif pushed and query.offset:
-        paging = [-1 if dialect is SQLITE else None, query.offset]
+        paging, paging_params = dialect.offset_only(), [query.offset]
     condition = " WHERE " + " AND ".join(where) if where else ""
     if not paging:
         sql = f"SELECT {_SELECT[level]} FROM {_FROM[level]}{condition} ORDER BY {order}"
-        return sql, params, residual, pushed
+        return dialect.statement(sql), params, residual, pushed
     # Page first: the page's keys alone (an index-only walk over skipped rows), then the
     # page's columns and representative instances for its rows only.
-    key = _ORDER[level]
-    sql = (f"SELECT {_SELECT[level]} FROM (SELECT {key} AS pk FROM {_FROM[level]}{condition}"
-           f" ORDER BY {order} LIMIT ? OFFSET ?) page JOIN {_PAGE_JOIN[level]}"
+    sql = (f"SELECT {_SELECT[level]} FROM (SELECT {_ORDER[level]} AS pk FROM {_FROM[level]}"
+           f"{condition} ORDER BY {order} {paging}) page JOIN {_PAGE_JOIN[level]}"
            f" ORDER BY {order}")
-    return sql, params + paging, residual, pushed
+    return dialect.statement(sql), params + paging_params, residual, pushed
 
 
 # --------------------------------------------------------------------------
@@ -324,7 +287,7 @@ def build_sql(level: str, query: Query, *, study_uid: str | None = None,
 
 def _in(values: Iterable[Any]) -> tuple[str, list[Any]]:
     values = list(values)
-    return ", ".join("?" for _ in values), values
+    return placeholders(len(values)), values
 
 
 def _element(vr: str, values: list[Any]) -> dict[str, Any]:
@@ -388,7 +351,7 @@ def search(index: SqlIndex, level: str, query: Query, *, base_url: str,
     Parameters
     ----------
     index : SqlIndex
-        The index (its SQL primitives ``connection``/``fetch_all``/``dialect_sql`` are used).
+        The index (its SQL primitives ``connection``/``fetch_all``/``dialect`` are used).
     level : str
         ``studies``, ``series`` or ``instances``.
     query : Query
@@ -417,7 +380,7 @@ def search(index: SqlIndex, level: str, query: Query, *, base_url: str,
     conn = index.connection()
     cur = conn.cursor()
     try:
-        cur.execute(index.dialect_sql(sql), tuple(params))
+        cur.execute(sql, tuple(params))
         while True:
             rows = cur.fetchmany(BATCH)
             if not rows:
@@ -507,7 +470,10 @@ def explain(index: SqlIndex, level: str, query: Query, *, analyze: bool = False,
     ``EXPLAIN`` lines (PostgreSQL; with ``analyze``, ``EXPLAIN ANALYZE``: run, with timings)."""
     dialect = dialect_of(index)
     sql, params, _residual, _pushed = build_sql(level, query, dialect=dialect, **kwargs)
-    prefix = ("EXPLAIN QUERY PLAN " if dialect is SQLITE
-              else "EXPLAIN ANALYZE " if analyze else "EXPLAIN ")
-    rows = index.fetch_all(prefix + sql, tuple(params))
+    cur = index.connection().cursor()
+    try:
+        cur.execute(dialect.explain(sql, analyze), tuple(params))
+        rows = cur.fetchall()
+    finally:
+        cur.close()
     return [str(row[-1]) for row in rows]

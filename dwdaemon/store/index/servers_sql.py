@@ -19,12 +19,8 @@ if TYPE_CHECKING:
 def put(index: SqlIndex, name: str, definition: str | None) -> None:
     """Store a definition (JSON text) or a tombstone (``None``)."""
     with index.transaction() as cur:  # one upsert: atomic when several daemons share the index
-        cur.execute(
-            index.dialect_sql("INSERT INTO dw_servers (name, definition) VALUES (?, ?)"
-                              " ON CONFLICT (name) DO UPDATE SET definition ="
-                              " excluded.definition"),
-            (name, definition),
-        )
+        index.execute(cur, index.dialect.upsert("dw_servers", ("name", "definition"), "name"),
+                      (name, definition))
 
 
 def load_all(index: SqlIndex) -> list[tuple[str, str | None]]:

@@ -1,4 +1,4 @@
-"""Index logic common to the SQL back-ends (written with ``?`` placeholders)."""
+"""Index logic common to the SQL back-ends (statement templates built by their dialect)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,8 @@ from dwdaemon.store.index.base import (
     InstanceRecord,
     InstanceRow,
 )
-from dwdaemon.store.index.search import SQLITE, Dialect, SearchResult
+from dwdaemon.store.index.dialect import SQLITE, Dialect, P, placeholders
+from dwdaemon.store.index.search import SearchResult
 
 TABLES = {"patients": "patients", "studies": "studies", "series": "series",
           "instances": "instances"}
@@ -89,12 +90,13 @@ class SqlIndex:
     Besides the :class:`~dwdaemon.store.index.base.Index` interface, it offers the SQL
     primitives used by the statement modules of this package (``search``, ``jobs_sql``,
     ``servers_sql``) and by tests: :meth:`connection`, :meth:`transaction`,
-    :meth:`dialect_sql` and :meth:`fetch_all`. Code outside ``store/index/`` uses the
-    interface only.
+    :meth:`execute` and :meth:`fetch_all`, which take statement templates of
+    :mod:`~dwdaemon.store.index.dialect` (``{p}`` for a parameter). Code outside
+    ``store/index/`` uses the interface only.
     """
 
     backend_name = "SQL"
-    #: How QIDO wildcard matching is spelled (see :class:`~dwdaemon.store.index.search.Dialect`).
+    #: How the back end spells SQL (see :mod:`~dwdaemon.store.index.dialect`).
     dialect: Dialect = SQLITE
 
     # -- to be provided by back-ends -------------------------------------------------------
@@ -108,26 +110,22 @@ class SqlIndex:
         raise NotImplementedError
         yield
 
-    def dialect_sql(self, statement: str) -> str:
-        """A statement written with ``?`` placeholders in the back end's spelling."""
-        return statement
-
-    def _insert_returning_pk(self, cur: Any, statement: str, params: tuple[Any, ...]) -> int:
-        cur.execute(self.dialect_sql(statement), params)
-        return int(cur.lastrowid)
+    def execute(self, cur: Any, template: str, params: tuple[Any, ...] = ()) -> None:
+        """Run a statement template on a cursor (built by the dialect, cached)."""
+        cur.execute(self.dialect.statement(template), params)
 
     # -- helpers ---------------------------------------------------------------------------
-    def fetch_all(self, statement: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        """Every row of a read statement (``?`` placeholders), outside any transaction."""
+    def fetch_all(self, template: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """Every row of a read statement template, outside any transaction."""
         cur = self.connection().cursor()
         try:
-            cur.execute(self.dialect_sql(statement), params)
+            cur.execute(self.dialect.statement(template), params)
             return cur.fetchall()
         finally:
             cur.close()
 
-    def _one(self, cur: Any, statement: str, params: tuple[Any, ...]) -> tuple[Any, ...] | None:
-        cur.execute(self.dialect_sql(statement), params)
+    def _one(self, cur: Any, template: str, params: tuple[Any, ...]) -> tuple[Any, ...] | None:
+        cur.execute(self.dialect.statement(template), params)
         return cur.fetchone()
 
     # -- writes ----------------------------------------------------------------------------
@@ -147,12 +145,12 @@ class SqlIndex:
         """
         stamp = now_text()
         with self.transaction() as cur:
-            existing = self._one(cur, "SELECT pk, file_uuid FROM instances WHERE public_id = ?",
+            existing = self._one(cur, f"SELECT pk, file_uuid FROM instances WHERE public_id = {P}",
                                  (record.ids.instance,))
             other = None
             if existing is None:
                 other = self._one(cur, "SELECT pk, public_id, file_uuid FROM instances"
-                                       " WHERE sop_uid = ?", (record.sop_uid,))
+                                       f" WHERE sop_uid = {P}", (record.sop_uid,))
                 if other is not None and other[1] == record.ids.instance:
                     # the same instance, committed by another daemon between the two reads
                     # (PostgreSQL's read committed: each statement sees a new snapshot)
@@ -212,40 +210,39 @@ class SqlIndex:
                 if created:
                     self._change(cur, CHANGE_NEW[level], level, public_id, stamp)
             if existing is not None:
-                sets = ", ".join(f"{k} = ?" for k in values)
-                cur.execute(self.dialect_sql(
-                    f"UPDATE instances SET {sets}, series_pk = ?, last_update = ? WHERE pk = ?"),
-                    (*values.values(), series_pk, stamp, existing[0]))
+                sets = ", ".join(f"{k} = {P}" for k in values)
+                self.execute(cur, f"UPDATE instances SET {sets}, series_pk = {P},"
+                                  f" last_update = {P} WHERE pk = {P}",
+                             (*values.values(), series_pk, stamp, existing[0]))
                 return AddResult("Success", record.ids.instance, obsolete_file=existing[1],
                                  overwritten=True)
             names = ", ".join(values)
-            marks = ", ".join("?" for _ in values)
-            cur.execute(self.dialect_sql(
-                f"INSERT INTO instances (public_id, series_pk, {names}, received_at, last_update)"
-                f" VALUES (?, ?, {marks}, ?, ?)"),
-                (record.ids.instance, series_pk, *values.values(), stamp, stamp))
+            marks = placeholders(len(values))
+            self.execute(cur, f"INSERT INTO instances (public_id, series_pk, {names},"
+                              f" received_at, last_update) VALUES ({P}, {P}, {marks}, {P}, {P})",
+                         (record.ids.instance, series_pk, *values.values(), stamp, stamp))
             return AddResult("Success", record.ids.instance, obsolete_file=replaced,
                              overwritten=replaced is not None)
 
     def _change(self, cur: Any, change_type: str, level: str, public_id: str,
                 stamp: str) -> None:
         """Log a change (``GET /changes``) in the current transaction."""
-        cur.execute(self.dialect_sql("INSERT INTO changes (change_type, resource_type,"
-                                     " public_id, date) VALUES (?, ?, ?, ?)"),
-                    (change_type, LEVEL_TYPES[level], public_id, stamp))
+        self.execute(cur, "INSERT INTO changes (change_type, resource_type, public_id, date)"
+                          f" VALUES ({placeholders(4)})",
+                     (change_type, LEVEL_TYPES[level], public_id, stamp))
 
     def _upsert(self, cur: Any, table: str, public_id: str, parent: tuple[str, int] | None,
                 values: dict[str, Any], stamp: str) -> tuple[int, bool]:
         """The row's pk, and whether it was created."""
-        row = self._one(cur, f"SELECT pk FROM {table} WHERE public_id = ?", (public_id,))
+        row = self._one(cur, f"SELECT pk FROM {table} WHERE public_id = {P}", (public_id,))
         if row is not None:
-            cur.execute(self.dialect_sql(f"UPDATE {table} SET last_update = ? WHERE pk = ?"),
-                        (stamp, row[0]))
+            self.execute(cur, f"UPDATE {table} SET last_update = {P} WHERE pk = {P}",
+                         (stamp, row[0]))
             return int(row[0]), False
         cols = ["public_id", *([parent[0]] if parent else []), *values, "last_update"]
         params = (public_id, *([parent[1]] if parent else []), *values.values(), stamp)
-        marks = ", ".join("?" for _ in cols)
-        return self._insert_returning_pk(
+        marks = placeholders(len(cols))
+        return self.dialect.insert_pk(
             cur, f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({marks})", params), True
 
     def delete(self, level: str, public_id: str) -> list[str] | None:
@@ -257,7 +254,7 @@ class SqlIndex:
         table = TABLES[level]
         stamp = now_text()
         with self.transaction() as cur:
-            row = self._one(cur, f"SELECT pk FROM {table} WHERE public_id = ?", (public_id,))
+            row = self._one(cur, f"SELECT pk FROM {table} WHERE public_id = {P}", (public_id,))
             if row is None:
                 return None
             pk = row[0]
@@ -268,17 +265,16 @@ class SqlIndex:
     def _delete_below(self, cur: Any, level: str, pk: int, stamp: str) -> list[str]:
         files: list[str] = []
         if level == "instances":
-            got = self._one(cur, "SELECT file_uuid FROM instances WHERE pk = ?", (pk,))
+            got = self._one(cur, f"SELECT file_uuid FROM instances WHERE pk = {P}", (pk,))
             files.append(got[0])
         else:
             child = CHILD_LEVEL[level]
-            cur.execute(self.dialect_sql(
-                f"SELECT pk FROM {TABLES[child]} WHERE {PARENT_FK[child]} = ?"),
-                        (pk,))
+            self.execute(cur, f"SELECT pk FROM {TABLES[child]} WHERE {PARENT_FK[child]} = {P}",
+                         (pk,))
             for (child_pk,) in cur.fetchall():
                 files += self._delete_below(cur, child, child_pk, stamp)
-        gone = self._one(cur, f"SELECT public_id FROM {TABLES[level]} WHERE pk = ?", (pk,))
-        cur.execute(self.dialect_sql(f"DELETE FROM {TABLES[level]} WHERE pk = ?"), (pk,))
+        gone = self._one(cur, f"SELECT public_id FROM {TABLES[level]} WHERE pk = {P}", (pk,))
+        self.execute(cur, f"DELETE FROM {TABLES[level]} WHERE pk = {P}", (pk,))
         if gone is not None:
             self._change(cur, "Deleted", level, gone[0], stamp)
         return files
@@ -289,11 +285,10 @@ class SqlIndex:
                  "studies": ("patients", "patient_pk")}
         while level in chain:
             parent, fk = chain[level]
-            cur.execute(self.dialect_sql(
-                f"SELECT pk, public_id FROM {parent} WHERE NOT EXISTS "
-                f"(SELECT 1 FROM {TABLES[level]} c WHERE c.{fk} = {parent}.pk)"))
+            self.execute(cur, f"SELECT pk, public_id FROM {parent} WHERE NOT EXISTS "
+                              f"(SELECT 1 FROM {TABLES[level]} c WHERE c.{fk} = {parent}.pk)")
             for pk, public_id in cur.fetchall():
-                cur.execute(self.dialect_sql(f"DELETE FROM {parent} WHERE pk = ?"), (pk,))
+                self.execute(cur, f"DELETE FROM {parent} WHERE pk = {P}", (pk,))
                 self._change(cur, "Deleted", parent, public_id, stamp)
             level = parent
 
@@ -320,7 +315,7 @@ class SqlIndex:
         for keyword, value in (exact or {}).items():
             column = FIND_COLUMNS[level].get(keyword)
             if column is not None:
-                where.append(f"{column} = ?")
+                where.append(f"{column} = {P}")
                 params.append(value)
         condition = f" WHERE {' AND '.join(where)}" if where else ""
         out = []
@@ -336,7 +331,7 @@ class SqlIndex:
         """The stored DICOM JSON of the first instance of a resource."""
         column = {"patients": "p", "studies": "st", "series": "se", "instances": "i"}[level]
         rows = self.fetch_all(f"SELECT i.metadata FROM {INSTANCE_JOIN}"
-                           f" WHERE {column}.public_id = ? ORDER BY i.pk LIMIT 1", (public_id,))
+                           f" WHERE {column}.public_id = {P} ORDER BY i.pk LIMIT 1", (public_id,))
         return rows[0][0] if rows else None
 
     def lookup(self, identifier: str) -> list[dict[str, str]]:
@@ -346,7 +341,7 @@ class SqlIndex:
         for level, column in (("patients", "patient_id"), ("studies", "study_uid"),
                               ("series", "series_uid"), ("instances", "sop_uid")):
             for (public_id,) in self.fetch_all(
-                    f"SELECT public_id FROM {TABLES[level]} WHERE {column} = ? ORDER BY pk",
+                    f"SELECT public_id FROM {TABLES[level]} WHERE {column} = {P} ORDER BY pk",
                     (identifier,)):
                 out.append({"ID": public_id, "Path": f"/{level}/{public_id}",
                             "Type": LEVEL_TYPES[level]})
@@ -360,8 +355,8 @@ class SqlIndex:
             rows = self.fetch_all(f"SELECT {CHANGE_COLUMNS} FROM changes ORDER BY seq DESC LIMIT 1")
             done = True
         else:
-            rows = self.fetch_all(f"SELECT {CHANGE_COLUMNS} FROM changes WHERE seq > ?"
-                               " ORDER BY seq LIMIT ?", (since, limit + 1))
+            rows = self.fetch_all(f"SELECT {CHANGE_COLUMNS} FROM changes WHERE seq > {P}"
+                               f" ORDER BY seq LIMIT {P}", (since, limit + 1))
             done = len(rows) <= limit
             rows = rows[:limit]
         out = [{"ChangeType": change_type, "Date": date, "ID": public_id,
@@ -377,7 +372,7 @@ class SqlIndex:
     def clear_changes(self) -> None:
         """Orthanc's ``DELETE /changes`` (sequence numbers keep growing)."""
         with self.transaction() as cur:
-            cur.execute(self.dialect_sql("DELETE FROM changes"))
+            self.execute(cur, "DELETE FROM changes")
 
     # -- reads -----------------------------------------------------------------------------
     def resource(self, level: str, public_id: str) -> dict[str, Any] | None:
@@ -386,7 +381,7 @@ class SqlIndex:
         extra = {"patients": "", "studies": ", patient_main_tags",
                  "series": "", "instances": ", file_size, file_uuid"}[level]
         rows = self.fetch_all(
-            f"SELECT pk, main_tags, last_update{extra} FROM {table} WHERE public_id = ?",
+            f"SELECT pk, main_tags, last_update{extra} FROM {table} WHERE public_id = {P}",
             (public_id,))
         if not rows:
             return None
@@ -404,18 +399,18 @@ class SqlIndex:
                    "instances": "ParentSeries"}[level]
             parent = self.fetch_all(
                 f"SELECT p.public_id FROM {parent_table} p JOIN {table} c"
-                f" ON c.{PARENT_FK[level]} = p.pk WHERE c.pk = ?", (pk,))
+                f" ON c.{PARENT_FK[level]} = p.pk WHERE c.pk = {P}", (pk,))
             out[key] = parent[0][0]
         if level != "instances":
             child = CHILD_LEVEL[level]
             key = {"patients": "Studies", "studies": "Series", "series": "Instances"}[level]
             if child == "instances":
                 kids = self.fetch_all(
-                    "SELECT public_id FROM instances WHERE series_pk = ?"
-                    " ORDER BY CAST(instance_number AS INTEGER), public_id", (pk,))
+                    f"SELECT public_id FROM instances WHERE series_pk = {P}"
+                    f" ORDER BY {self.dialect.int_sort('instance_number')}, public_id", (pk,))
             else:
                 kids = self.fetch_all(
-                    f"SELECT public_id FROM {TABLES[child]} WHERE {PARENT_FK[child]} = ?"
+                    f"SELECT public_id FROM {TABLES[child]} WHERE {PARENT_FK[child]} = {P}"
                     " ORDER BY public_id", (pk,))
             out[key] = [k[0] for k in kids]
         if level == "studies":
@@ -428,8 +423,8 @@ class SqlIndex:
             out["FileUuid"] = row[4]
             index = self.fetch_all(
                 "SELECT COUNT(*) FROM instances o JOIN instances me ON o.series_pk = me.series_pk"
-                " WHERE me.pk = ? AND CAST(o.instance_number AS INTEGER) <"
-                " CAST(me.instance_number AS INTEGER)", (pk,))
+                f" WHERE me.pk = {P} AND {self.dialect.int_of('o.instance_number')} <"
+                f" {self.dialect.int_of('me.instance_number')}", (pk,))
             out["IndexInSeries"] = (index[0][0] + 1) if out["MainDicomTags"].get(
                 "InstanceNumber") else None
         return out
@@ -439,46 +434,46 @@ class SqlIndex:
         statement = f"SELECT public_id FROM {TABLES[level]} ORDER BY pk"
         params: tuple[Any, ...] = ()
         if limit:
-            statement += " LIMIT ? OFFSET ?"
+            statement += f" LIMIT {P} OFFSET {P}"
             params = (limit, since)
         elif since:
-            statement += " LIMIT -1 OFFSET ?" if self.backend_name == "SQLite" else " OFFSET ?"
+            statement += " " + self.dialect.offset_only()
             params = (since,)
         return [r[0] for r in self.fetch_all(statement, params)]
 
     def instance(self, public_id: str) -> InstanceRow | None:
         rows = self.fetch_all(f"SELECT {INSTANCE_COLUMNS} FROM {INSTANCE_JOIN}"
-                           " WHERE i.public_id = ?", (public_id,))
+                           f" WHERE i.public_id = {P}", (public_id,))
         return _row_to_instance(rows[0]) if rows else None
 
     def instance_by_uid(self, sop_uid: str, study_uid: str | None = None,
                         series_uid: str | None = None) -> InstanceRow | None:
-        statement = f"SELECT {INSTANCE_COLUMNS} FROM {INSTANCE_JOIN} WHERE i.sop_uid = ?"
+        statement = f"SELECT {INSTANCE_COLUMNS} FROM {INSTANCE_JOIN} WHERE i.sop_uid = {P}"
         params: list[Any] = [sop_uid]
         if study_uid is not None:
-            statement += " AND st.study_uid = ?"
+            statement += f" AND st.study_uid = {P}"
             params.append(study_uid)
         if series_uid is not None:
-            statement += " AND se.series_uid = ?"
+            statement += f" AND se.series_uid = {P}"
             params.append(series_uid)
         rows = self.fetch_all(statement + " ORDER BY i.pk LIMIT 1", tuple(params))
         return _row_to_instance(rows[0]) if rows else None
 
     def instances_by_uids(self, study_uid: str, series_uid: str | None = None
                           ) -> list[InstanceRow]:
-        statement = f"SELECT {INSTANCE_COLUMNS} FROM {INSTANCE_JOIN} WHERE st.study_uid = ?"
+        statement = f"SELECT {INSTANCE_COLUMNS} FROM {INSTANCE_JOIN} WHERE st.study_uid = {P}"
         params: list[Any] = [study_uid]
         if series_uid is not None:
-            statement += " AND se.series_uid = ?"
+            statement += f" AND se.series_uid = {P}"
             params.append(series_uid)
-        statement += " ORDER BY se.pk, CAST(i.instance_number AS INTEGER), i.pk"
+        statement += f" ORDER BY se.pk, {self.dialect.int_sort('i.instance_number')}, i.pk"
         return [_row_to_instance(r) for r in self.fetch_all(statement, tuple(params))]
 
     def instances_of(self, level: str, public_id: str) -> list[InstanceRow]:
         column = {"patients": "p", "studies": "st", "series": "se", "instances": "i"}[level]
         statement = (f"SELECT {INSTANCE_COLUMNS} FROM {INSTANCE_JOIN}"
-                     f" WHERE {column}.public_id = ?"
-                     " ORDER BY st.pk, se.pk, CAST(i.instance_number AS INTEGER), i.pk")
+                     f" WHERE {column}.public_id = {P}"
+                     f" ORDER BY st.pk, se.pk, {self.dialect.int_sort('i.instance_number')}, i.pk")
         return [_row_to_instance(r) for r in self.fetch_all(statement, (public_id,))]
 
     def file_uuids(self) -> set[str]:
@@ -493,7 +488,7 @@ class SqlIndex:
     def instance_ids_with_file(self, file_uuid: str) -> list[str]:
         """Identifiers of the instances whose file is ``file_uuid`` (normally one)."""
         return [r[0] for r in self.fetch_all(
-            "SELECT public_id FROM instances WHERE file_uuid = ?", (file_uuid,))]
+            f"SELECT public_id FROM instances WHERE file_uuid = {P}", (file_uuid,))]
 
     # -- QIDO-RS ---------------------------------------------------------------------------
     def search(self, level: str, query: Query, *, base_url: str, study_uid: str | None = None,
@@ -533,12 +528,12 @@ class SqlIndex:
 
     # -- properties ------------------------------------------------------------------------
     def get_property(self, name: str) -> str | None:
-        rows = self.fetch_all("SELECT value FROM properties WHERE name = ?", (name,))
+        rows = self.fetch_all(f"SELECT value FROM properties WHERE name = {P}", (name,))
         return rows[0][0] if rows else None
 
     def set_property(self, name: str, value: str | None) -> None:
         with self.transaction() as cur:
-            cur.execute(self.dialect_sql("DELETE FROM properties WHERE name = ?"), (name,))
+            self.execute(cur, f"DELETE FROM properties WHERE name = {P}", (name,))
             if value is not None:
-                cur.execute(self.dialect_sql("INSERT INTO properties (name, value) VALUES (?, ?)"),
-                            (name, value))
+                self.execute(cur, f"INSERT INTO properties (name, value) VALUES ({P}, {P})",
+                             (name, value))

@@ -1,7 +1,13 @@
-"""The embedded index: SQLite in WAL mode, one connection per thread."""
+"""The embedded index: SQLite in WAL mode, one connection per thread.
+
+Write transactions hold an exclusive ``flock`` on ``<index>.write-lock`` (one open file per
+thread): writers of every thread and every process (worker processes, the importer) queue in the
+kernel instead of polling on ``SQLITE_BUSY``.
+"""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import sqlite3
 import threading
@@ -14,7 +20,7 @@ from dwdaemon.store.index.sql import DUPLICATE_SOPS, SqlIndex, warn_duplicate_so
 
 
 class SqliteIndex(SqlIndex):
-    """SQLite back-end. Reads run concurrently (WAL); writes are serialised by SQLite's lock."""
+    """SQLite back-end. Reads run concurrently (WAL); writes are serialised by a ``flock``."""
 
     backend_name = "SQLite"
 
@@ -22,19 +28,24 @@ class SqliteIndex(SqlIndex):
         self.path = os.path.join(directory, filename)
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
+        self._lock_files: list[int] = []
         self._lock = threading.Lock()
 
     def open(self) -> None:
         """Create the database and its schema if needed."""
         os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
         conn = self.connection()
-        for statement in schema.ddl():
+        with self._writer():
+            self._create_schema(conn)
+
+    def _create_schema(self, conn: sqlite3.Connection) -> None:
+        for statement in schema.ddl(self.dialect):
             conn.execute(statement)
         try:
             conn.execute(schema.UNIQUE_SOP)
         except sqlite3.IntegrityError:
             warn_duplicate_sops(self.fetch_all(DUPLICATE_SOPS))
-        conn.execute("INSERT OR IGNORE INTO properties (name, value) VALUES (?, ?)",
+        self.execute(conn, self.dialect.insert_missing("properties", ("name", "value"), "name"),
                      ("schema_version", str(schema.SCHEMA_VERSION)))
 
     def close(self) -> None:
@@ -45,6 +56,9 @@ class SqliteIndex(SqlIndex):
                 except sqlite3.ProgrammingError:
                     pass  # created in another thread that is gone
             self._all.clear()
+            for fd in self._lock_files:
+                os.close(fd)
+            self._lock_files.clear()
         self._local = threading.local()
 
     def connection(self) -> sqlite3.Connection:
@@ -65,22 +79,38 @@ class SqliteIndex(SqlIndex):
         return conn
 
     @contextmanager
+    def _writer(self) -> Iterator[None]:
+        """Hold the cross-process write lock (blocking: called in a database thread)."""
+        fd = getattr(self._local, "lock_fd", None)
+        if fd is None:
+            fd = os.open(self.path + ".write-lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            self._local.lock_fd = fd
+            with self._lock:
+                self._lock_files.append(fd)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+
+    @contextmanager
     def batch(self) -> Iterator[None]:
         """One transaction for several writes of this thread (group commit).
 
         Inside, each :meth:`transaction` is a savepoint: a failed write is rolled back alone.
         """
         conn = self.connection()
-        conn.execute("BEGIN IMMEDIATE")
-        self._local.batch = True
-        try:
-            yield
-        except BaseException:
+        with self._writer():
+            conn.execute("BEGIN IMMEDIATE")
+            self._local.batch = True
+            try:
+                yield
+            except BaseException:
+                self._local.batch = False
+                conn.execute("ROLLBACK")
+                raise
             self._local.batch = False
-            conn.execute("ROLLBACK")
-            raise
-        self._local.batch = False
-        conn.execute("COMMIT")
+            conn.execute("COMMIT")
 
     @contextmanager
     def transaction(self) -> Iterator[Any]:
@@ -99,13 +129,14 @@ class SqliteIndex(SqlIndex):
             finally:
                 cur.close()
             return
-        cur.execute("BEGIN IMMEDIATE")
-        try:
-            yield cur
-        except BaseException:
-            cur.execute("ROLLBACK")
-            raise
-        else:
-            cur.execute("COMMIT")
-        finally:
-            cur.close()
+        with self._writer():
+            cur.execute("BEGIN IMMEDIATE")
+            try:
+                yield cur
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+            else:
+                cur.execute("COMMIT")
+            finally:
+                cur.close()
