@@ -91,7 +91,7 @@ QUERIES = {
 
 # -- data ---------------------------------------------------------------------------------------
 
-def _study_plan(index: int) -> dict[str, Any]:
+def study_plan(index: int) -> dict[str, Any]:
     rnd = random.Random(index)
     date = f"{rnd.randint(2000, 2024)}{rnd.randint(1, 12):02d}{rnd.randint(1, 28):02d}"
     return {
@@ -110,7 +110,7 @@ def _study_plan(index: int) -> dict[str, Any]:
     }
 
 
-def _make_file(study: dict[str, Any], series_no: int, modality: str, number: int,
+def make_file(study: dict[str, Any], series_no: int, modality: str, number: int,
                series_uid: str) -> bytes:
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian
@@ -147,12 +147,12 @@ def _generate_chunk(args: tuple[int, int, str]) -> int:
     start, stop, directory = args
     count = 0
     for index in range(start, stop):
-        study = _study_plan(index)
+        study = study_plan(index)
         for s, modality in enumerate(study["modalities"], 1):
             series_uid = f"{study['uid']}.{s}"
             for n in range(1, INSTANCES_PER_SERIES + 1):
                 _write(directory, f"{series_uid}.{n}",
-                       _make_file(study, s, modality, n, series_uid))
+                       make_file(study, s, modality, n, series_uid))
                 count += 1
     return count
 
@@ -176,10 +176,10 @@ def generate(directory: str) -> list[str]:
         chunks = [(i, min(i + step, STUDIES), directory) for i in range(0, STUDIES, step)]
         with multiprocessing.Pool(os.cpu_count() or 2) as pool:
             total = sum(pool.map(_generate_chunk, chunks))
-        big = _study_plan(STUDIES + 1) | {"uid": BIG_STUDY, "PatientName": "BIG^SERIES"}
+        big = study_plan(STUDIES + 1) | {"uid": BIG_STUDY, "PatientName": "BIG^SERIES"}
         for n in range(1, BIG_SERIES + 1):
             _write(directory, f"{BIG_SERIES_UID}.{n}",
-                   _make_file(big, 1, "CT", n, BIG_SERIES_UID))
+                   make_file(big, 1, "CT", n, BIG_SERIES_UID))
             total += 1
         open(marker, "w").close()
         print(f"generated {total} files in {time.time() - started:.0f} s", flush=True)
@@ -307,7 +307,7 @@ def explain_plans(directory: str, postgres: str | None = None) -> None:
     from dwdaemon.store.index.search import explain
 
     index = open_index(directory, postgres)
-    study = _study_plan(1234)["uid"]
+    study = study_plan(1234)["uid"]
     cases = {
         "a": ("studies", [("limit", "100")], {}),
         "b": ("studies", [("PatientName", "SMITH*")], {}),
@@ -351,7 +351,7 @@ def main() -> None:
                                      "ConnectionUri": postgres_uri(args.postgres)}
 
     rnd = random.Random(7)
-    studies = [_study_plan(rnd.randrange(STUDIES))["uid"] for _ in range(args.repeat)]
+    studies = [study_plan(rnd.randrange(STUDIES))["uid"] for _ in range(args.repeat)]
     paths = {}
     for key, (_, template) in QUERIES.items():
         if "{study}" in template:

@@ -310,7 +310,9 @@ class Config:
     http_timeout: int = 60  # seconds, 0 = no timeout
     https_verify_peers: bool = True
     https_ca_certificates: str | None = None
-    limit_find_results: int = 0
+    #: Largest QIDO-RS answer at the studies/series levels (Orthanc's option, whose own default
+    #: is 0 = none): 1,000 bounds the cost of a search without ``limit`` (issue 16).
+    limit_find_results: int = 1000
     limit_find_instances: int = 0
     default_encoding: str = "Latin1"  # Orthanc's name; decodes files without 0008,0005
     dictionary: tuple[DictionaryEntry, ...] = ()

@@ -51,7 +51,7 @@ class DefaultsTests(SynchronousTestCase):
         self.assertEqual(config.http_timeout, 60)
         self.assertTrue(config.https_verify_peers)
         self.assertIsNone(config.https_ca_certificates)
-        self.assertEqual(config.limit_find_results, 0)
+        self.assertEqual(config.limit_find_results, 1000)
         self.assertEqual(config.limit_find_instances, 0)
         self.assertEqual(config.maximum_request_size, 64)
         self.assertEqual(config.maximum_upload_size, 4096)

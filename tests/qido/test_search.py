@@ -42,9 +42,14 @@ class PlanTests(SynchronousTestCase):
         sql, params, residual, pushed = build_sql("studies", query, limit=100)
         self.assertTrue(pushed)
         self.assertEqual(residual, [])
-        self.assertTrue(sql.endswith("ORDER BY st.pk LIMIT ? OFFSET ?"))
+        # page first: the page's keys in key order, then its rows (issue 16)
+        self.assertIn("FROM (SELECT st.pk AS pk FROM studies st ORDER BY st.pk LIMIT ? OFFSET ?)"
+                      " page JOIN studies st ON st.pk = page.pk", sql)
+        self.assertTrue(sql.endswith("ORDER BY st.pk"))
         self.assertEqual(params[-2:], [101, 0])
-        self.assertEqual(self.plan_of("studies", [("limit", "100")])[0], "SCAN st")
+        lines = self.plan_of("studies", [("limit", "100")])
+        self.assertEqual(lines[:2], ["MATERIALIZE page", "SCAN st"])
+        self.assertIn("SEARCH st USING INTEGER PRIMARY KEY (rowid=?)", lines)
 
     def test_split_between_sql_and_python(self) -> None:
         query = parse_query([("StudyDate", "20200101-"), ("PatientComments", "x"),

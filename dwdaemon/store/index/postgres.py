@@ -47,6 +47,13 @@ FUNCTIONS = (
     '^\s*([-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]{1,3})?)')::double precision, 0) END $$""",
 )
 
+#: Set by dwdaemon on each of its connections. psycopg prepares a statement server-side after
+#: its fifth run; PostgreSQL may then switch to a *generic* plan, chosen without the parameter
+#: values: ``patient_name_ci LIKE $1`` cannot use the name index without knowing the pattern,
+#: and after a few broad searches a selective one scans the table. ``force_custom_plan`` plans
+#: every execution with its values (the statement is still parsed only once) (issue 16).
+SESSION_SETTINGS = {"plan_cache_mode": "force_custom_plan"}
+
 #: PostgreSQL text cannot hold NUL: it is stored (and searched) as this noncharacter instead.
 NUL_STANDIN = "\uffff"
 
@@ -106,6 +113,9 @@ class PostgresIndex(SqlIndex):
     def _connect(self) -> psycopg.Connection:
         conn = psycopg.connect(self.dsn, autocommit=True, connect_timeout=10)
         conn.adapters.register_dumper(str, NulSafeStrDumper)
+        for name, value in SESSION_SETTINGS.items():
+            conn.execute(sql.SQL("SET {} TO {}").format(sql.Identifier(name),
+                                                        sql.Literal(value)))
         if self.schema_name:
             conn.execute(sql.SQL("SET search_path TO {}").format(
                 sql.Identifier(self.schema_name)))

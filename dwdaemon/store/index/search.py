@@ -222,15 +222,24 @@ _FROM = {
     "instances": "instances i JOIN series se ON i.series_pk = se.pk"
                  " JOIN studies st ON se.study_pk = st.pk",
 }
+#: The keys and UIDs of an answer and the stored DICOM JSON of its representative instance
+#: (read with the row: no second query per page).
 _SELECT = {
     "studies": "st.pk, st.study_uid, NULL, NULL, NULL,"
-               " (SELECT i.pk FROM series s1 JOIN instances i ON i.series_pk = s1.pk"
+               " (SELECT i.metadata FROM series s1 JOIN instances i ON i.series_pk = s1.pk"
                " WHERE s1.study_pk = st.pk LIMIT 1)",
     "series": "st.pk, st.study_uid, se.pk, se.series_uid, NULL,"
-              " (SELECT i.pk FROM instances i WHERE i.series_pk = se.pk LIMIT 1)",
-    "instances": "st.pk, st.study_uid, se.pk, se.series_uid, i.sop_uid, i.pk",
+              " (SELECT i.metadata FROM instances i WHERE i.series_pk = se.pk LIMIT 1)",
+    "instances": "st.pk, st.study_uid, se.pk, se.series_uid, i.sop_uid, i.metadata",
 }
 _ORDER = {"studies": "st.pk", "series": "se.pk", "instances": "i.pk"}
+#: The tables of a level joined to a page of its keys (``page.pk``).
+_PAGE_JOIN = {
+    "studies": "studies st ON st.pk = page.pk",
+    "series": "series se ON se.pk = page.pk JOIN studies st ON se.study_pk = st.pk",
+    "instances": "instances i ON i.pk = page.pk JOIN series se ON i.series_pk = se.pk"
+                 " JOIN studies st ON se.study_pk = st.pk",
+}
 
 
 def build_sql(level: str, query: Query, *, study_uid: str | None = None,
@@ -250,22 +259,25 @@ def build_sql(level: str, query: Query, *, study_uid: str | None = None,
     for cond in conditions:
         where.append(cond.sql)
         params.extend(cond.params)
-    sql = f"SELECT {_SELECT[level]} FROM {_FROM[level]}"
-    if where:
-        sql += " WHERE " + " AND ".join(where)
     order = _ORDER[level]
     if level == "instances" and series_uid is not None:
         order = f"{dialect.int_sort('i.instance_number')}, i.pk"
-    sql += f" ORDER BY {order}"
     pushed = not residual
-    if pushed:
-        if limit is not None:
-            sql += f" LIMIT {P} OFFSET {P}"
-            params.extend([limit + 1, query.offset])
-        elif query.offset:
-            sql += " " + dialect.offset_only()
-            params.append(query.offset)
-    return dialect.statement(sql), params, residual, pushed
+    paging, paging_params = "", []
+    if pushed and limit is not None:
+        paging, paging_params = f"LIMIT {P} OFFSET {P}", [limit + 1, query.offset]
+    elif pushed and query.offset:
+        paging, paging_params = dialect.offset_only(), [query.offset]
+    condition = " WHERE " + " AND ".join(where) if where else ""
+    if not paging:
+        sql = f"SELECT {_SELECT[level]} FROM {_FROM[level]}{condition} ORDER BY {order}"
+        return dialect.statement(sql), params, residual, pushed
+    # Page first: the page's keys alone (an index-only walk over skipped rows), then the
+    # page's columns and representative instances for its rows only.
+    sql = (f"SELECT {_SELECT[level]} FROM (SELECT {_ORDER[level]} AS pk FROM {_FROM[level]}"
+           f"{condition} ORDER BY {order} {paging}) page JOIN {_PAGE_JOIN[level]}"
+           f" ORDER BY {order}")
+    return dialect.statement(sql), params + paging_params, residual, pushed
 
 
 # --------------------------------------------------------------------------
@@ -316,21 +328,11 @@ def _series_counts(index: SqlIndex, pks: list[int]) -> dict[int, int]:
     return counts
 
 
-def _loads(text: str) -> Any:
-    return orjson.loads(text)
-
-
-def _metadata(index: SqlIndex, pks: list[int]) -> dict[int, tuple[dict[str, Any], bool]]:
-    """Stored DICOM JSON of instances, and whether it holds bulk placeholders."""
-    pks = [pk for pk in pks if pk is not None]
-    if not pks:
-        return {}
-    marks, params = _in(pks)
-    out = {}
-    for pk, text in index.fetch_all(
-            f"SELECT pk, metadata FROM instances WHERE pk IN ({marks})", tuple(params)):
-        out[pk] = (_loads(text), BULK_PLACEHOLDER in text)
-    return out
+def _dataset(text: str | None) -> tuple[dict[str, Any], bool]:
+    """Stored DICOM JSON of an instance, and whether it holds bulk placeholders."""
+    if not text:
+        return {}, False
+    return orjson.loads(text), BULK_PLACEHOLDER in text
 
 
 def _needs(level: str, levels: tuple[str, ...], tags: Iterable[str],
@@ -403,13 +405,12 @@ def _process_batch(index: SqlIndex, rows: list[tuple[Any, ...]], level: str, que
                    base_url: str, need_study: bool, need_series: bool, result: SearchResult,
                    limit: int | None, skip: int) -> tuple[bool, int]:
     """Filter and render one batch; returns (page complete, rows skipped for offset)."""
-    metadata = _metadata(index, [row[5] for row in rows])
     studies = _study_aggregates(index, sorted({row[0] for row in rows})) if need_study else {}
     series = _series_counts(index, sorted({row[2] for row in rows if row[2] is not None})) \
         if need_series else {}
     skipped = 0
-    for study_pk, st_uid, series_pk, se_uid, sop_uid, rep_pk in rows:
-        dataset, has_bulk = metadata.get(rep_pk, ({}, False))
+    for study_pk, st_uid, series_pk, se_uid, sop_uid, stored in rows:
+        dataset, has_bulk = _dataset(stored)
         computed = _computed(level, base_url, st_uid, se_uid, sop_uid, dataset,
                              studies.get(study_pk), series.get(series_pk))
         if residual:
@@ -463,14 +464,15 @@ def _computed(level: str, base_url: str, st_uid: str, se_uid: str | None, sop_ui
     return out
 
 
-def explain(index: SqlIndex, level: str, query: Query, **kwargs: Any) -> list[str]:
+def explain(index: SqlIndex, level: str, query: Query, *, analyze: bool = False,
+            **kwargs: Any) -> list[str]:
     """``EXPLAIN QUERY PLAN`` lines of the main statement of a search (SQLite), or
-    ``EXPLAIN`` lines (PostgreSQL)."""
+    ``EXPLAIN`` lines (PostgreSQL; with ``analyze``, ``EXPLAIN ANALYZE``: run, with timings)."""
     dialect = dialect_of(index)
     sql, params, _residual, _pushed = build_sql(level, query, dialect=dialect, **kwargs)
     cur = index.connection().cursor()
     try:
-        cur.execute(dialect.explain(sql), tuple(params))
+        cur.execute(dialect.explain(sql, analyze), tuple(params))
         rows = cur.fetchall()
     finally:
         cur.close()
