@@ -44,7 +44,7 @@ __all__ = ["IngestStream", "MultipartError"]
 HEAD_BYTES = 64 * 1024
 #: DICOM parts a worker-thread call parses and prepares before handing them over: they are
 #: committed together (one index transaction, one thread hand-off for all of them).
-GROUP = 4
+GROUP = 8
 #: Parts ingested concurrently per request while the next ones are parsed (two groups).
 PIPELINE = 2 * GROUP
 #: Bytes of the body's end searched for the closing boundary before anything is stored.
