@@ -237,6 +237,9 @@ def main(argv: list[str] | None = None) -> None:
                    help="comma-separated worker counts of dwdaemon (default 1,2)")
     p.add_argument("--rounds", type=int, default=1,
                    help="rounds of the four configurations (medians are reported)")
+    p.add_argument("--port", type=int, default=OURS_PORT,
+                   help=f"first loopback port of dwdaemon (default {OURS_PORT}; another one "
+                        "when other benchmarks run on this machine)")
     args = p.parse_args(argv)
     counts = [int(n) for n in args.workers.split(",") if n]
 
@@ -244,7 +247,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         if not args.only_memory:
             for i, n in enumerate(counts):
-                ours = OursWorkers(OURS_PORT + i, n)
+                ours = OursWorkers(args.port + i, n)
                 servers.append(ours)
                 ours.start()
             if not args.skip_orthanc:
@@ -257,7 +260,7 @@ def main(argv: list[str] | None = None) -> None:
                 servers.remove(server)
         if not args.skip_memory:
             # A fresh daemon for the memory test, so the figure is the STOW's alone.
-            ours = OursWorkers(OURS_PORT, counts[0])
+            ours = OursWorkers(args.port, counts[0])
             servers.append(ours)
             ours.start()
             memory(args, ours)

@@ -20,6 +20,7 @@ Example
 
 from __future__ import annotations
 
+import ctypes
 from collections.abc import Callable, Iterator
 from typing import IO, Any, Protocol, TypeVar
 
@@ -29,12 +30,16 @@ __all__ = [
     "MultipartError",
     "MultipartParser",
     "PartSink",
+    "find_bytes",
     "iter_file_parts",
     "parse_content_type",
 ]
 
 #: Largest header section accepted for one part (bytes).
 MAX_HEADER_BYTES = 64 * 1024
+
+#: Searches over at least this many bytes use the C library's ``memmem`` (see :func:`find_bytes`).
+MEMMEM_MIN = 32 * 1024
 
 _PREAMBLE, _AFTER_DELIM, _HEADERS, _BODY, _EPILOGUE, _FAILED = range(6)
 _LWSP = b" \t"
@@ -62,6 +67,35 @@ class _Discard:
 
     def close(self) -> None:
         pass
+
+
+def _load_memmem() -> Any:
+    """The C library's ``memmem`` through ctypes, or ``None`` where there is none."""
+    try:
+        memmem = ctypes.CDLL(None).memmem
+    except (OSError, AttributeError):  # pragma: no cover - not a glibc/musl/BSD libc
+        return None
+    memmem.restype = ctypes.c_void_p
+    memmem.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p, ctypes.c_size_t]
+    return memmem
+
+
+_memmem = _load_memmem()
+
+
+def find_bytes(buf: bytes, needle: bytes, start: int) -> int:
+    """``buf.find(needle, start)``, with the C library's ``memmem`` for long searches.
+
+    CPython's ``bytes.find`` takes its two-way path for a long needle such as a boundary
+    delimiter: about 4x slower than glibc's ``memmem`` on a part of 512 KB (and it holds the
+    GIL, where ctypes releases it).
+    """
+    n = len(buf)
+    if _memmem is None or n - start < MEMMEM_MIN or type(buf) is not bytes or start < 0:
+        return buf.find(needle, start)
+    base = ctypes.cast(ctypes.c_char_p(buf), ctypes.c_void_p).value or 0
+    hit = _memmem(base + start, n - start, needle, len(needle))
+    return hit - base if hit else -1
 
 
 def parse_content_type(value: str | bytes | None) -> tuple[str, dict[str, str]]:
@@ -221,7 +255,7 @@ class MultipartParser:
             state = self._state
             if state == _BODY:
                 delim = self._delim
-                idx = buf.find(delim, pos)
+                idx = find_bytes(buf, delim, pos)
                 sink = self._sink
                 assert sink is not None
                 if idx < 0:

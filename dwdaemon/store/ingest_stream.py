@@ -42,8 +42,11 @@ __all__ = ["IngestStream", "MultipartError"]
 
 #: Bytes of each DICOM part kept in memory to name the instance when ingest refuses it.
 HEAD_BYTES = 64 * 1024
-#: Parts ingested concurrently per request while the next ones are parsed.
-PIPELINE = 3
+#: DICOM parts a worker-thread call parses and prepares before handing them over: they are
+#: committed together (one index transaction, one thread hand-off for all of them).
+GROUP = 8
+#: Parts ingested concurrently per request while the next ones are parsed (two groups).
+PIPELINE = 2 * GROUP
 #: Bytes of the body's end searched for the closing boundary before anything is stored.
 TAIL_BYTES = 256 * 1024
 CHUNK = 1 << 20
@@ -72,7 +75,7 @@ class DicomPartSink:
         self.error: BaseException | None = None
         #: The part belongs to another study than the URL's (removed, named by ``uids``).
         self.other_study = False
-        #: Handed to :meth:`IngestStream.ingest_part` (the commit owns its file now).
+        #: Handed to :meth:`IngestStream.ingest_group` (the commit owns its file now).
         self.taken = False
 
     def write(self, data: bytes) -> None:
@@ -200,9 +203,12 @@ class PartPump:
     """Reads the spooled body in a worker thread, a few parts per call.
 
     :meth:`start` first checks the framing (so a truncated body stores nothing), then each
-    call parses until at least one part is complete or the body ends, and returns
+    call parses until ``want`` parts are complete or the body ends, and returns
     ``(sinks, finished, error)``; a malformed body ends the parts with ``error`` set.
     """
+
+    #: Complete parts a call waits for (fewer at the end of the body).
+    want = GROUP
 
     def __init__(self, body: IO[bytes], boundary: str, sink_factory: Any,
                  expected_study: str | None, prepare: Any) -> None:
@@ -227,7 +233,7 @@ class PartPump:
     def pump(self) -> tuple[list[Any], bool, str | None]:
         error = None
         try:
-            while not self.completed and not self.finished:
+            while len(self.completed) < self.want and not self.finished:
                 chunk = self.body.read(CHUNK)
                 if chunk:
                     self.parser.feed(chunk)
@@ -336,18 +342,23 @@ class IngestStream:
         try:
             parts, finished, malformed = yield pools.io(pump.start)
             while True:
+                group: list[tuple[int, DicomPartSink]] = []
                 for sink in parts:
                     order = self.order
                     self.order += 1
                     if isinstance(sink, DicomPartSink):
+                        if group and not sem.tokens:
+                            # No room left: commit what is gathered before waiting.
+                            pending += self.ingest_group(group, sem)
+                            group = []
                         yield sem.acquire()
-                        d = self.ingest_part(order, sink)
-                        d.addBoth(lambda r: (sem.release(), r)[1])
-                        pending.append(d)
+                        group.append((order, sink))
                     elif isinstance(sink, MetadataSink):
                         self.metadata.append((order, sink))
                     else:
                         self.bulk.add(sink.headers, sink.part)
+                if group:
+                    pending += self.ingest_group(group, sem)
                 if finished:
                     break
                 parts, finished, malformed = yield pools.io(pump.pump)
@@ -366,17 +377,29 @@ class IngestStream:
             yield DeferredList(pending, consumeErrors=True)
         return malformed
 
-    def ingest_part(self, order: int, sink: DicomPartSink) -> Any:
-        """Commit one prepared DICOM part; report success or failure."""
-        sink.taken = True
-        if sink.other_study:
-            sop_class, sop_uid, study = sink.uids or ("", "", "")
-            self.on_failed(order, sop_class, sop_uid, sm.PROCESSING_FAILURE,
-                           f"instance belongs to study {study}, not {self.expected_study}")
-            return defer.succeed(None)
-        if sink.error is not None:
-            return self.record(order, defer.fail(sink.error), sink.head)
-        return self.record(order, self.store.index_prepared(sink.prepared), sink.head)
+    def ingest_group(self, group: list[tuple[int, DicomPartSink]],
+                     sem: DeferredSemaphore) -> list[Any]:
+        """Commit prepared DICOM parts together (one group-commit batch); report each
+        part's success or failure. Each part releases a token of ``sem`` when done."""
+        out: list[Any] = []
+        ready: list[tuple[int, DicomPartSink]] = []
+        for order, sink in group:
+            sink.taken = True
+            if sink.other_study:
+                sop_class, sop_uid, study = sink.uids or ("", "", "")
+                self.on_failed(order, sop_class, sop_uid, sm.PROCESSING_FAILURE,
+                               f"instance belongs to study {study}, not {self.expected_study}")
+                out.append(defer.succeed(None))
+            elif sink.error is not None:
+                out.append(self.record(order, defer.fail(sink.error), sink.head))
+            else:
+                ready.append((order, sink))
+        commits = self.store.index_prepared_group([sink.prepared for _, sink in ready])
+        for (order, sink), commit in zip(ready, commits, strict=True):
+            out.append(self.record(order, commit, sink.head))
+        for d in out:
+            d.addBoth(lambda r: (sem.release(), r)[1])
+        return out
 
     @inlineCallbacks
     def record(self, order: int, pending: Any, head: bytes | None) -> Any:

@@ -92,6 +92,8 @@ class Store:
         self.default_encoding = default_encoding
         self._pending: list[tuple[Prepared, Deferred[AddResult]]] = []
         self._flushing = False
+        #: Set while :meth:`index_prepared_group` queues a group (its batch starts after).
+        self._grouping = False
         #: Called with ``(IngestResult, file size)`` for each instance ingested (metrics).
         self.listeners: list[Any] = []
 
@@ -223,6 +225,19 @@ class Store:
             listener(result, prepared.record.file_size)
         return result
 
+    def index_prepared_group(self, group: list[Prepared]) -> list[Deferred[IngestResult]]:
+        """:meth:`index_prepared` for several files at once: they join one group-commit
+        batch (one index transaction, one index sync) unless a batch is being written, then
+        they all wait for the next one. One Deferred per file, in order."""
+        self._grouping = True
+        try:
+            out = [self.index_prepared(prepared) for prepared in group]
+        finally:
+            self._grouping = False
+        if self._pending and not self._flushing:
+            self._flush_pending()
+        return out
+
     def _drop(self, prepared: Prepared) -> None:
         """Remove what a failed commit left: the temporary or the renamed file."""
         discard(prepared.temp_path)
@@ -238,7 +253,7 @@ class Store:
         """
         d: Deferred[AddResult] = Deferred()
         self._pending.append((prepared, d))
-        if not self._flushing:
+        if not self._flushing and not self._grouping:
             self._flush_pending()
         return d
 

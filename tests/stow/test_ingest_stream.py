@@ -7,12 +7,14 @@ import os
 import warnings
 from typing import Any
 
+from pydicom import dcmread
+from pydicom.uid import generate_uid
 from twisted.internet.defer import inlineCallbacks
 from twisted.trial.unittest import TestCase
 
 from dwdaemon.dicom import stow_model as sm
-from dwdaemon.store.ingest_stream import MultipartError
-from tests.core.test_store import make_store
+from dwdaemon.store.ingest_stream import GROUP, MultipartError
+from tests.core.test_store import assert_consistent, make_store
 from tests.support import read, testdata
 
 BOUNDARY = "stream-test"
@@ -77,3 +79,32 @@ class IngestStreamTests(TestCase):
             yield stream.run()
         self.assertEqual((self.stored, self.failed), ([], []))
         self.assertEqual(os.listdir(self.store.storage.tmp), [])
+
+    @inlineCallbacks
+    def test_parts_committed_in_groups(self) -> None:
+        """The parts of a body are committed a group at a time (one index transaction per
+        group, not per part), each stored alone, in order, with its file."""
+        ds = dcmread(testdata("CT_small.dcm"))
+        parts = []
+        for _ in range(2 * GROUP + 1):
+            ds.SOPInstanceUID = generate_uid()
+            out = io.BytesIO()
+            ds.save_as(out)
+            parts.append(out.getvalue())
+        batches: list[int] = []  # sizes of the group-commit batches (one db_write each)
+        db_write = self.store.pools.db_write
+
+        def counting(fn: Any, batch: Any = None, *args: Any) -> Any:
+            if isinstance(batch, list):
+                batches.append(len(batch))
+            return db_write(fn, *([] if batch is None else [batch]), *args)
+
+        self.patch(self.store.pools, "db_write", counting)
+        stream = self.stream(body(*parts))
+        yield stream.run()
+        self.assertEqual(self.failed, [])
+        self.assertEqual(sorted(o for o, _ in self.stored), list(range(len(parts))))
+        self.assertEqual(sum(batches), len(parts))
+        self.assertLessEqual(len(batches), 3)
+        self.assertEqual(os.listdir(self.store.storage.tmp), [])
+        self.assertEqual(assert_consistent(self, self.store), len(parts))

@@ -10,8 +10,10 @@ import resource
 from twisted.trial.unittest import SynchronousTestCase
 
 from dwdaemon.dicom.multipart_reader import (
+    MEMMEM_MIN,
     MultipartError,
     MultipartParser,
+    find_bytes,
     iter_file_parts,
     parse_content_type,
 )
@@ -206,6 +208,33 @@ class ParserTests(SynchronousTestCase):
         p.feed(b"--B\r\n\r\nx\r\n--B--")
         p.close()
         self.assertEqual(p.parts, 1)
+
+    def test_find_agrees_with_bytes_find(self) -> None:
+        """The memmem search of long buffers finds what ``bytes.find`` finds."""
+        rnd = random.Random(3)
+        needle = b"\r\n--" + self.boundary
+        size = MEMMEM_MIN * 3
+        for _ in range(30):
+            data = bytearray(rnd.getrandbits(8) for _ in range(size))
+            for _ in range(rnd.randrange(3)):
+                at = rnd.randrange(size - len(needle))
+                data[at:at + len(needle)] = needle
+            buf = bytes(data)
+            for start in (0, 1, rnd.randrange(size), size - MEMMEM_MIN, size - 5, size):
+                self.assertEqual(find_bytes(buf, needle, start),
+                                 buf.find(needle, start))
+
+    def test_large_parts_random_splits(self) -> None:
+        """Parts over MEMMEM_MIN (searched with memmem), fed in random pieces."""
+        rnd = random.Random(11)
+        parts = [({"Content-Type": "application/dicom"},
+                  bytes(rnd.getrandbits(8) for _ in range(n)) + b"\r\n--" + self.boundary[:-1])
+                 for n in (MEMMEM_MIN + 7, 3 * MEMMEM_MIN, 10)]
+        body = build(parts, self.boundary)
+        for zero_copy in (False, True):
+            self.check(parse(body, self.boundary, zero_copy=zero_copy), parts)
+            splits = [rnd.randrange(len(body)) for _ in range(4)]
+            self.check(parse(body, self.boundary, splits, zero_copy), parts)
 
     def test_bad_boundary(self) -> None:
         self.assertRaises(ValueError, MultipartParser, b"", lambda h: None)
