@@ -28,7 +28,7 @@ import time
 from typing import Any
 
 from twisted.application import service
-from twisted.internet import defer, endpoints, ssl
+from twisted.internet import defer, endpoints, ssl, threads
 from twisted.internet.address import IPv6Address, UNIXAddress
 from twisted.internet.protocol import Factory, ProcessProtocol
 from twisted.logger import Logger
@@ -93,6 +93,7 @@ class WorkerProcess(ProcessProtocol):
         self.supervisor = supervisor
         self.slot = slot
         self.started = time.monotonic()
+        self.pid = 0  #: set once spawned (the transport forgets it when the process ends)
         self.ended: defer.Deferred[None] = defer.Deferred()
 
     def processEnded(self, reason: Failure) -> None:
@@ -175,11 +176,16 @@ class Supervisor(service.Service):
         # fd 0: a pipe whose end of file tells the worker its parent is gone
         self.reactor.spawnProcess(proto, sys.executable, argv, env=env, path=os.getcwd(),
                                   childFDs={0: "w", 1: 1, 2: 2, LISTEN_FD: self.port.fileno()})
-        log.info("worker {slot} started (pid {pid})", slot=slot, pid=proto.transport.pid)
+        proto.pid = proto.transport.pid
+        log.info("worker {slot} started (pid {pid})", slot=slot, pid=proto.pid)
 
     def worker_ended(self, proto: WorkerProcess, reason: Failure) -> None:
         if self.workers.get(proto.slot) is proto:
             del self.workers[proto.slot]
+        if proto.pid:  # its uploads in progress died with it: no need to wait for a restart
+            d = threads.deferToThreadPool(self.reactor, self.reactor.getThreadPool(),
+                                          self.remove_temporary_files, proto.pid)
+            d.addErrback(lambda f: log.failure("removing a dead worker's temporary files", f))
         if self.stopping:
             return
         lived = time.monotonic() - proto.started
@@ -188,6 +194,14 @@ class Supervisor(service.Service):
         log.warn("worker {slot} ended ({reason}); replaced in {delay:.1f} s", slot=proto.slot,
                  reason=reason.value, delay=delay)
         self._respawns[proto.slot] = self.reactor.callLater(delay, self.spawn, proto.slot)
+
+    def remove_temporary_files(self, pid: int) -> None:
+        """Remove what worker ``pid`` left in the storage's temporary folder (in a thread)."""
+        from dwdaemon.store.storage import StorageArea
+
+        count = StorageArea(self.config.storage_directory).clean_temp_of(pid)
+        if count:
+            log.info("removed {count} temporary file(s) of worker {pid}", count=count, pid=pid)
 
     def stopService(self) -> defer.Deferred[None]:
         super().stopService()

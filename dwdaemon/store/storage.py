@@ -6,12 +6,22 @@ import contextlib
 import errno
 import hashlib
 import os
+import socket
 import time
 import uuid
 from collections.abc import Iterable
 from typing import Any, BinaryIO
 
 CHUNK = 1 << 20
+
+#: This host's name in temporary file names (a storage area may be shared by several hosts).
+_HOST = socket.gethostname().replace(os.sep, "_") or "host"
+
+
+def temp_prefix(pid: int) -> str:
+    """The start of every temporary file name of process ``pid`` on this host, so that the
+    parent of worker processes can remove the temporary files of a worker that died."""
+    return f"{_HOST}-{pid}-"
 
 
 class StorageFullError(OSError):
@@ -82,7 +92,7 @@ class StorageArea:
 
     def temp_path(self) -> str:
         """A fresh temporary path inside the storage area (same filesystem: rename is atomic)."""
-        return os.path.join(self.tmp, uuid.uuid4().hex)
+        return os.path.join(self.tmp, temp_prefix(os.getpid()) + uuid.uuid4().hex)
 
     def new_temp(self) -> tuple[str, TempFile]:
         """A new temporary file, open for writing (it hashes what is written)."""
@@ -210,6 +220,17 @@ class StorageArea:
             for name in os.listdir(self.tmp):
                 discard(os.path.join(self.tmp, name))
                 count += 1
+        return count
+
+    def clean_temp_of(self, pid: int) -> int:
+        """Remove the temporary files of process ``pid`` of this host (a worker that died:
+        nothing of it can still be in progress); returns how many."""
+        prefix, count = temp_prefix(pid), 0
+        if os.path.isdir(self.tmp):
+            for name in os.listdir(self.tmp):
+                if name.startswith(prefix):
+                    discard(os.path.join(self.tmp, name))
+                    count += 1
         return count
 
     def remove_orphans(self, known: set[str], min_age: float = 0.0) -> list[str]:

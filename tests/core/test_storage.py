@@ -8,7 +8,7 @@ import shutil
 
 from twisted.trial.unittest import TestCase
 
-from dwdaemon.store.storage import StorageArea
+from dwdaemon.store.storage import StorageArea, temp_prefix
 
 
 class TempFileTests(TestCase):
@@ -28,6 +28,20 @@ class TempFileTests(TestCase):
         with open(self.area.path(file_uuid), "rb") as f:
             self.assertEqual(f.read(), data)
         self.assertFalse(os.path.exists(path))
+
+    def test_clean_temp_of_removes_one_process_files_only(self) -> None:
+        """A dead worker's temporary files (named after its pid) go; others' stay."""
+        mine, fp = self.area.new_temp()
+        fp.close()
+        self.assertTrue(os.path.basename(mine).startswith(temp_prefix(os.getpid())))
+        dead = os.path.join(self.area.tmp, temp_prefix(4242424) + "abc")
+        other = os.path.join(self.area.tmp, temp_prefix(42424240) + "abc")  # pid prefix of it
+        for path in (dead, other):
+            with open(path, "wb") as f:
+                f.write(b"partial")
+        self.assertEqual(self.area.clean_temp_of(4242424), 1)
+        self.assertEqual(sorted(os.listdir(self.area.tmp)),
+                         sorted(os.path.basename(p) for p in (mine, other)))
 
     def test_seek_voids_the_running_digest(self) -> None:
         path, fp = self.area.new_temp()
