@@ -154,6 +154,27 @@ class SummaryMixin:
         self.assertSummaryFresh()
 
 
+    @inlineCallbacks
+    def test_candidates_read_by_chunks(self) -> Any:
+        """A search confirmed in Python (PatientName case-sensitive: the folded pre-filter
+        also lets ``smith`` through) pages as the whole answer does, across chunks."""
+        for n in range(12):
+            name = ("SMITH^A" if n % 3 == 0 else "smith^b") + str(n)
+            yield self.store.ingest_bytes(instance(f"1.2.9.{n}.1.1", f"1.2.9.{n}",
+                                                   f"1.2.9.{n}.1", PatientName=name,
+                                                   Modality="CT"))
+        for level in ("studies", "series"):
+            whole = search.search(self.store.index, level,
+                                  parse_query([("PatientName", "SMITH*")]), base_url=BASE)
+            self.assertEqual(len(whole.datasets), 4)
+            for offset in range(6):
+                page = search.search(self.store.index, level, parse_query(
+                    [("PatientName", "SMITH*"), ("limit", "1"), ("offset", str(offset))]),
+                    base_url=BASE)
+                self.assertEqual(page.datasets, whole.datasets[offset:offset + 1])
+                self.assertEqual(page.truncated, offset < 3)
+
+
 class SqliteSummaryTests(SummaryMixin, TestCase):
     def make_index(self) -> Any:
         return SqliteIndex(os.path.join(self.dir, "index"))

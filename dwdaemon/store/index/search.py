@@ -257,6 +257,9 @@ def fragment_suffices(level: str, tags: Iterable[str], residual: list[Criterion]
 
 
 _ORDER = {"studies": "st.pk", "series": "se.pk", "instances": "i.pk"}
+#: Levels whose searches confirmed in Python read their candidates by chunks of keys (the
+#: position of the key in a row): a page of answers stops reading early.
+KEYSET_LEVELS = {"studies": 0, "series": 2}
 #: The tables of a level joined to a page of its keys (``page.pk``).
 _PAGE_JOIN = {
     "studies": "studies st ON st.pk = page.pk",
@@ -268,11 +271,14 @@ _PAGE_JOIN = {
 
 def build_sql(level: str, query: Query, *, study_uid: str | None = None,
               series_uid: str | None = None, limit: int | None = None,
-              dialect: Dialect = SQLITE, fragment: bool = False
+              dialect: Dialect = SQLITE, fragment: bool = False,
+              after: int = 0, chunk: int | None = None
               ) -> tuple[Any, list[Any], list[Criterion], bool]:
     """The statement for a search (built by ``dialect``), its parameters, the residual
     criteria, and whether paging was pushed into SQL. With ``fragment`` (study level), the
-    representative is the study's stored answer fragment."""
+    representative is the study's stored answer fragment. With ``chunk`` (studies and series
+    levels), only the ``chunk`` first candidates with a key above ``after`` are read (a search
+    confirmed in Python reads its candidates chunk by chunk, see :data:`KEYSET_LEVELS`)."""
     conditions, residual = plan(level, query, dialect)
     where: list[str] = []
     params: list[Any] = []
@@ -291,7 +297,11 @@ def build_sql(level: str, query: Query, *, study_uid: str | None = None,
     pushed = not residual
     select = _SELECT_FRAGMENT if fragment and level == "studies" else _SELECT[level]
     paging, paging_params = "", []
-    if pushed and limit is not None:
+    if chunk is not None and level in KEYSET_LEVELS:
+        where.append(f"{order} > {P}")
+        params.append(after)
+        paging, paging_params = f"LIMIT {P}", [chunk]
+    elif pushed and limit is not None:
         paging, paging_params = f"LIMIT {P} OFFSET {P}", [limit + 1, query.offset]
     elif pushed and query.offset:
         paging, paging_params = dialect.offset_only(), [query.offset]
@@ -400,27 +410,25 @@ def search(index: SqlIndex, level: str, query: Query, *, base_url: str,
     include_levels = levels if query.include_all else ()
     dialect = dialect_of(index)
     fragment = fragment_suffices(level, tags, plan(level, query, dialect)[1])
-    sql, params, residual, pushed = build_sql(level, query, study_uid=study_uid,
-                                              series_uid=series_uid, limit=limit,
-                                              dialect=dialect, fragment=fragment)
+    kwargs: dict[str, Any] = {"study_uid": study_uid, "series_uid": series_uid,
+                              "limit": limit, "dialect": dialect, "fragment": fragment}
+    sql, params, residual, pushed = build_sql(level, query, **kwargs)
     need_study, need_series = _needs(level, levels, tags, residual)
     result = SearchResult()
     skip = 0 if pushed else query.offset
-    conn = index.connection()
-    cur = conn.cursor()
-    try:
-        cur.execute(sql, tuple(params))
+    args = (index, level, query, residual, tags, include_levels, base_url, need_study,
+            need_series, result, limit)
+    if pushed or limit is None or level not in KEYSET_LEVELS:
+        _read(index, sql, params, args, skip)
+    else:  # candidates by chunks of keys: enough for the page, then twice as many each time
+        after, chunk = 0, limit + 1 + query.offset
         while True:
-            rows = cur.fetchmany(BATCH)
-            if not rows:
+            sql, params, _residual, _pushed = build_sql(level, query, after=after,
+                                                        chunk=chunk, **kwargs)
+            done, skip, last, count = _read(index, sql, params, args, skip)
+            if done or last is None or count < chunk:
                 break
-            done = _process_batch(index, rows, level, query, residual, tags, include_levels,
-                                  base_url, need_study, need_series, result, limit, skip)
-            skip = max(0, skip - done[1])
-            if done[0]:
-                break
-    finally:
-        cur.close()
+            after, chunk = last[KEYSET_LEVELS[level]], chunk * 2
     if limit is not None and len(result.datasets) > limit:
         del result.datasets[limit:]
         result.truncated = True
@@ -429,10 +437,32 @@ def search(index: SqlIndex, level: str, query: Query, *, base_url: str,
     return result
 
 
-def _process_batch(index: SqlIndex, rows: list[tuple[Any, ...]], level: str, query: Query,
+def _read(index: SqlIndex, sql: Any, params: list[Any], args: tuple[Any, ...],
+          skip: int) -> tuple[bool, int, tuple[Any, ...] | None, int]:
+    """Run a statement and process its rows by batches: whether the page is complete, the
+    offset left to skip, the last row read and the number of rows read."""
+    cur = index.connection().cursor()
+    last, count = None, 0
+    try:
+        cur.execute(sql, tuple(params))
+        while True:
+            rows = cur.fetchmany(BATCH)
+            if not rows:
+                return False, skip, last, count
+            last, count = rows[-1], count + len(rows)
+            done = _process_batch(*args, rows, skip)
+            skip = max(0, skip - done[1])
+            if done[0]:
+                return True, skip, last, count
+    finally:
+        cur.close()
+
+
+def _process_batch(index: SqlIndex, level: str, query: Query,
                    residual: list[Criterion], tags: list[str], include_levels: tuple[str, ...],
                    base_url: str, need_study: bool, need_series: bool, result: SearchResult,
-                   limit: int | None, skip: int) -> tuple[bool, int]:
+                   limit: int | None, rows: list[tuple[Any, ...]], skip: int
+                   ) -> tuple[bool, int]:
     """Filter and render one batch; returns (page complete, rows skipped for offset)."""
     studies: dict[int, tuple[int, int, list[str], list[str]]] = {}
     if need_study:
