@@ -537,8 +537,17 @@ def _computed(level: str, base_url: str, st_uid: str, se_uid: str | None, sop_ui
 def explain(index: SqlIndex, level: str, query: Query, *, analyze: bool = False,
             **kwargs: Any) -> list[str]:
     """``EXPLAIN QUERY PLAN`` lines of the main statement of a search (SQLite), or
-    ``EXPLAIN`` lines (PostgreSQL; with ``analyze``, ``EXPLAIN ANALYZE``: run, with timings)."""
+    ``EXPLAIN`` lines (PostgreSQL; with ``analyze``, ``EXPLAIN ANALYZE``: run, with timings).
+    Unless ``kwargs`` say otherwise, the statement is the one :func:`search` runs first (the
+    study fragment when it suffices, the first chunk of candidates when confirmed in Python)."""
     dialect = dialect_of(index)
+    residual = plan(level, query, dialect)[1]
+    if "fragment" not in kwargs:
+        tags = qido_model.return_tags(level, query)[0]
+        kwargs["fragment"] = fragment_suffices(level, tags, residual)
+    limit = kwargs.get("limit")
+    if "chunk" not in kwargs and residual and limit is not None and level in KEYSET_LEVELS:
+        kwargs["chunk"] = limit + 1 + query.offset
     sql, params, _residual, _pushed = build_sql(level, query, dialect=dialect, **kwargs)
     cur = index.connection().cursor()
     try:
