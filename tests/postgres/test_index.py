@@ -15,6 +15,7 @@ from twisted.internet.defer import gatherResults, inlineCallbacks
 from twisted.trial.unittest import TestCase
 
 from dwdaemon.dicom.matching import parse_query
+from dwdaemon.store.index import schema
 from dwdaemon.store.index.base import InstanceRecord
 from dwdaemon.store.index.dialect import P
 from dwdaemon.store.index.postgres import PostgresIndex
@@ -229,7 +230,7 @@ class WriteTests(PostgresStoreCase):
 
     def test_properties(self) -> None:
         index = self.store.index
-        self.assertEqual(index.get_property("schema_version"), "1")
+        self.assertEqual(index.get_property("schema_version"), str(schema.SCHEMA_VERSION))
         self.assertIsNone(index.get_property("x"))
         index.set_property("x", "1")
         index.set_property("x", "2")

@@ -54,7 +54,9 @@ class PlanStabilityTests(SynchronousTestCase):
                             ).fetchall()
         self.assertEqual(len(rows), 1, "the search statement was not prepared server-side")
         selective = parse_query([("PatientName", "DOE*"), ("limit", "50")])
-        _, params, _, _ = build_sql("studies", selective, limit=50, dialect=index.dialect)
+        # the first chunk of candidates of a search confirmed in Python (as search runs it)
+        _, params, _, _ = build_sql("studies", selective, limit=50, dialect=index.dialect,
+                                    fragment=True, after=0, chunk=51)
         literals = ", ".join(conn.execute("SELECT quote_nullable(%s::text)", (p,)).fetchone()[0]
                              for p in params)
         lines = conn.execute(f'EXPLAIN EXECUTE "{rows[0][0]}"({literals})').fetchall()

@@ -24,7 +24,7 @@ from psycopg import errors, sql
 from psycopg.conninfo import make_conninfo
 from psycopg.types.string import StrDumperUnknown
 
-from dwdaemon.store.index import schema
+from dwdaemon.store.index import schema, study_summary
 from dwdaemon.store.index.base import AddResult, InstanceRecord
 from dwdaemon.store.index.dialect import POSTGRESQL
 from dwdaemon.store.index.sql import DUPLICATE_SOPS, SqlIndex, warn_duplicate_sops
@@ -152,6 +152,8 @@ class PostgresIndex(SqlIndex):
                 warn_duplicate_sops(cur.fetchall())
             self.execute(cur, self.dialect.insert_missing("properties", ("name", "value"), "name"),
                          ("schema_version", str(schema.SCHEMA_VERSION)))
+            self.migrate(cur)
+        study_summary.fill_missing(self)
 
     def close(self) -> None:
         with self._lock:

@@ -11,7 +11,14 @@ from __future__ import annotations
 
 from dwdaemon.store.index.dialect import SQLITE, Dialect
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+#: Columns added after version 1 (``ALTER TABLE ... ADD COLUMN`` on an older index): the
+#: per-study summary of :mod:`~dwdaemon.store.index.study_summary` (NULL until computed).
+ADDED_COLUMNS = {
+    "studies": [("series_count", "{int}"), ("instance_count", "{int}"), ("modalities", "{text}"),
+                ("sop_classes", "{text}"), ("answer_json", "{text}")],
+}
 
 TABLES = [
     """
@@ -43,7 +50,12 @@ TABLES = [
         patient_name_words {text},
         main_tags {text} NOT NULL,
         patient_main_tags {text} NOT NULL,
-        last_update {text} NOT NULL
+        last_update {text} NOT NULL,
+        series_count {int},
+        instance_count {int},
+        modalities {text},
+        sop_classes {text},
+        answer_json {text}
     )""",
     """
     CREATE TABLE IF NOT EXISTS series (
@@ -158,3 +170,11 @@ def ddl(dialect: Dialect = SQLITE) -> list[str]:
     as in SQLite and use the indexes (see :class:`~dwdaemon.store.index.dialect.Dialect`).
     """
     return [s.format(**dialect.types) for s in TABLES + INDEXES + JOBS + SERVERS]
+
+
+def migrations(existing: dict[str, set[str]], dialect: Dialect = SQLITE) -> list[str]:
+    """``ALTER TABLE`` statements adding :data:`ADDED_COLUMNS` missing from ``existing``
+    (table -> its column names)."""
+    return [f"ALTER TABLE {table} ADD COLUMN {name} {kind.format(**dialect.types)}"
+            for table, columns in ADDED_COLUMNS.items()
+            for name, kind in columns if name not in existing.get(table, set())]

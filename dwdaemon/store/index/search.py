@@ -28,6 +28,7 @@ import orjson
 from dwdaemon.dicom import qido_model
 from dwdaemon.dicom.jsonmodel import BULK_PLACEHOLDER
 from dwdaemon.dicom.matching import TEXT_VRS, Criterion, Query, pad_upper
+from dwdaemon.store.index import study_summary
 from dwdaemon.store.index.dialect import SQLITE, Dialect, P, glob_escape, placeholders
 
 if TYPE_CHECKING:
@@ -224,15 +225,41 @@ _FROM = {
 }
 #: The keys and UIDs of an answer and the stored DICOM JSON of its representative instance
 #: (read with the row: no second query per page).
+_SUMMARY = ", st.series_count, st.instance_count, st.modalities, st.sop_classes"
 _SELECT = {
     "studies": "st.pk, st.study_uid, NULL, NULL, NULL,"
                " (SELECT i.metadata FROM series s1 JOIN instances i ON i.series_pk = s1.pk"
-               " WHERE s1.study_pk = st.pk LIMIT 1)",
+               " WHERE s1.study_pk = st.pk LIMIT 1)" + _SUMMARY,
     "series": "st.pk, st.study_uid, se.pk, se.series_uid, NULL,"
-              " (SELECT i.metadata FROM instances i WHERE i.series_pk = se.pk LIMIT 1)",
-    "instances": "st.pk, st.study_uid, se.pk, se.series_uid, i.sop_uid, i.metadata",
+              " (SELECT i.metadata FROM instances i WHERE i.series_pk = se.pk LIMIT 1)"
+              + _SUMMARY,
+    "instances": "st.pk, st.study_uid, se.pk, se.series_uid, i.sop_uid, i.metadata" + _SUMMARY,
 }
+#: A study answer that shows only patient/study attributes reads the study's stored answer
+#: fragment (see :mod:`~dwdaemon.store.index.study_summary`) instead of a whole instance.
+_SELECT_FRAGMENT = ("st.pk, st.study_uid, NULL, NULL, NULL, COALESCE(st.answer_json,"
+                    " (SELECT i.metadata FROM series s1 JOIN instances i ON i.series_pk = s1.pk"
+                    " WHERE s1.study_pk = st.pk LIMIT 1))" + _SUMMARY)
+#: Study answer elements computed, not read from the representative instance.
+_STUDY_ANSWER_COMPUTED = frozenset({"00080005", "00080056", "00081190", "0020000D"}) \
+    | STUDY_COMPUTED
+#: Whether search reads the stored study summary (tests switch it off to compare answers).
+USE_SUMMARY = True
+
+
+def fragment_suffices(level: str, tags: Iterable[str], residual: list[Criterion]) -> bool:
+    """Whether every attribute a search shows or matches in Python is in the study fragment."""
+    if level != "studies" or not USE_SUMMARY:
+        return False
+    wanted = set(tags) | {c.tag for c in residual}
+    return all(t in _STUDY_ANSWER_COMPUTED or t in study_summary.KEPT_UIDS
+               or qido_model.level_of(t) == "studies" for t in wanted)
+
+
 _ORDER = {"studies": "st.pk", "series": "se.pk", "instances": "i.pk"}
+#: Levels whose searches confirmed in Python read their candidates by chunks of keys (the
+#: position of the key in a row): a page of answers stops reading early.
+KEYSET_LEVELS = {"studies": 0, "series": 2}
 #: The tables of a level joined to a page of its keys (``page.pk``).
 _PAGE_JOIN = {
     "studies": "studies st ON st.pk = page.pk",
@@ -244,9 +271,14 @@ _PAGE_JOIN = {
 
 def build_sql(level: str, query: Query, *, study_uid: str | None = None,
               series_uid: str | None = None, limit: int | None = None,
-              dialect: Dialect = SQLITE) -> tuple[Any, list[Any], list[Criterion], bool]:
+              dialect: Dialect = SQLITE, fragment: bool = False,
+              after: int = 0, chunk: int | None = None
+              ) -> tuple[Any, list[Any], list[Criterion], bool]:
     """The statement for a search (built by ``dialect``), its parameters, the residual
-    criteria, and whether paging was pushed into SQL."""
+    criteria, and whether paging was pushed into SQL. With ``fragment`` (study level), the
+    representative is the study's stored answer fragment. With ``chunk`` (studies and series
+    levels), only the ``chunk`` first candidates with a key above ``after`` are read (a search
+    confirmed in Python reads its candidates chunk by chunk, see :data:`KEYSET_LEVELS`)."""
     conditions, residual = plan(level, query, dialect)
     where: list[str] = []
     params: list[Any] = []
@@ -263,18 +295,23 @@ def build_sql(level: str, query: Query, *, study_uid: str | None = None,
     if level == "instances" and series_uid is not None:
         order = f"{dialect.int_sort('i.instance_number')}, i.pk"
     pushed = not residual
+    select = _SELECT_FRAGMENT if fragment and level == "studies" else _SELECT[level]
     paging, paging_params = "", []
-    if pushed and limit is not None:
+    if chunk is not None and level in KEYSET_LEVELS:
+        where.append(f"{order} > {P}")
+        params.append(after)
+        paging, paging_params = f"LIMIT {P}", [chunk]
+    elif pushed and limit is not None:
         paging, paging_params = f"LIMIT {P} OFFSET {P}", [limit + 1, query.offset]
     elif pushed and query.offset:
         paging, paging_params = dialect.offset_only(), [query.offset]
     condition = " WHERE " + " AND ".join(where) if where else ""
     if not paging:
-        sql = f"SELECT {_SELECT[level]} FROM {_FROM[level]}{condition} ORDER BY {order}"
+        sql = f"SELECT {select} FROM {_FROM[level]}{condition} ORDER BY {order}"
         return dialect.statement(sql), params, residual, pushed
     # Page first: the page's keys alone (an index-only walk over skipped rows), then the
     # page's columns and representative instances for its rows only.
-    sql = (f"SELECT {_SELECT[level]} FROM (SELECT {_ORDER[level]} AS pk FROM {_FROM[level]}"
+    sql = (f"SELECT {select} FROM (SELECT {_ORDER[level]} AS pk FROM {_FROM[level]}"
            f"{condition} ORDER BY {order} {paging}) page JOIN {_PAGE_JOIN[level]}"
            f" ORDER BY {order}")
     return dialect.statement(sql), params + paging_params, residual, pushed
@@ -371,27 +408,27 @@ def search(index: SqlIndex, level: str, query: Query, *, base_url: str,
     tags, levels = qido_model.return_tags(level, query, study_given=study_uid is not None,
                                           series_given=series_uid is not None)
     include_levels = levels if query.include_all else ()
-    sql, params, residual, pushed = build_sql(level, query, study_uid=study_uid,
-                                              series_uid=series_uid, limit=limit,
-                                              dialect=dialect_of(index))
+    dialect = dialect_of(index)
+    fragment = fragment_suffices(level, tags, plan(level, query, dialect)[1])
+    kwargs: dict[str, Any] = {"study_uid": study_uid, "series_uid": series_uid,
+                              "limit": limit, "dialect": dialect, "fragment": fragment}
+    sql, params, residual, pushed = build_sql(level, query, **kwargs)
     need_study, need_series = _needs(level, levels, tags, residual)
     result = SearchResult()
     skip = 0 if pushed else query.offset
-    conn = index.connection()
-    cur = conn.cursor()
-    try:
-        cur.execute(sql, tuple(params))
+    args = (index, level, query, residual, tags, include_levels, base_url, need_study,
+            need_series, result, limit)
+    if pushed or limit is None or level not in KEYSET_LEVELS:
+        _read(index, sql, params, args, skip)
+    else:  # candidates by chunks of keys: enough for the page, then twice as many each time
+        after, chunk = 0, limit + 1 + query.offset
         while True:
-            rows = cur.fetchmany(BATCH)
-            if not rows:
+            sql, params, _residual, _pushed = build_sql(level, query, after=after,
+                                                        chunk=chunk, **kwargs)
+            done, skip, last, count = _read(index, sql, params, args, skip)
+            if done or last is None or count < chunk:
                 break
-            done = _process_batch(index, rows, level, query, residual, tags, include_levels,
-                                  base_url, need_study, need_series, result, limit, skip)
-            skip = max(0, skip - done[1])
-            if done[0]:
-                break
-    finally:
-        cur.close()
+            after, chunk = last[KEYSET_LEVELS[level]], chunk * 2
     if limit is not None and len(result.datasets) > limit:
         del result.datasets[limit:]
         result.truncated = True
@@ -400,16 +437,49 @@ def search(index: SqlIndex, level: str, query: Query, *, base_url: str,
     return result
 
 
-def _process_batch(index: SqlIndex, rows: list[tuple[Any, ...]], level: str, query: Query,
+def _read(index: SqlIndex, sql: Any, params: list[Any], args: tuple[Any, ...],
+          skip: int) -> tuple[bool, int, tuple[Any, ...] | None, int]:
+    """Run a statement and process its rows by batches: whether the page is complete, the
+    offset left to skip, the last row read and the number of rows read."""
+    cur = index.connection().cursor()
+    last, count = None, 0
+    try:
+        cur.execute(sql, tuple(params))
+        while True:
+            rows = cur.fetchmany(BATCH)
+            if not rows:
+                return False, skip, last, count
+            last, count = rows[-1], count + len(rows)
+            done = _process_batch(*args, rows, skip)
+            skip = max(0, skip - done[1])
+            if done[0]:
+                return True, skip, last, count
+    finally:
+        cur.close()
+
+
+def _process_batch(index: SqlIndex, level: str, query: Query,
                    residual: list[Criterion], tags: list[str], include_levels: tuple[str, ...],
                    base_url: str, need_study: bool, need_series: bool, result: SearchResult,
-                   limit: int | None, skip: int) -> tuple[bool, int]:
+                   limit: int | None, rows: list[tuple[Any, ...]], skip: int
+                   ) -> tuple[bool, int]:
     """Filter and render one batch; returns (page complete, rows skipped for offset)."""
-    studies = _study_aggregates(index, sorted({row[0] for row in rows})) if need_study else {}
+    studies: dict[int, tuple[int, int, list[str], list[str]]] = {}
+    if need_study:
+        missing = set()
+        for row in rows:
+            if row[6] is None or not USE_SUMMARY:
+                missing.add(row[0])
+            else:
+                studies[row[0]] = (row[6], row[7], sorted(study_summary.split(row[8])),
+                                   sorted(study_summary.split(row[9])))
+        for pk, agg in _study_aggregates(index, sorted(missing)).items():
+            studies[pk] = (len(agg["series"]), agg["instances"], sorted(agg["modalities"]),
+                           sorted(agg["classes"]))
     series = _series_counts(index, sorted({row[2] for row in rows if row[2] is not None})) \
         if need_series else {}
     skipped = 0
-    for study_pk, st_uid, series_pk, se_uid, sop_uid, stored in rows:
+    for study_pk, st_uid, series_pk, se_uid, sop_uid, stored, *_summary in rows:
         dataset, has_bulk = _dataset(stored)
         computed = _computed(level, base_url, st_uid, se_uid, sop_uid, dataset,
                              studies.get(study_pk), series.get(series_pk))
@@ -439,7 +509,7 @@ def _uid(dataset: dict[str, Any], tag: str) -> str | None:
 
 
 def _computed(level: str, base_url: str, st_uid: str, se_uid: str | None, sop_uid: str | None,
-              dataset: dict[str, Any], study: dict[str, Any] | None,
+              dataset: dict[str, Any], study: tuple[int, int, list[str], list[str]] | None,
               series_count: int | None) -> dict[str, Any]:
     url = f"{base_url}/studies/{st_uid}"
     if level in ("series", "instances"):
@@ -455,10 +525,10 @@ def _computed(level: str, base_url: str, st_uid: str, se_uid: str | None, sop_ui
     if se_uid is not None:
         out["0020000E"] = {"vr": "UI", "Value": [se_uid]}
     if study is not None:
-        out["00080061"] = _element("CS", sorted(study["modalities"]))
-        out["00080062"] = _element("UI", sorted(study["classes"]))
-        out["00201206"] = {"vr": "IS", "Value": [len(study["series"])]}
-        out["00201208"] = {"vr": "IS", "Value": [study["instances"]]}
+        out["00080061"] = _element("CS", study[2])
+        out["00080062"] = _element("UI", study[3])
+        out["00201206"] = {"vr": "IS", "Value": [study[0]]}
+        out["00201208"] = {"vr": "IS", "Value": [study[1]]}
     if series_count is not None:
         out["00201209"] = {"vr": "IS", "Value": [series_count]}
     return out
@@ -467,8 +537,17 @@ def _computed(level: str, base_url: str, st_uid: str, se_uid: str | None, sop_ui
 def explain(index: SqlIndex, level: str, query: Query, *, analyze: bool = False,
             **kwargs: Any) -> list[str]:
     """``EXPLAIN QUERY PLAN`` lines of the main statement of a search (SQLite), or
-    ``EXPLAIN`` lines (PostgreSQL; with ``analyze``, ``EXPLAIN ANALYZE``: run, with timings)."""
+    ``EXPLAIN`` lines (PostgreSQL; with ``analyze``, ``EXPLAIN ANALYZE``: run, with timings).
+    Unless ``kwargs`` say otherwise, the statement is the one :func:`search` runs first (the
+    study fragment when it suffices, the first chunk of candidates when confirmed in Python)."""
     dialect = dialect_of(index)
+    residual = plan(level, query, dialect)[1]
+    if "fragment" not in kwargs:
+        tags = qido_model.return_tags(level, query)[0]
+        kwargs["fragment"] = fragment_suffices(level, tags, residual)
+    limit = kwargs.get("limit")
+    if "chunk" not in kwargs and residual and limit is not None and level in KEYSET_LEVELS:
+        kwargs["chunk"] = limit + 1 + query.offset
     sql, params, _residual, _pushed = build_sql(level, query, dialect=dialect, **kwargs)
     cur = index.connection().cursor()
     try:

@@ -11,7 +11,7 @@ from typing import Any
 from twisted.logger import Logger
 
 from dwdaemon.dicom.matching import Query
-from dwdaemon.store.index import jobs_sql, search, servers_sql
+from dwdaemon.store.index import jobs_sql, schema, search, servers_sql, study_summary
 from dwdaemon.store.index.base import (
     CHILD_LEVEL,
     LEVEL_TYPES,
@@ -128,6 +128,19 @@ class SqlIndex:
         cur.execute(self.dialect.statement(template), params)
         return cur.fetchone()
 
+    def migrate(self, cur: Any) -> None:
+        """Bring an index of an older schema version up to date (in the schema's transaction):
+        add the missing columns and record the version (their values are computed after, see
+        :func:`~dwdaemon.store.index.study_summary.fill_missing`)."""
+        existing = {}
+        for table in schema.ADDED_COLUMNS:
+            self.execute(cur, f"SELECT * FROM {table} LIMIT 0")
+            existing[table] = {d[0] for d in cur.description}
+        for statement in schema.migrations(existing, self.dialect):
+            cur.execute(statement)
+        self.execute(cur, f"UPDATE properties SET value = {P} WHERE name = 'schema_version'",
+                     (str(schema.SCHEMA_VERSION),))
+
     # -- writes ----------------------------------------------------------------------------
     @contextmanager
     def batch(self) -> Iterator[None]:
@@ -165,8 +178,11 @@ class SqlIndex:
                         f"SOP Instance UID {record.sop_uid} is already used by instance "
                         f"{other[1]} (another patient, study or series)")
                 replaced = other[2]
+                other_study = study_summary.study_of_instance(self, cur, other[0])
                 self._delete_below(cur, "instances", other[0], stamp)
                 self._delete_empty_parents(cur, "instances", stamp)
+                if other_study is not None:
+                    study_summary.refresh(self, cur, [other_study])
             patient_pk, new_patient = self._upsert(cur, "patients", record.ids.patient, None, {
                 "patient_id": record.patient_id,
                 "main_tags": json.dumps(record.patient_tags),
@@ -213,6 +229,7 @@ class SqlIndex:
                 self.execute(cur, f"UPDATE instances SET {sets}, series_pk = {P},"
                                   f" last_update = {P} WHERE pk = {P}",
                              (*values.values(), series_pk, stamp, existing[0]))
+                study_summary.refresh(self, cur, [study_pk])
                 return AddResult("Success", record.ids.instance, obsolete_file=existing[1],
                                  overwritten=True)
             names = ", ".join(values)
@@ -220,6 +237,8 @@ class SqlIndex:
             self.execute(cur, f"INSERT INTO instances (public_id, series_pk, {names},"
                               f" received_at, last_update) VALUES ({P}, {P}, {marks}, {P}, {P})",
                          (record.ids.instance, series_pk, *values.values(), stamp, stamp))
+            study_summary.on_add(self, cur, study_pk, new_series,
+                                 record.series_columns.get("modality"), record.sop_class_uid)
             return AddResult("Success", record.ids.instance, obsolete_file=replaced,
                              overwritten=replaced is not None)
 
@@ -257,8 +276,13 @@ class SqlIndex:
             if row is None:
                 return None
             pk = row[0]
+            study = (study_summary.study_of_instance(self, cur, pk) if level == "instances"
+                     else study_summary.study_of_series(self, cur, pk) if level == "series"
+                     else None)
             files = self._delete_below(cur, level, pk, stamp)
             self._delete_empty_parents(cur, level, stamp)
+            if study is not None:
+                study_summary.refresh(self, cur, [study])
             return files
 
     def _delete_below(self, cur: Any, level: str, pk: int, stamp: str) -> list[str]:

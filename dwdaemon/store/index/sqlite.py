@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from dwdaemon.store.index import schema
+from dwdaemon.store.index import schema, study_summary
 from dwdaemon.store.index.sql import DUPLICATE_SOPS, SqlIndex, warn_duplicate_sops
 
 
@@ -38,6 +38,7 @@ class SqliteIndex(SqlIndex):
         conn = self.connection()
         with self._writer():
             self._create_schema(conn)
+        study_summary.fill_missing(self)
 
     def _create_schema(self, conn: sqlite3.Connection) -> None:
         for statement in schema.ddl(self.dialect):
@@ -48,6 +49,7 @@ class SqliteIndex(SqlIndex):
             warn_duplicate_sops(self.fetch_all(DUPLICATE_SOPS))
         self.execute(conn, self.dialect.insert_missing("properties", ("name", "value"), "name"),
                      ("schema_version", str(schema.SCHEMA_VERSION)))
+        self.migrate(conn.cursor())
 
     def close(self) -> None:
         with self._lock:
