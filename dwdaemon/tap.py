@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +19,7 @@ from dwdaemon.config import Config, ConfigError, load_config
 from dwdaemon.dicom.dictionary import register as register_dictionary
 from dwdaemon.jobs import JobsService, ReadyEngine, job_owner
 from dwdaemon.store.index.base import Index
+from dwdaemon.store.index.sql import NewerSchemaError
 from dwdaemon.store.index.sqlite import SqliteIndex
 from dwdaemon.store.storage import StorageArea
 from dwdaemon.store.store import Store
@@ -82,11 +86,29 @@ class StoreService(service.Service):
 
     def startService(self) -> None:
         super().startService()
-        self.store.open()
+        opening_or_exit(self.store.open)
 
     def stopService(self) -> None:
         super().stopService()
         self.store.close()
+
+
+def opening_or_exit(open_store: Callable[[], Any]) -> Any:
+    """Run ``open_store`` at start-up; if the store cannot be opened, log why (an index of a
+    newer dwdaemon, a disk or database error) and stop twistd with exit status 1 instead of
+    serving without a store."""
+    try:
+        return open_store()
+    except NewerSchemaError as exc:
+        log.critical("cannot open the store: {error}", error=exc)
+    except Exception:
+        log.failure("cannot open the store")
+    # startService runs inside the reactor, which would log a SystemExit and serve on: end the
+    # process here, with the log written out (nothing was accepted yet)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(1)
 
 
 #: With a shared index, start-up clean-up leaves files younger than this (seconds) alone: they

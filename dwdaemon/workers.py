@@ -261,7 +261,7 @@ def recover(config: Config) -> dict[str, int]:
     from dwdaemon.store.index.sql import now_text
     from dwdaemon.store.storage import StorageArea
     from dwdaemon.store.store import Store
-    from dwdaemon.tap import build_index
+    from dwdaemon.tap import build_index, opening_or_exit
 
     os.makedirs(config.storage_directory, exist_ok=True)
     os.makedirs(config.index_directory, exist_ok=True)
@@ -269,7 +269,7 @@ def recover(config: Config) -> dict[str, int]:
     store = Store(StorageArea(config.storage_directory), index, None,  # type: ignore[arg-type]
                   orphan_min_age=orphan_min_age)
     try:
-        cleaned = store.open()
+        cleaned = opening_or_exit(store.open)
         prefix = worker_job_owner(config, 0).rsplit("/", 1)[0] + "/worker"
         for row in index.jobs():
             job = Job.from_row(row)

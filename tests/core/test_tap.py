@@ -116,3 +116,34 @@ class TwistdTests(SynchronousTestCase):
             proc.terminate()
             proc.wait(timeout=30)
             proc.stdout.close()
+
+    def test_an_index_of_a_newer_dwdaemon_stops_the_start(self) -> None:
+        """twistd exits with status 1 and the reason, with one process or with workers; the
+        index is left as it was."""
+        import sqlite3
+
+        from dwdaemon.store.index.sqlite import SqliteIndex
+
+        directory = os.path.abspath(self.mktemp())
+        index = SqliteIndex(os.path.join(directory, "storage"))
+        index.open()
+        index.close()
+        path = os.path.join(directory, "storage", "index.sqlite")
+        with sqlite3.connect(path) as conn:
+            conn.execute("UPDATE properties SET value = '99' WHERE name = 'schema_version'")
+        for workers in (1, 2):
+            config = os.path.join(directory, f"config-{workers}.json")
+            with open(config, "w") as fp:
+                json.dump({"HttpPort": _free_port(), "StorageDirectory": "storage",
+                           "Workers": workers}, fp)
+            proc = subprocess.run(
+                [sys.executable, "-c", "from twisted.scripts.twistd import run; run()", "-n",
+                 "--pidfile=", "--logfile=-", "dicomweb", "--config", config],
+                cwd=directory, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
+            output = proc.stdout.decode(errors="replace")
+            self.assertEqual(proc.returncode, 1, output)
+            self.assertIn("the index has schema version 99, newer than this dwdaemon's", output)
+        with sqlite3.connect(path) as conn:
+            version = conn.execute(
+                "SELECT value FROM properties WHERE name = 'schema_version'").fetchone()[0]
+        self.assertEqual(version, "99")

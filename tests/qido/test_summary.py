@@ -14,6 +14,7 @@ from twisted.trial.unittest import TestCase
 from dwdaemon.dicom.matching import parse_query
 from dwdaemon.store.index import schema, search, study_summary
 from dwdaemon.store.index.postgres import PostgresIndex
+from dwdaemon.store.index.sql import NewerSchemaError
 from dwdaemon.store.index.sqlite import SqliteIndex
 from dwdaemon.store.storage import StorageArea
 from dwdaemon.store.store import Store
@@ -152,6 +153,25 @@ class SummaryMixin:
         self.assertNotIn(None, [row[1] for row in self.stored()])
         self.assertEqual(self.assertSameAnswers(), want)
         self.assertSummaryFresh()
+
+    def test_index_of_a_newer_version_is_refused(self) -> None:
+        """An index written by a newer dwdaemon is not opened (nor changed) by this one."""
+        index = self.store.index
+        newer = str(schema.SCHEMA_VERSION + 1)
+        with index.transaction() as cur:
+            index.execute(cur, "UPDATE properties SET value = '" + newer + "'"
+                               " WHERE name = 'schema_version'")
+        index.close()
+        again = self.make_index()
+        with self.assertRaises(NewerSchemaError) as caught:
+            again.open()
+        again.close()
+        self.assertIn(f"schema version {newer}", str(caught.exception))
+        reopened = self.make_index()
+        self.addCleanup(reopened.close)
+        with reopened.transaction() as cur:
+            reopened.execute(cur, "SELECT value FROM properties WHERE name = 'schema_version'")
+            self.assertEqual(cur.fetchone()[0], newer)  # left as it was
 
 
     @inlineCallbacks

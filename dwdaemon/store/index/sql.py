@@ -73,6 +73,10 @@ FIND_COLUMNS: dict[str, dict[str, str]] = {
 }
 
 
+class NewerSchemaError(RuntimeError):
+    """The index was written by a newer dwdaemon (its schema version is higher than ours)."""
+
+
 def now_text() -> str:
     """Orthanc's timestamp format (``20260101T120000``), UTC."""
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
@@ -132,6 +136,14 @@ class SqlIndex:
         """Bring an index of an older schema version up to date (in the schema's transaction):
         add the missing columns and record the version (their values are computed after, see
         :func:`~dwdaemon.store.index.study_summary.fill_missing`)."""
+        self.execute(cur, "SELECT value FROM properties WHERE name = 'schema_version'")
+        row = cur.fetchone()
+        found = int(row[0]) if row and str(row[0]).isdigit() else schema.SCHEMA_VERSION
+        if found > schema.SCHEMA_VERSION:
+            raise NewerSchemaError(
+                f"the index has schema version {found}, newer than this dwdaemon's "
+                f"({schema.SCHEMA_VERSION}): upgrade dwdaemon (an older version would leave the "
+                "newer one's derived data stale)")
         existing = {}
         for table in schema.ADDED_COLUMNS:
             self.execute(cur, f"SELECT * FROM {table} LIMIT 0")
