@@ -14,17 +14,18 @@ from __future__ import annotations
 import functools
 
 import numpy as np
+from pydicom import uid
 
 __all__ = ["JPEG_SYNTAXES", "can_encode", "encode_frame", "FrameEncodeError"]
 
-JPEG_BASELINE = "1.2.840.10008.1.2.4.50"
-JPEG_EXTENDED = "1.2.840.10008.1.2.4.51"
-JPEG_LOSSLESS = "1.2.840.10008.1.2.4.57"
-JPEG_LOSSLESS_SV1 = "1.2.840.10008.1.2.4.70"
+JPEG_BASELINE = uid.JPEGBaseline8Bit
+JPEG_EXTENDED = uid.JPEGExtended12Bit
+JPEG_LOSSLESS = uid.JPEGLossless
+JPEG_LOSSLESS_SV1 = uid.JPEGLosslessSV1
 JPEG_SYNTAXES = frozenset({JPEG_BASELINE, JPEG_EXTENDED, JPEG_LOSSLESS, JPEG_LOSSLESS_SV1})
-JPEG_LS_LOSSLESS = "1.2.840.10008.1.2.4.80"
-J2K_LOSSLESS = "1.2.840.10008.1.2.4.90"
-RLE_LOSSLESS = "1.2.840.10008.1.2.5"
+JPEG_LS_LOSSLESS = uid.JPEGLSLossless
+J2K_LOSSLESS = uid.JPEG2000Lossless
+RLE_LOSSLESS = uid.RLELossless
 _PYDICOM_SYNTAXES = frozenset({JPEG_LS_LOSSLESS, J2K_LOSSLESS, RLE_LOSSLESS})
 JPEG_QUALITY = 90
 

@@ -11,11 +11,13 @@ import os
 import shutil
 import warnings
 
+from pydicom import uid
+
 __all__ = ["add_file_meta"]
 
-_IMPLICIT_LE = "1.2.840.10008.1.2"
-_EXPLICIT_LE = "1.2.840.10008.1.2.1"
-_EXPLICIT_BE = "1.2.840.10008.1.2.2"
+_IMPLICIT_LE = uid.ImplicitVRLittleEndian
+_EXPLICIT_LE = uid.ExplicitVRLittleEndian
+_EXPLICIT_BE = uid.ExplicitVRBigEndian
 
 
 def add_file_meta(path: str) -> bool:

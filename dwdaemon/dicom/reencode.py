@@ -15,12 +15,13 @@ import warnings
 from collections.abc import Iterator
 
 import numpy as np
+from pydicom import uid
 
 __all__ = ["RESTFUL_NATIVE", "needs_explicit_le", "explicit_le_chunks"]
 
-IMPLICIT_LE = "1.2.840.10008.1.2"
-EXPLICIT_LE = "1.2.840.10008.1.2.1"
-BIG_ENDIAN = "1.2.840.10008.1.2.2"
+IMPLICIT_LE = uid.ImplicitVRLittleEndian
+EXPLICIT_LE = uid.ExplicitVRLittleEndian
+BIG_ENDIAN = uid.ExplicitVRBigEndian
 #: Stored syntaxes that Web Services never send (converted to Explicit VR Little Endian).
 RESTFUL_NATIVE = frozenset({IMPLICIT_LE, BIG_ENDIAN})
 CHUNK = 1 << 20

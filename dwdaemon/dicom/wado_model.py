@@ -11,13 +11,15 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from pydicom import uid
+
 from dwdaemon.dicom.mediatypes import MediaRange, parse_accept
 from dwdaemon.dicom.render import Window
 
-EXPLICIT_VR_LE = "1.2.840.10008.1.2.1"
-IMPLICIT_VR_LE = "1.2.840.10008.1.2"
-DEFLATED_LE = "1.2.840.10008.1.2.1.99"
-BIG_ENDIAN = "1.2.840.10008.1.2.2"
+EXPLICIT_VR_LE = uid.ExplicitVRLittleEndian
+IMPLICIT_VR_LE = uid.ImplicitVRLittleEndian
+DEFLATED_LE = uid.DeflatedExplicitVRLittleEndian
+BIG_ENDIAN = uid.ExplicitVRBigEndian
 NATIVE_SYNTAXES = frozenset({EXPLICIT_VR_LE, IMPLICIT_VR_LE, DEFLATED_LE, BIG_ENDIAN})
 
 OCTET_STREAM = "application/octet-stream"
@@ -145,7 +147,7 @@ class FrameChoice:
     encode: bool = False
 
 
-JPEG_BASELINE = "1.2.840.10008.1.2.4.50"
+JPEG_BASELINE = uid.JPEGBaseline8Bit
 #: Default transfer syntax of each frame media type for RESTful services (PS3.18 Table 8.7.3-5).
 DEFAULT_FRAME_SYNTAX: dict[str, str] = {
     "image/jpeg": "1.2.840.10008.1.2.4.70",

@@ -61,12 +61,29 @@ FailedCallback = Callable[[int, str, str, int, str], None]
 
 # -- part sinks ---------------------------------------------------------------------------------
 
-class DicomPartSink:
+class _TempFileSink:
+    """A part written to a temporary file ``path``; an aborted part leaves nothing."""
+
+    def __init__(self, path: str, fp: IO[bytes] | TempFile) -> None:
+        self.path = path
+        self.fp = fp
+
+    def write(self, data: bytes) -> None:
+        self.fp.write(data)
+
+    def close(self) -> None:
+        self.fp.close()
+
+    def abort(self) -> None:
+        self.fp.close()
+        discard(self.path)
+
+
+class DicomPartSink(_TempFileSink):
     """Writes a DICOM part into a temporary file of the storage area (ingest takes it over)."""
 
     def __init__(self, path: str, fp: TempFile) -> None:
-        self.path = path
-        self.fp = fp
+        super().__init__(path, fp)
         self.head = bytearray()
         #: (SOPClassUID, SOPInstanceUID, StudyInstanceUID) read from the head when needed.
         self.uids: tuple[str, str, str] | None = None
@@ -82,13 +99,6 @@ class DicomPartSink:
         if len(self.head) < HEAD_BYTES:
             self.head += data[: HEAD_BYTES - len(self.head)]
         self.fp.write(data)
-
-    def close(self) -> None:
-        self.fp.close()
-
-    def abort(self) -> None:
-        self.fp.close()
-        discard(self.path)
 
 
 class MetadataSink:
@@ -114,25 +124,14 @@ class MetadataSink:
         return data
 
 
-class BulkSink:
+class BulkSink(_TempFileSink):
     """A bulk data part spooled to a temporary file (removed after the request)."""
 
     def __init__(self, path: str, fp: IO[bytes], headers: dict[str, str], media: str,
                  params: dict[str, str]) -> None:
-        self.path = path
-        self.fp = fp
+        super().__init__(path, fp)
         self.headers = headers
         self.part = sm.BulkPart(path, media, params, headers.get("content-location", ""))
-
-    def write(self, data: bytes) -> None:
-        self.fp.write(data)
-
-    def close(self) -> None:
-        self.fp.close()
-
-    def abort(self) -> None:
-        self.fp.close()
-        discard(self.path)
 
 
 class _Completing:
