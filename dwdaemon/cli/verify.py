@@ -18,6 +18,7 @@ from typing import Any
 
 from dwdaemon.cli import exitcodes
 from dwdaemon.store.index.base import Index
+from dwdaemon.store.storage import is_temp_name
 
 
 @dataclass
@@ -129,12 +130,17 @@ def verify(storage: Any, index: Index, remove: bool = False, progress: Any = Non
         else:
             report.corrupt.append({"instance": public_id, "file": row.file_uuid,
                                    "problem": problem})
+    temporary = []
     for file_uuid, path in _stored_files(storage.root):
+        if is_temp_name(file_uuid):  # an interrupted (or running) write
+            temporary.append(path)
+            continue
         report.files += 1
         if file_uuid not in known or path != storage.path(file_uuid):
             report.orphans.append(path)
     if os.path.isdir(storage.tmp):
-        report.temporary = sorted(os.path.join(storage.tmp, n) for n in os.listdir(storage.tmp))
+        temporary += [os.path.join(storage.tmp, n) for n in os.listdir(storage.tmp)]
+    report.temporary = sorted(temporary)
     if remove:
         from dwdaemon.store.storage import discard
 

@@ -1,4 +1,11 @@
-"""The storage area: one file per instance, written atomically (temp file, fsync, rename)."""
+"""The storage area: one file per instance, written atomically (temp file, fsync, rename).
+
+A temporary file is created in the directory of its final name (``ab/cd/<uuid>.<host>-<pid>.tmp``)
+and renamed in place once synced. One shared temporary folder would put every new inode of the
+daemon in one inode group, and ext4 without a journal then scans past every recently deleted
+inode of that group on each create (measured: 0.65 ms per create, against 0.07 ms in the final
+directories, which spread over the groups). The legacy ``.tmp`` folder is still cleaned.
+"""
 
 from __future__ import annotations
 
@@ -19,9 +26,29 @@ _HOST = socket.gethostname().replace(os.sep, "_") or "host"
 
 
 def temp_prefix(pid: int) -> str:
-    """The start of every temporary file name of process ``pid`` on this host, so that the
-    parent of worker processes can remove the temporary files of a worker that died."""
+    """The start of every temporary file name of process ``pid`` on this host in the legacy
+    ``.tmp`` folder (still cleaned)."""
     return f"{_HOST}-{pid}-"
+
+
+def temp_suffix(pid: int) -> str:
+    """The end of every temporary file name of process ``pid`` on this host, so that the
+    parent of worker processes can remove the temporary files of a worker that died."""
+    return f".{_HOST}-{pid}.tmp"
+
+
+def is_temp_name(name: str) -> bool:
+    """Whether a file name of the storage area is a temporary file (never an instance)."""
+    return name.endswith(".tmp") or ".tmp." in name
+
+
+def new_file_uuid(prefix: str = "") -> str:
+    """A random (version 4) UUID; its first hex digits are ``prefix`` when one is given (files
+    of one batch share a directory, so one directory sync covers them)."""
+    digits = uuid.uuid4().hex
+    if prefix:
+        digits = prefix + digits[len(prefix):]
+    return str(uuid.UUID(hex=digits))
 
 
 class StorageFullError(OSError):
@@ -90,19 +117,49 @@ class StorageArea:
         """Where the file named ``file_uuid`` lives."""
         return os.path.join(self.root, file_uuid[0:2], file_uuid[2:4], file_uuid)
 
-    def temp_path(self) -> str:
-        """A fresh temporary path inside the storage area (same filesystem: rename is atomic)."""
-        return os.path.join(self.tmp, temp_prefix(os.getpid()) + uuid.uuid4().hex)
+    def temp_path(self, file_uuid: str | None = None) -> str:
+        """A fresh temporary path in the directory of the final name of ``file_uuid`` (a new
+        one when not given; the directory is created): the rename that commits it stays in
+        one directory."""
+        file_uuid = file_uuid or new_file_uuid()
+        directory = self._directory(file_uuid)
+        return os.path.join(directory, file_uuid + temp_suffix(os.getpid()))
 
-    def new_temp(self) -> tuple[str, TempFile]:
-        """A new temporary file, open for writing (it hashes what is written)."""
-        path = self.temp_path()
+    def new_temp(self, file_uuid: str | None = None) -> tuple[str, TempFile]:
+        """A new temporary file for the stored file ``file_uuid`` (a new one when not given),
+        open for writing (it hashes what is written)."""
+        path = self.temp_path(file_uuid)
         try:
             fp = open(path, "xb")  # noqa: SIM115 - the TempFile owns it (closed at commit/discard)
-        except FileNotFoundError:  # the temporary folder was removed under us: recreate it
-            os.makedirs(self.tmp, exist_ok=True)
+        except FileNotFoundError:  # the directory was removed under us: create it again
+            self._dirs.discard(os.path.dirname(path))
+            os.makedirs(os.path.dirname(path), exist_ok=True)
             fp = open(path, "xb")  # noqa: SIM115 - as above
         return path, TempFile(fp)
+
+    def is_temp(self, path: str) -> bool:
+        """Whether ``path`` is a temporary file of this area (its own files can be renamed
+        into place; others are copied first)."""
+        directory, name = os.path.split(path)
+        if directory == self.tmp:
+            return True
+        return is_temp_name(name) and os.path.dirname(os.path.dirname(directory)) == self.root
+
+    def temp_uuid(self, path: str) -> str | None:
+        """The stored file name a temporary file was made for (``None`` for legacy names)."""
+        directory, name = os.path.split(path)
+        if directory == self.tmp or not is_temp_name(name):
+            return None
+        file_uuid = name.split(".", 1)[0]
+        return file_uuid if self.path(file_uuid) == os.path.join(directory, file_uuid) else None
+
+    def _directory(self, file_uuid: str) -> str:
+        """The directory of ``file_uuid``'s final name, created if needed (cached)."""
+        directory = os.path.join(self.root, file_uuid[0:2], file_uuid[2:4])
+        if directory not in self._dirs:
+            os.makedirs(directory, exist_ok=True)
+            self._dirs.add(directory)
+        return directory
 
     def commit_temp(self, temp_path: str, sync_dir: bool = True,
                     digest: tuple[int, str] | None = None) -> tuple[str, int, str]:
@@ -156,9 +213,8 @@ class StorageArea:
         """Move ``temp_path`` to the final name of ``file_uuid``; returns its directory."""
         final = self.path(file_uuid)
         directory = os.path.dirname(final)
-        if directory not in self._dirs:
-            os.makedirs(directory, exist_ok=True)
-            self._dirs.add(directory)
+        if os.path.dirname(temp_path) != directory:
+            self._directory(file_uuid)
         try:
             os.rename(temp_path, final)
         except FileNotFoundError:
@@ -199,7 +255,8 @@ class StorageArea:
         return os.path.exists(self.path(file_uuid))
 
     def iter_files(self) -> Iterable[tuple[str, float]]:
-        """``(file_uuid, mtime)`` of every stored file."""
+        """``(name, mtime)`` of every file of the area's directories (stored files named by
+        their uuid, and temporary files: see :func:`is_temp_name`)."""
         for top in os.listdir(self.root):
             if top.startswith(".") or len(top) != 2:
                 continue
@@ -213,8 +270,18 @@ class StorageArea:
                     except FileNotFoundError:
                         continue
 
+    def temp_files(self) -> list[str]:
+        """Paths of every temporary file (those of the final directories, and the legacy
+        ``.tmp`` folder's); walks the whole area."""
+        out = [self.path(name) for name, _ in self.iter_files()
+               if is_temp_name(name)]
+        if os.path.isdir(self.tmp):
+            out += [os.path.join(self.tmp, name) for name in os.listdir(self.tmp)]
+        return sorted(out)
+
     def clean_temp(self) -> int:
-        """Remove leftovers of interrupted writes; returns how many."""
+        """Remove leftovers of interrupted writes in the legacy ``.tmp`` folder; returns how
+        many (those of the final directories go with :meth:`remove_orphans`)."""
         count = 0
         if os.path.isdir(self.tmp):
             for name in os.listdir(self.tmp):
@@ -224,17 +291,23 @@ class StorageArea:
 
     def clean_temp_of(self, pid: int) -> int:
         """Remove the temporary files of process ``pid`` of this host (a worker that died:
-        nothing of it can still be in progress); returns how many."""
-        prefix, count = temp_prefix(pid), 0
+        nothing of it can still be in progress); returns how many. Walks the whole area
+        (run it in a thread)."""
+        prefix, suffix, count = temp_prefix(pid), temp_suffix(pid), 0
         if os.path.isdir(self.tmp):
             for name in os.listdir(self.tmp):
                 if name.startswith(prefix):
                     discard(os.path.join(self.tmp, name))
                     count += 1
+        for name, _ in list(self.iter_files()):
+            if name.endswith(suffix):
+                discard(self.path(name))
+                count += 1
         return count
 
     def remove_orphans(self, known: set[str], min_age: float = 0.0) -> list[str]:
-        """Remove stored files the index does not know (older than ``min_age`` seconds)."""
+        """Remove stored files the index does not know, temporary files included (older
+        than ``min_age`` seconds); returns their names."""
         now = time.time()
         removed = []
         for file_uuid, mtime in list(self.iter_files()):

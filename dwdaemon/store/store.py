@@ -6,7 +6,6 @@ import json
 import os
 import shutil
 import time
-import uuid
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -33,7 +32,7 @@ from dwdaemon.store.ingest import (
     record_fields,
 )
 from dwdaemon.store.ingest_stream import FailedCallback, IngestStream, StoredCallback
-from dwdaemon.store.storage import StorageArea, TempFile, discard
+from dwdaemon.store.storage import StorageArea, TempFile, discard, is_temp_name, new_file_uuid
 from dwdaemon.threads import ThreadPools
 
 log = Logger()
@@ -109,7 +108,9 @@ class Store:
         self.index.open()
         temps = self._clean_temp()
         known = self.index.file_uuids()
-        orphans = self.storage.remove_orphans(known, self.orphan_min_age)
+        removed = self.storage.remove_orphans(known, self.orphan_min_age)
+        orphans = [name for name in removed if not is_temp_name(name)]
+        temps += len(removed) - len(orphans)
         missing = 0
         for row_file in known:
             if not self.storage.exists(row_file):
@@ -148,9 +149,10 @@ class Store:
         self.index.close()
 
     # -- ingest ------------------------------------------------------------------------------
-    def new_temp(self) -> tuple[str, TempFile]:
-        """A temporary file in the storage area for a caller to fill, then :meth:`ingest_path`."""
-        return self.storage.new_temp()
+    def new_temp(self, file_uuid: str | None = None) -> tuple[str, TempFile]:
+        """A temporary file in the storage area for a caller to fill, then :meth:`ingest_path`
+        (``file_uuid``: the stored file's name, see :func:`new_file_uuid`)."""
+        return self.storage.new_temp(file_uuid)
 
     def ingest_stream(self, body: IO[bytes], boundary: str, body_type: str,
                       expected_study: str | None, on_stored: StoredCallback,
@@ -185,7 +187,7 @@ class Store:
         then :meth:`index_prepared` on the reactor. The file stays a temporary file until its
         batch is committed; on failure it is removed.
         """
-        if not temp_path.startswith(self.storage.tmp + os.sep):
+        if not self.storage.is_temp(temp_path):
             own = self.storage.temp_path()
             shutil.copyfile(temp_path, own)
             temp_path, digest = own, None
@@ -194,7 +196,8 @@ class Store:
                 digest = None
             analysis = analyse(temp_path, self.default_encoding, uids_from_meta)
             size, md5 = self.storage.measure_temp(temp_path, digest)
-            record = InstanceRecord(file_uuid=str(uuid.uuid4()), file_size=size, file_md5=md5,
+            file_uuid = self.storage.temp_uuid(temp_path) or new_file_uuid()
+            record = InstanceRecord(file_uuid=file_uuid, file_size=size, file_md5=md5,
                                     **record_fields(analysis))
         except BaseException:
             discard(temp_path)

@@ -8,7 +8,7 @@ import shutil
 
 from twisted.trial.unittest import TestCase
 
-from dwdaemon.store.storage import StorageArea, temp_prefix
+from dwdaemon.store.storage import StorageArea, new_file_uuid, temp_prefix, temp_suffix
 
 
 class TempFileTests(TestCase):
@@ -33,15 +33,34 @@ class TempFileTests(TestCase):
         """A dead worker's temporary files (named after its pid) go; others' stay."""
         mine, fp = self.area.new_temp()
         fp.close()
-        self.assertTrue(os.path.basename(mine).startswith(temp_prefix(os.getpid())))
-        dead = os.path.join(self.area.tmp, temp_prefix(4242424) + "abc")
-        other = os.path.join(self.area.tmp, temp_prefix(42424240) + "abc")  # pid prefix of it
-        for path in (dead, other):
+        self.assertTrue(mine.endswith(temp_suffix(os.getpid())))
+        dead = self.area.temp_path().replace(temp_suffix(os.getpid()), temp_suffix(4242424))
+        other = self.area.temp_path().replace(temp_suffix(os.getpid()), temp_suffix(14242424))
+        legacy_dead = os.path.join(self.area.tmp, temp_prefix(4242424) + "abc")
+        legacy_other = os.path.join(self.area.tmp, temp_prefix(42424240) + "abc")
+        for path in (dead, other, legacy_dead, legacy_other):
             with open(path, "wb") as f:
                 f.write(b"partial")
-        self.assertEqual(self.area.clean_temp_of(4242424), 1)
-        self.assertEqual(sorted(os.listdir(self.area.tmp)),
-                         sorted(os.path.basename(p) for p in (mine, other)))
+        self.assertEqual(self.area.clean_temp_of(4242424), 2)
+        self.assertEqual(self.area.temp_files(), sorted([mine, other, legacy_other]))
+
+    def test_temporary_file_is_written_beside_its_final_name(self) -> None:
+        """No shared temporary folder: the rename that commits stays in one directory, and
+        runs of files can share a directory (one directory sync)."""
+        file_uuid = new_file_uuid("abcd")
+        self.assertEqual(file_uuid[:4], "abcd")
+        self.assertNotEqual(new_file_uuid("abcd"), file_uuid)
+        path, fp = self.area.new_temp(file_uuid)
+        with fp:
+            fp.write(b"data")
+        self.assertEqual(os.path.dirname(path), os.path.dirname(self.area.path(file_uuid)))
+        self.assertEqual(self.area.temp_uuid(path), file_uuid)
+        self.assertTrue(self.area.is_temp(path))
+        self.assertFalse(self.area.is_temp(self.area.path(file_uuid)))
+        self.area.sync_dir(self.area.install_temp(path, file_uuid))
+        self.assertEqual(self.area.temp_files(), [])
+        with open(self.area.path(file_uuid), "rb") as f:
+            self.assertEqual(f.read(), b"data")
 
     def test_seek_voids_the_running_digest(self) -> None:
         path, fp = self.area.new_temp()

@@ -69,7 +69,7 @@ class StoreTests(TestCase):
         self.assertEqual(read(self.store.file_path(row.file_uuid)),
                          read(testdata("CT_small.dcm")))
         self.assertEqual(json.loads(row.frames)["kind"], "native")
-        self.assertEqual(os.listdir(self.store.storage.tmp), [])
+        self.assertEqual(self.store.storage.temp_files(), [])
         self.assertEqual(assert_consistent(self, self.store), 1)
 
     @inlineCallbacks
@@ -108,7 +108,7 @@ class StoreTests(TestCase):
         for data in (b"", os.urandom(1000), read(testdata("CT_small.dcm"))[:5000]):
             with self.assertRaises(IngestError):
                 yield self.store.ingest_bytes(data)
-        self.assertEqual(os.listdir(self.store.storage.tmp), [])
+        self.assertEqual(self.store.storage.temp_files(), [])
         self.assertEqual(assert_consistent(self, self.store), 0)
 
     @inlineCallbacks
@@ -130,7 +130,7 @@ class StoreTests(TestCase):
         with self.assertRaises(StorageFullError):
             yield self.store.ingest_bytes(read(testdata("CT_small.dcm")))
         self.patch(storage_module.os, "fsync", os.fsync)
-        self.assertEqual(os.listdir(self.store.storage.tmp), [])
+        self.assertEqual(self.store.storage.temp_files(), [])
         self.assertEqual(list(self.store.storage.iter_files()), [])
 
     def test_a_file_that_cannot_be_synced_fails_alone_in_its_batch(self) -> None:
@@ -146,7 +146,8 @@ class StoreTests(TestCase):
                 ds.save_as(fp, enforce_file_format=True)
             prepared.append(self.store.prepare(path))
         # Prepared files stay temporary until their batch commits.
-        self.assertEqual(list(self.store.storage.iter_files()), [])
+        self.assertEqual(self.store.storage.temp_files(), sorted(p.temp_path for p in prepared))
+        self.assertEqual([n for n, _ in self.store.storage.iter_files() if len(n) == 36], [])
         real = storage_module.os.fsync
         bad = os.stat(prepared[1].temp_path).st_ino
 
@@ -167,7 +168,7 @@ class StoreTests(TestCase):
         indexed = {r[0] for r in self.store.index.fetch_all("SELECT file_uuid FROM instances")}
         self.assertEqual(indexed, good)
         self.assertEqual({name for name, _ in self.store.storage.iter_files()}, good)
-        self.assertEqual(os.listdir(self.store.storage.tmp), [])
+        self.assertEqual(self.store.storage.temp_files(), [])
 
     @inlineCallbacks
     def test_delete_removes_rows_and_files_below(self) -> None:
@@ -191,7 +192,7 @@ class StoreTests(TestCase):
         self._close()
         self.store = make_store(self.dir)
         self.assertFalse(self.store.storage.exists(file_uuid))
-        self.assertEqual(os.listdir(self.store.storage.tmp), [])
+        self.assertEqual(self.store.storage.temp_files(), [])
         self.assertEqual(assert_consistent(self, self.store), 0)
 
     @inlineCallbacks
@@ -248,4 +249,4 @@ class StoreTests(TestCase):
         self.store = make_store(self.dir)
         count = assert_consistent(self, self.store)
         self.assertGreater(count, 0)
-        self.assertEqual(os.listdir(self.store.storage.tmp), [])
+        self.assertEqual(self.store.storage.temp_files(), [])

@@ -116,13 +116,17 @@ class CommandLineTests(TestCase):
         shutil.copy(stored[1], orphan)
         with open(os.path.join(storage, ".tmp", "leftover"), "w") as fp:
             fp.write("x")
+        interrupted = stored[2] + ".host-1.tmp"  # a write cut short, beside its final name
+        with open(interrupted, "w") as fp:
+            fp.write("x")
         code, out, _ = run("verify", "--config", config, "-q", "--json")
         self.assertEqual(code, exitcodes.PARTIAL)
         report = json.loads(out)
         self.assertEqual(len(report["corrupt"]), 1)
         self.assertIn("MD5", report["corrupt"][0]["problem"])
         self.assertEqual(report["orphans"], [orphan])
-        self.assertEqual(len(report["temporary"]), 1)
+        self.assertEqual(len(report["temporary"]), 2)
+        self.assertIn(interrupted, report["temporary"])
         code, out, _ = run("verify", "--config", config, "-q", "--remove-orphans")
         self.assertFalse(os.path.exists(orphan))
         code, out, _ = run("verify", "--config", config, "-q", "--json")

@@ -48,8 +48,7 @@ class StowLostClientTests(TestCase):
         (done,) = yield started
         with contextlib.suppress(Exception):  # the body was closed under the parser: it failed
             yield done
-        tmp = daemon.store.storage.tmp
-        self.assertEqual(os.listdir(tmp), [])
+        self.assertEqual(daemon.store.storage.temp_files(), [])
         stored = sum(1 for _ in daemon.store.storage.iter_files())
         stats = yield daemon.store.statistics()
         self.assertEqual(stats["instances"], 1 if stored else 0)

@@ -26,7 +26,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from dwdaemon import tap
 from dwdaemon.config import cpu_count, parse_config
 from dwdaemon.store.index.sqlite import SqliteIndex
-from dwdaemon.store.storage import StorageArea
+from dwdaemon.store.storage import StorageArea, is_temp_name
 from dwdaemon.workers import WORKER_HEADER, Supervisor, description_args
 from tests.support import read, testdata
 
@@ -186,15 +186,14 @@ class WorkersTestCase(SynchronousTestCase):
 def stored_and_indexed(storage: str) -> tuple[set[str], set[str], list[str]]:
     """(files in the storage area, files the index knows, leftover temporary files)."""
     area = StorageArea(storage)
-    files = {name for name, _ in area.iter_files()}
+    files = {name for name, _ in area.iter_files() if not is_temp_name(name)}
     index = SqliteIndex(storage)
     index.open()
     try:
         known = index.file_uuids()
     finally:
         index.close()
-    temps = os.listdir(area.tmp) if os.path.isdir(area.tmp) else []
-    return files, known, temps
+    return files, known, area.temp_files()
 
 
 class SharedViewTests(WorkersTestCase):
@@ -453,18 +452,19 @@ class KillTests(WorkersTestCase):
         conn = daemon.connection()
         pid = int(daemon.request("GET", "/system", conn=conn)[1])
         body = multipart([unique_instance()[1] for _ in range(150)])
-        tmp = os.path.join(directory, "storage", ".tmp")
+        area = StorageArea(os.path.join(directory, "storage"))
         conn.putrequest("POST", "/dicom-web/studies")
         conn.putheader("Content-Type", ctype())
         conn.putheader("Content-Length", str(len(body)))
         conn.endheaders()
         conn.send(body)  # its parts go through temporary files of the storage area
-        wait_for(lambda: os.path.isdir(tmp) and os.listdir(tmp), 30, "a temporary file")
+        wait_for(lambda: [p for p in area.temp_files() if f"-{pid}.tmp" in p], 30,
+                 "a temporary file")
         os.kill(pid, signal.SIGKILL)
         conn.close()
         wait_for(lambda: pid not in daemon.workers(), 30, "the worker to be gone")
         # what the killed worker was writing is removed by the parent, without a restart
-        wait_for(lambda: not [n for n in os.listdir(tmp) if f"-{pid}-" in n], 30,
+        wait_for(lambda: not [p for p in area.temp_files() if f"-{pid}.tmp" in p], 30,
                  "the parent to remove the dead worker's temporary files")
         with open(os.path.join(directory, "twistd.log"), "rb") as fp:
             self.assertIn(f"of worker {pid}".encode(), fp.read())

@@ -57,7 +57,7 @@ class IngestStreamTests(TestCase):
         self.assertEqual([(o, r.status) for o, r in self.stored], [(0, "Success")])
         ((order, _, _, reason, _),) = self.failed
         self.assertEqual((order, reason), (1, sm.CANNOT_UNDERSTAND))
-        self.assertEqual(os.listdir(self.store.storage.tmp), [])
+        self.assertEqual(self.store.storage.temp_files(), [])
         stats = yield self.store.statistics()
         self.assertEqual(stats["instances"], 1)
 
@@ -70,7 +70,7 @@ class IngestStreamTests(TestCase):
         self.assertEqual(reason, sm.PROCESSING_FAILURE)
         self.assertTrue(sop_uid)
         self.assertIn("not 1.2.3", message)
-        self.assertEqual(os.listdir(self.store.storage.tmp), [])
+        self.assertEqual(self.store.storage.temp_files(), [])
 
     @inlineCallbacks
     def test_truncated_body_stores_nothing(self) -> None:
@@ -78,7 +78,7 @@ class IngestStreamTests(TestCase):
         with self.assertRaises(MultipartError):
             yield stream.run()
         self.assertEqual((self.stored, self.failed), ([], []))
-        self.assertEqual(os.listdir(self.store.storage.tmp), [])
+        self.assertEqual(self.store.storage.temp_files(), [])
 
     @inlineCallbacks
     def test_parts_committed_in_groups(self) -> None:
@@ -106,5 +106,5 @@ class IngestStreamTests(TestCase):
         self.assertEqual(sorted(o for o, _ in self.stored), list(range(len(parts))))
         self.assertEqual(sum(batches), len(parts))
         self.assertLessEqual(len(batches), 3)
-        self.assertEqual(os.listdir(self.store.storage.tmp), [])
+        self.assertEqual(self.store.storage.temp_files(), [])
         self.assertEqual(assert_consistent(self, self.store), len(parts))
