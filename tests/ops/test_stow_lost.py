@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, inlineCallbacks
