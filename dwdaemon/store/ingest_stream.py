@@ -17,6 +17,8 @@ failure reason); temporary files never handed over are removed, whatever happens
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import io
 import os
 import tempfile
@@ -101,6 +103,18 @@ class DicomPartSink(_TempFileSink):
         if len(self.head) < HEAD_BYTES:
             self.head += data[: HEAD_BYTES - len(self.head)]
         self.fp.write(data)
+
+    def close(self) -> None:
+        """The part is complete: sync it now, in the parsing thread (overlapping the commits
+        of the parts before it), so that its commit only renames and indexes it. A part that
+        cannot be synced fails alone (a full disk is reported as such)."""
+        try:
+            self.fp.close(sync=True)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                self.fp.close()
+            full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+            self.error = StorageFullError(exc.errno, "storage area is full") if full else exc
 
 
 class MetadataSink:
@@ -253,6 +267,9 @@ class PartPump:
     def _prepare(self, sink: DicomPartSink) -> None:
         """Prepare a complete part for its commit, unless it belongs to another study than
         the URL's (then it is removed and ``sink.uids`` names it; refused on the reactor)."""
+        if sink.error is not None:  # not synced: reported as it is
+            discard(sink.path)
+            return
         expected = self.expected_study
         if expected:
             sink.uids = uids_from_head(sink.head)
@@ -261,7 +278,7 @@ class PartPump:
                 sink.other_study = True
                 return
         try:
-            sink.prepared = self.prepare(sink.path, sink.fp.digest())
+            sink.prepared = self.prepare(sink.path, sink.fp.digest(), synced=sink.fp.synced)
         except Exception as exc:  # reported per instance on the reactor
             sink.error = exc
             return

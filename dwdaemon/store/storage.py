@@ -67,6 +67,8 @@ class TempFile:
         self.fp = fp
         self.size = 0
         self._md5: Any = hashlib.md5(usedforsecurity=False)
+        #: Its content reached the disk (:meth:`close` with ``sync``): the commit skips it.
+        self.synced = False
 
     def write(self, data: bytes | memoryview) -> int:
         written = self.fp.write(data)
@@ -85,7 +87,13 @@ class TempFile:
     def flush(self) -> None:
         self.fp.flush()
 
-    def close(self) -> None:
+    def close(self, sync: bool = False) -> None:
+        """Close; with ``sync`` the data is flushed to the disk first (fdatasync), in the
+        writer's thread, so the commit does not reopen the file to sync it."""
+        if sync and not self.fp.closed:
+            self.fp.flush()
+            os.fdatasync(self.fp.fileno())
+            self.synced = True
         self.fp.close()
 
     def digest(self) -> tuple[int, str] | None:
@@ -190,18 +198,20 @@ class StorageArea:
             discard(temp_path)
             raise
 
-    def install_temp(self, temp_path: str, file_uuid: str) -> str:
-        """Fsync a temporary file, then rename it to the final name of ``file_uuid``.
+    def install_temp(self, temp_path: str, file_uuid: str, synced: bool = False) -> str:
+        """Sync a temporary file (unless its writer did: ``synced``), then rename it to the
+        final name of ``file_uuid``.
 
         Returns the directory to sync (:meth:`sync_dir`) before the rename is durable.  On
         failure the temporary file is removed (:class:`StorageFullError` for ENOSPC/EDQUOT).
         """
         try:
-            fd = os.open(temp_path, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            if not synced:
+                fd = os.open(temp_path, os.O_RDONLY)
+                try:
+                    os.fdatasync(fd)
+                finally:
+                    os.close(fd)
             return self._rename(temp_path, file_uuid)
         except OSError as exc:
             discard(temp_path)

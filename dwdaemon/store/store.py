@@ -48,6 +48,8 @@ class Prepared:
     analysis: Analysis
     record: InstanceRecord
     temp_path: str
+    #: The temporary file is on the disk already (its writer synced it).
+    synced: bool = False
 
 
 @dataclass
@@ -179,7 +181,7 @@ class Store:
         return result
 
     def prepare(self, temp_path: str, digest: tuple[int, str] | None = None,
-                uids_from_meta: bool = False) -> Prepared:
+                uids_from_meta: bool = False, synced: bool = False) -> Prepared:
         """Blocking (worker thread): parse and validate a temporary file, build its index
         record (JSON encoding included, kept off the reactor thread).
 
@@ -193,7 +195,7 @@ class Store:
             temp_path, digest = own, None
         try:
             if add_file_meta(temp_path):  # a raw data set, as Orthanc stores them
-                digest = None
+                digest, synced = None, False
             analysis = analyse(temp_path, self.default_encoding, uids_from_meta)
             size, md5 = self.storage.measure_temp(temp_path, digest)
             file_uuid = self.storage.temp_uuid(temp_path) or new_file_uuid()
@@ -202,7 +204,7 @@ class Store:
         except BaseException:
             discard(temp_path)
             raise
-        return Prepared(analysis, record, temp_path)
+        return Prepared(analysis, record, temp_path, synced)
 
     @inlineCallbacks
     def index_prepared(self, prepared: Prepared) -> Any:
@@ -288,8 +290,8 @@ class Store:
         directories = set()
         for i, prepared in enumerate(batch):
             try:
-                directories.add(self.storage.install_temp(prepared.temp_path,
-                                                          prepared.record.file_uuid))
+                directories.add(self.storage.install_temp(
+                    prepared.temp_path, prepared.record.file_uuid, prepared.synced))
             except OSError as exc:
                 results[i] = exc
             else:

@@ -259,6 +259,7 @@ class FullDiskTests(TestCase):
             raise OSError(errno.ENOSPC, "No space left on device")
 
         self.patch(storage_module.os, "fsync", no_space)
+        self.patch(storage_module.os, "fdatasync", no_space)
         response, body = yield daemon.request("POST", "/instances",
                                               data=read(testdata("CT_small.dcm")))
         self.assertEqual(response.code, 507)

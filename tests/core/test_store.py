@@ -127,9 +127,11 @@ class StoreTests(TestCase):
             raise OSError(errno.ENOSPC, "No space left on device")
 
         self.patch(storage_module.os, "fsync", no_space)
+        self.patch(storage_module.os, "fdatasync", no_space)
         with self.assertRaises(StorageFullError):
             yield self.store.ingest_bytes(read(testdata("CT_small.dcm")))
         self.patch(storage_module.os, "fsync", os.fsync)
+        self.patch(storage_module.os, "fdatasync", os.fdatasync)
         self.assertEqual(self.store.storage.temp_files(), [])
         self.assertEqual(list(self.store.storage.iter_files()), [])
 
@@ -148,7 +150,7 @@ class StoreTests(TestCase):
         # Prepared files stay temporary until their batch commits.
         self.assertEqual(self.store.storage.temp_files(), sorted(p.temp_path for p in prepared))
         self.assertEqual([n for n, _ in self.store.storage.iter_files() if len(n) == 36], [])
-        real = storage_module.os.fsync
+        real = storage_module.os.fdatasync
         bad = os.stat(prepared[1].temp_path).st_ino
 
         def fsync(fd: int) -> None:
@@ -158,7 +160,7 @@ class StoreTests(TestCase):
                 raise OSError(errno.EIO, "Input/output error")
             real(fd)
 
-        self.patch(storage_module.os, "fsync", fsync)
+        self.patch(storage_module.os, "fdatasync", fsync)
         # The three files are committed in one group-commit batch.
         results = self.store._add_batch(prepared)  # noqa: SLF001 - white-box: one group-commit batch
         self.assertIsInstance(results[1], OSError)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import warnings
 from typing import Any
 
@@ -59,6 +60,64 @@ class IngestStreamTests(TestCase):
         self.assertEqual(self.store.storage.temp_files(), [])
         stats = yield self.store.statistics()
         self.assertEqual(stats["instances"], 1)
+
+    def instances(self, count: int) -> list[bytes]:
+        out = []
+        for _ in range(count):
+            ds = dcmread(testdata("CT_small.dcm"))
+            ds.SOPInstanceUID = generate_uid()
+            buffer = io.BytesIO()
+            ds.save_as(buffer, enforce_file_format=True)
+            out.append(buffer.getvalue())
+        return out
+
+    @inlineCallbacks
+    def test_each_part_is_synced_by_its_writer_and_shares_a_directory(self) -> None:
+        """A part is synced once, when complete, in the parsing thread (its commit does not
+        reopen it); the parts of a request are stored side by side (one directory sync)."""
+        from dwdaemon.store import storage as storage_module
+
+        synced, reopened, directories = [], [], []
+        real_sync, real_open, real_dir = (storage_module.os.fdatasync, storage_module.os.open,
+                                          storage_module._fsync_dir)  # noqa: SLF001
+        self.patch(storage_module.os, "fdatasync",
+                   lambda fd: (synced.append(fd), real_sync(fd))[1])
+        self.patch(storage_module.os, "open",
+                   lambda path, *a: (reopened.append(path), real_open(path, *a))[1])
+        self.patch(storage_module, "_fsync_dir",
+                   lambda d: (directories.append(d), real_dir(d))[1])
+        yield self.stream(body(*self.instances(3))).run()
+        self.assertEqual([r.status for _, r in self.stored], ["Success"] * 3)
+        self.assertEqual(len(synced), 3)
+        root = self.store.storage.root + os.sep  # (os.open is patched for every module)
+        self.assertEqual([p for p in reopened if str(p).startswith(root)
+                          and not os.path.isdir(p)], [])
+        files = [name for name, _ in self.store.storage.iter_files()]
+        self.assertEqual(len({name[:4] for name in files}), 1, files)
+        self.assertEqual(len(directories), len(set(directories)))
+        assert_consistent(self, self.store)
+
+    @inlineCallbacks
+    def test_full_disk_at_a_part_sync_fails_that_part_only_as_out_of_resources(self) -> None:
+        import errno
+
+        from dwdaemon.store import storage as storage_module
+
+        real_sync, calls = storage_module.os.fdatasync, []
+
+        def sync(fd: int) -> None:
+            calls.append(fd)
+            if len(calls) == 2:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            real_sync(fd)
+
+        self.patch(storage_module.os, "fdatasync", sync)
+        yield self.stream(body(*self.instances(3))).run()
+        self.assertEqual(sorted(o for o, _ in self.stored), [0, 2])
+        ((order, _, _, reason, _),) = self.failed
+        self.assertEqual((order, reason), (1, sm.OUT_OF_RESOURCES))
+        self.assertEqual(self.store.storage.temp_files(), [])
+        assert_consistent(self, self.store)
 
     @inlineCallbacks
     def test_other_study_refused_and_removed(self) -> None:
