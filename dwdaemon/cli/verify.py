@@ -93,21 +93,6 @@ def check_instance(storage: Any, row: Any) -> str | None:
     return None
 
 
-def _stored_files(root: str) -> list[tuple[str, str]]:
-    """``(name, path)`` of every file under the two levels of the storage area."""
-    out = []
-    for top in sorted(os.listdir(root)):
-        if top.startswith(".") or not os.path.isdir(os.path.join(root, top)):
-            continue
-        for sub in sorted(os.listdir(os.path.join(root, top))):
-            directory = os.path.join(root, top, sub)
-            if not os.path.isdir(directory):
-                continue
-            out += [(name, os.path.join(directory, name)) for name in sorted(os.listdir(directory))
-                    if os.path.isfile(os.path.join(directory, name))]
-    return out
-
-
 def verify(storage: Any, index: Index, remove: bool = False, progress: Any = None) -> Report:
     """Check ``storage`` against ``index`` (blocking)."""
     report = Report()
@@ -131,7 +116,10 @@ def verify(storage: Any, index: Index, remove: bool = False, progress: Any = Non
             report.corrupt.append({"instance": public_id, "file": row.file_uuid,
                                    "problem": problem})
     temporary = []
-    for file_uuid, path in _stored_files(storage.root):
+    for directory, file_uuid in sorted(storage.iter_names()):
+        path = os.path.join(directory, file_uuid)
+        if not os.path.isfile(path):
+            continue
         if is_temp_name(file_uuid):  # an interrupted (or running) write
             temporary.append(path)
             continue

@@ -327,7 +327,7 @@ class IngestStream:
         self.bulk = sm.BulkIndex()
         self.temp_paths: list[str] = []
         #: DICOM part sinks; those never handed to the commit are removed when the request
-        #: fails or is lost (a client gone mid-request left them in the storage's .tmp).
+        #: fails or is lost (a client gone mid-request left them as temporary files).
         self.dicom_sinks: list[DicomPartSink] = []
         self.order = 0
         #: The instances of a request share a directory by runs of ``SHARED_DIRECTORY``

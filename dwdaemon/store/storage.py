@@ -179,7 +179,7 @@ class StorageArea:
         ``sync_dir=False`` the caller must call :meth:`sync_dir` before relying on the rename.
         """
         size, md5 = self.measure_temp(temp_path, digest)
-        file_uuid = str(uuid.uuid4())
+        file_uuid = self.temp_uuid(temp_path) or new_file_uuid()
         directory = self.install_temp(temp_path, file_uuid)
         if sync_dir:
             _fsync_dir(directory)
@@ -264,9 +264,9 @@ class StorageArea:
     def exists(self, file_uuid: str) -> bool:
         return os.path.exists(self.path(file_uuid))
 
-    def iter_files(self) -> Iterable[tuple[str, float]]:
-        """``(name, mtime)`` of every file of the area's directories (stored files named by
-        their uuid, and temporary files: see :func:`is_temp_name`)."""
+    def iter_names(self) -> Iterable[tuple[str, str]]:
+        """``(directory, name)`` of every file of the area's directories (stored files named
+        by their uuid, and temporary files: see :func:`is_temp_name`); nothing is stat-ed."""
         for top in os.listdir(self.root):
             if top.startswith(".") or len(top) != 2:
                 continue
@@ -275,15 +275,20 @@ class StorageArea:
                 if not os.path.isdir(directory):
                     continue
                 for name in os.listdir(directory):
-                    try:
-                        yield name, os.stat(os.path.join(directory, name)).st_mtime
-                    except FileNotFoundError:
-                        continue
+                    yield directory, name
+
+    def iter_files(self) -> Iterable[tuple[str, float]]:
+        """``(name, mtime)`` of every file of :meth:`iter_names`."""
+        for directory, name in self.iter_names():
+            try:
+                yield name, os.stat(os.path.join(directory, name)).st_mtime
+            except FileNotFoundError:
+                continue
 
     def temp_files(self) -> list[str]:
         """Paths of every temporary file (those of the final directories, and the legacy
         ``.tmp`` folder's); walks the whole area."""
-        out = [self.path(name) for name, _ in self.iter_files()
+        out = [os.path.join(directory, name) for directory, name in self.iter_names()
                if is_temp_name(name)]
         if os.path.isdir(self.tmp):
             out += [os.path.join(self.tmp, name) for name in os.listdir(self.tmp)]
@@ -309,9 +314,9 @@ class StorageArea:
                 if name.startswith(prefix):
                     discard(os.path.join(self.tmp, name))
                     count += 1
-        for name, _ in list(self.iter_files()):
+        for directory, name in self.iter_names():
             if name.endswith(suffix):
-                discard(self.path(name))
+                discard(os.path.join(directory, name))
                 count += 1
         return count
 
