@@ -33,7 +33,7 @@ from twisted.logger import Logger
 from dwdaemon.dicom import stow_model as sm
 from dwdaemon.dicom.multipart_reader import MultipartError, MultipartParser
 from dwdaemon.store.ingest import IngestError
-from dwdaemon.store.storage import StorageFullError, TempFile, discard, new_file_uuid
+from dwdaemon.store.storage import StorageFullError, TempFile, discard
 
 if TYPE_CHECKING:
     from dwdaemon.store.store import IngestResult, Store
@@ -49,8 +49,6 @@ HEAD_BYTES = 64 * 1024
 GROUP = 8
 #: Parts ingested concurrently per request while the next ones are parsed (two groups).
 PIPELINE = 2 * GROUP
-#: DICOM parts of one request stored in one directory before the next one is drawn.
-SHARED_DIRECTORY = 4 * GROUP
 #: Bytes of the body's end searched for the closing boundary before anything is stored.
 TAIL_BYTES = 256 * 1024
 CHUNK = 1 << 20
@@ -330,10 +328,6 @@ class IngestStream:
         #: fails or is lost (a client gone mid-request left them as temporary files).
         self.dicom_sinks: list[DicomPartSink] = []
         self.order = 0
-        #: The instances of a request share a directory by runs of ``SHARED_DIRECTORY``
-        #: (one directory sync per group commit instead of one per instance).
-        self._prefix = ""
-        self._in_directory = 0
 
     # sinks are created in the parser's thread
     def sink_for(self, headers: dict[str, str]) -> Any:
@@ -343,20 +337,13 @@ class IngestStream:
         if media == sm.DICOM or self.body_type == sm.DICOM:
             # In an application/dicom body every other part is an instance too (clients
             # label them application/octet-stream...); a part that is not DICOM fails alone.
-            path, fp = self.store.new_temp(self._file_uuid())
+            path, fp = self.store.new_temp()
             sink = DicomPartSink(path, fp)
             self.dicom_sinks.append(sink)
             return sink
         path, fp = self.store.new_temp()
         self.temp_paths.append(path)
         return BulkSink(path, fp, headers, media, params)
-
-    def _file_uuid(self) -> str:
-        """The stored name of the next DICOM part: runs of parts share their directory."""
-        if not self._prefix or self._in_directory >= SHARED_DIRECTORY:
-            self._prefix, self._in_directory = new_file_uuid()[:4], 0
-        self._in_directory += 1
-        return new_file_uuid(self._prefix)
 
     @inlineCallbacks
     def run(self) -> Any:

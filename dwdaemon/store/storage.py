@@ -14,12 +14,17 @@ import errno
 import hashlib
 import os
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Iterable
 from typing import Any, BinaryIO
 
 CHUNK = 1 << 20
+
+#: New files of a process share a directory by runs of this many (see
+#: :meth:`StorageArea.new_file_uuid`).
+SHARED_DIRECTORY = 32
 
 #: This host's name in temporary file names (a storage area may be shared by several hosts).
 _HOST = socket.gethostname().replace(os.sep, "_") or "host"
@@ -117,6 +122,22 @@ class StorageArea:
         self.tmp = os.path.join(self.root, ".tmp")
         #: Directories known to exist (saves a mkdir per stored file).
         self._dirs: set[str] = set()
+        self._run_lock = threading.Lock()
+        self._run_prefix = ""
+        self._run_left = 0
+
+    def new_file_uuid(self) -> str:
+        """The name of a new stored file. Consecutive new files of this process share their
+        directory by runs of :data:`SHARED_DIRECTORY` (their first four hex digits), whatever
+        request they come from: a directory is created once per run instead of once per file
+        in a young area, and a group commit of concurrent requests syncs one directory
+        instead of one per file. The other 118 bits stay random (thread-safe)."""
+        with self._run_lock:
+            if self._run_left <= 0:
+                self._run_prefix, self._run_left = uuid.uuid4().hex[:4], SHARED_DIRECTORY
+            self._run_left -= 1
+            prefix = self._run_prefix
+        return new_file_uuid(prefix)
 
     def open_area(self) -> None:
         os.makedirs(self.tmp, exist_ok=True)
@@ -129,7 +150,7 @@ class StorageArea:
         """A fresh temporary path in the directory of the final name of ``file_uuid`` (a new
         one when not given; the directory is created): the rename that commits it stays in
         one directory."""
-        file_uuid = file_uuid or new_file_uuid()
+        file_uuid = file_uuid or self.new_file_uuid()
         directory = self._directory(file_uuid)
         return os.path.join(directory, file_uuid + temp_suffix(os.getpid()))
 
@@ -179,7 +200,7 @@ class StorageArea:
         ``sync_dir=False`` the caller must call :meth:`sync_dir` before relying on the rename.
         """
         size, md5 = self.measure_temp(temp_path, digest)
-        file_uuid = self.temp_uuid(temp_path) or new_file_uuid()
+        file_uuid = self.temp_uuid(temp_path) or self.new_file_uuid()
         directory = self.install_temp(temp_path, file_uuid)
         if sync_dir:
             _fsync_dir(directory)

@@ -32,7 +32,7 @@ from dwdaemon.store.ingest import (
     record_fields,
 )
 from dwdaemon.store.ingest_stream import FailedCallback, IngestStream, StoredCallback
-from dwdaemon.store.storage import StorageArea, TempFile, discard, is_temp_name, new_file_uuid
+from dwdaemon.store.storage import StorageArea, TempFile, discard, is_temp_name
 from dwdaemon.threads import ThreadPools
 
 log = Logger()
@@ -198,7 +198,7 @@ class Store:
                 digest, synced = None, False
             analysis = analyse(temp_path, self.default_encoding, uids_from_meta)
             size, md5 = self.storage.measure_temp(temp_path, digest)
-            file_uuid = self.storage.temp_uuid(temp_path) or new_file_uuid()
+            file_uuid = self.storage.temp_uuid(temp_path) or self.storage.new_file_uuid()
             record = InstanceRecord(file_uuid=file_uuid, file_size=size, file_md5=md5,
                                     **record_fields(analysis))
         except BaseException:

@@ -44,6 +44,23 @@ class TempFileTests(TestCase):
         self.assertEqual(self.area.clean_temp_of(4242424), 2)
         self.assertEqual(self.area.temp_files(), sorted([mine, other, legacy_other]))
 
+    def test_new_files_share_a_directory_by_runs_across_threads(self) -> None:
+        """Consecutive new files of a process (any thread, any request) share a directory by
+        runs of SHARED_DIRECTORY; their names stay distinct UUIDs."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        from dwdaemon.store.storage import SHARED_DIRECTORY
+
+        with ThreadPoolExecutor(4) as pool:
+            first = list(pool.map(lambda _: self.area.new_file_uuid(), range(SHARED_DIRECTORY)))
+        second = [self.area.new_file_uuid() for _ in range(SHARED_DIRECTORY)]
+        self.assertEqual(len({u[:4] for u in first}), 1)
+        self.assertEqual(len({u[:4] for u in second}), 1)
+        self.assertEqual(len(set(first + second)), 2 * SHARED_DIRECTORY)
+        path, fp = self.area.new_temp()
+        fp.close()
+        self.assertNotEqual(self.area.temp_uuid(path)[:4], second[0][:4])  # a new run
+
     def test_temporary_file_is_written_beside_its_final_name(self) -> None:
         """No shared temporary folder: the rename that commits stays in one directory, and
         runs of files can share a directory (one directory sync)."""
