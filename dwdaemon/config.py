@@ -76,6 +76,7 @@ TOP_LEVEL_KEYS = (
     "SslEnabled",
     "SslCertificate",
     "OverwriteInstances",
+    "KeepStoredFilesInCache",
     "HttpProxy",
     "HttpTimeout",
     "HttpsVerifyPeers",
@@ -306,6 +307,9 @@ class Config:
     ssl_enabled: bool = False
     ssl_certificate: str = "certificate.pem"
     overwrite_instances: bool = False
+    #: dwdaemon extension: keep a newly stored file in the OS page cache once it is on disk
+    #: (false: dropped, so ingest leaves the cache to the index and to what is read).
+    keep_stored_files_in_cache: bool = False
     http_proxy: str = ""  # "" or "http://[user:password@]host:port"
     http_timeout: int = 60  # seconds, 0 = no timeout
     https_verify_peers: bool = True
@@ -1001,6 +1005,8 @@ def _parse_config(text: str, base_dir: str, source: str | None) -> tuple[Config,
         ssl_enabled=ssl,
         ssl_certificate=cert,
         overwrite_instances=sec.get("OverwriteInstances", _bool, d.overwrite_instances),
+        keep_stored_files_in_cache=sec.get("KeepStoredFilesInCache", _bool,
+                                           d.keep_stored_files_in_cache),
         http_proxy=sec.get("HttpProxy", _proxy, d.http_proxy),
         http_timeout=sec.get("HttpTimeout", _int, d.http_timeout),
         https_verify_peers=sec.get("HttpsVerifyPeers", _bool, d.https_verify_peers),

@@ -134,7 +134,9 @@ def build_store(config: Config, pools: ThreadPools) -> Store:
     os.makedirs(config.index_directory, exist_ok=True)
     index, orphan_min_age = build_index(config)
     register_dictionary(config.dictionary, config.default_private_creator)
-    return Store(StorageArea(config.storage_directory), index, pools,
+    storage = StorageArea(config.storage_directory,
+                          keep_in_cache=config.keep_stored_files_in_cache)
+    return Store(storage, index, pools,
                  overwrite=config.overwrite_instances, orphan_min_age=orphan_min_age,
                  default_encoding=config.default_encoding)
 

@@ -99,6 +99,7 @@ class DefaultsTests(SynchronousTestCase):
                 "AuthenticationEnabled": True,
                 "RegisteredUsers": {"alice": "secret"},
                 "OverwriteInstances": True,
+                "KeepStoredFilesInCache": True,
                 "HttpProxy": "http://proxy:3128",
                 "HttpTimeout": 0,
                 "HttpsVerifyPeers": False,
@@ -128,6 +129,7 @@ class DefaultsTests(SynchronousTestCase):
         self.assertTrue(config.authentication_enabled)
         self.assertEqual(config.registered_users, {"alice": "secret"})
         self.assertTrue(config.overwrite_instances)
+        self.assertTrue(config.keep_stored_files_in_cache)
         self.assertEqual(config.http_proxy, "http://proxy:3128")
         self.assertEqual(config.http_timeout, 0)
         self.assertFalse(config.https_verify_peers)
@@ -255,6 +257,7 @@ class TypeErrorTests(SynchronousTestCase):
             "AuthenticationEnabled",
             "SslEnabled",
             "OverwriteInstances",
+            "KeepStoredFilesInCache",
             "HttpsVerifyPeers",
         ):
             for bad in ("true", 1, None):

@@ -302,7 +302,9 @@ class StoreTarget:
         os.makedirs(config.storage_directory, exist_ok=True)
         os.makedirs(config.index_directory, exist_ok=True)
         index, min_age = build_index(config)
-        self.store = Store(StorageArea(config.storage_directory), index,
+        storage = StorageArea(config.storage_directory,
+                              keep_in_cache=config.keep_stored_files_in_cache)
+        self.store = Store(storage, index,
                            ThreadPools(synchronous=True), overwrite=config.overwrite_instances,
                            orphan_min_age=min_age)
         try:

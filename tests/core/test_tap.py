@@ -67,6 +67,25 @@ class OptionsTests(SynchronousTestCase):
         self.assertIn("StoreService", names)
         self.assertTrue(os.path.isdir(directory))
 
+    def test_store_follows_keep_stored_files_in_cache(self) -> None:
+        """The daemon's store drops stored files from the page cache unless the
+        configuration's KeepStoredFilesInCache says to keep them."""
+        from dwdaemon.config import Config
+        from dwdaemon.threads import ThreadPools
+
+        for configured, keep in (({}, False), ({"keep_stored_files_in_cache": True}, True)):
+            directory = os.path.abspath(self.mktemp())
+            config = Config().with_overrides(storage_directory=directory,
+                                             index_directory=directory, **configured)
+            store = tap.build_store(config, ThreadPools(synchronous=True))
+            try:
+                self.assertIs(store.storage.keep_in_cache, keep)
+                path, fp = store.storage.new_temp()
+                self.assertIs(fp.keep_in_cache, keep)
+                fp.close()
+            finally:
+                store.index.close()
+
     def test_plugin_is_discoverable(self) -> None:
         import twisted.plugins
 
