@@ -356,7 +356,7 @@ class IngestStream:
         sem = DeferredSemaphore(PIPELINE)
         pending: list[Any] = []
         try:
-            parts, finished, malformed = yield pools.io(pump.start)
+            parts, finished, malformed = yield pools.ingest(pump.start)
             while True:
                 group: list[tuple[int, DicomPartSink]] = []
                 for sink in parts:
@@ -377,7 +377,7 @@ class IngestStream:
                     pending += self.ingest_group(group, sem)
                 if finished:
                     break
-                parts, finished, malformed = yield pools.io(pump.pump)
+                parts, finished, malformed = yield pools.ingest(pump.pump)
             yield gatherResults(pending, consumeErrors=True)
             if self.metadata and malformed is None:
                 yield self.ingest_metadata()

@@ -123,7 +123,7 @@ class MetricsTests(TestCase):
         self.assertEqual(s[("dwdaemon_index_resources", (("level", "studies"),))], 2)
         self.assertEqual(s[("dwdaemon_storage_bytes", ())], size)
         self.assertEqual(s[("dwdaemon_jobs", (("state", "Running"),))], 0)
-        for pool in ("parse", "io", "db_read", "db_write"):
+        for pool in ("parse", "io", "ingest", "db_read", "db_write"):
             self.assertIn(("dwdaemon_threadpool_queue_depth", (("pool", pool),)), s)
         # Orthanc's route answers the same document.
         again = yield self.scrape(daemon, "/tools/metrics-prometheus")
