@@ -17,6 +17,7 @@ import struct
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
@@ -245,5 +246,10 @@ def resolve_bulk_uris(json_text: str, instance_url: str) -> str:
 
 
 def dumps(dataset: dict[str, Any]) -> str:
-    """Compact, UTF-8-safe JSON text of a dataset."""
-    return json.dumps(dataset, ensure_ascii=False, separators=(",", ":"))
+    """Compact, UTF-8-safe JSON text of a dataset (orjson: NaN and infinite FD/FL values
+    become ``null``, as JSON has no such numbers; integers beyond 64 bits fall back to the
+    standard library)."""
+    try:
+        return orjson.dumps(dataset).decode("utf-8")
+    except TypeError:
+        return json.dumps(dataset, ensure_ascii=False, separators=(",", ":"))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -256,8 +255,8 @@ def record_fields(analysis: Analysis) -> dict[str, Any]:
     return {
         **{f.name: getattr(analysis, f.name) for f in fields(InstanceKeys)},
         "metadata": dumps(analysis.metadata),
-        "bulk": json.dumps(analysis.bulk),
-        "frames": json.dumps(analysis.frames.to_json()),
+        "bulk": dumps(analysis.bulk),
+        "frames": dumps(analysis.frames.to_json()),
         "patient_tags": main_tags(analysis.metadata, "patients"),
         "study_tags": main_tags(analysis.metadata, "studies"),
         "series_tags": main_tags(analysis.metadata, "series"),

@@ -56,3 +56,23 @@ class FastPathTests(SynchronousTestCase):
         self.assertEqual(plain_codec(["iso8859"]), "latin-1")
         self.assertIsNone(plain_codec(["iso2022_jp", "iso8859"]))
 
+
+    def test_stored_text_is_strict_json(self) -> None:
+        """The text stored for a dataset is valid JSON: NaN and infinite FD values (JSON has
+        no such numbers) become null; non-ASCII text stays UTF-8; integers beyond 64 bits are
+        kept."""
+        from pydicom.dataset import Dataset
+
+        ds = Dataset()
+        ds.add_new(0x00181050, "FD", [float("nan"), float("inf"), 1.5])
+        ds.PatientName = "Buc^Jérôme"
+        text = jsonmodel.dumps(jsonmodel.dataset_to_json(ds).dataset)
+
+        def refuse(constant: str) -> None:
+            raise ValueError(constant)
+
+        parsed = json.loads(text, parse_constant=refuse)
+        self.assertEqual(parsed["00181050"]["Value"], [None, None, 1.5])
+        self.assertIn("Jérôme", text)
+        self.assertEqual(json.loads(jsonmodel.dumps({"x": {"Value": [2**70]}})),
+                         {"x": {"Value": [2**70]}})

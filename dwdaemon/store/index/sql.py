@@ -10,6 +10,7 @@ from typing import Any
 
 from twisted.logger import Logger
 
+from dwdaemon.dicom.jsonmodel import dumps
 from dwdaemon.dicom.matching import Query
 from dwdaemon.store.index import jobs_sql, schema, search, servers_sql, study_summary
 from dwdaemon.store.index.base import (
@@ -197,20 +198,20 @@ class SqlIndex:
                     study_summary.refresh(self, cur, [other_study])
             patient_pk, new_patient = self._upsert(cur, "patients", record.ids.patient, None, {
                 "patient_id": record.patient_id,
-                "main_tags": json.dumps(record.patient_tags),
+                "main_tags": dumps(record.patient_tags),
             }, stamp)
             study_pk, new_study = self._upsert(
                 cur, "studies", record.ids.study, ("patient_pk", patient_pk), {
                     "study_uid": record.study_uid,
                     "patient_id": record.patient_id,
-                    "main_tags": json.dumps(record.study_tags),
-                    "patient_main_tags": json.dumps(record.patient_tags),
+                    "main_tags": dumps(record.study_tags),
+                    "patient_main_tags": dumps(record.patient_tags),
                     **record.study_columns,
                 }, stamp)
             series_pk, new_series = self._upsert(
                 cur, "series", record.ids.series, ("study_pk", study_pk), {
                     "series_uid": record.series_uid,
-                    "main_tags": json.dumps(record.series_tags),
+                    "main_tags": dumps(record.series_tags),
                     **record.series_columns,
                 }, stamp)
             values = {
@@ -224,7 +225,7 @@ class SqlIndex:
                 "file_uuid": record.file_uuid,
                 "file_size": record.file_size,
                 "file_md5": record.file_md5,
-                "main_tags": json.dumps(record.instance_tags),
+                "main_tags": dumps(record.instance_tags),
                 "metadata": record.metadata,
                 "bulk": record.bulk,
                 "frames": record.frames,
