@@ -36,6 +36,7 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 from twisted.web.server import Site
 
+from dwdaemon.balance import BalancedAccept, ConnectionCounts, shared_counts_fd
 from dwdaemon.config import Config
 from dwdaemon.threads import the_reactor
 
@@ -45,6 +46,8 @@ log = Logger()
 WORKER_ENV = "DWDAEMON_WORKER"
 #: File descriptor of the listening socket in a worker.
 LISTEN_FD = 3
+#: File descriptor of the workers' shared connection counts (:mod:`dwdaemon.balance`).
+COUNTS_FD = 4
 #: Seconds a stopping worker waits for requests in progress.
 DRAIN_SECONDS = 30.0
 #: Seconds the parent waits for stopping workers before SIGKILL.
@@ -117,6 +120,8 @@ class Supervisor(service.Service):
         self.failures = 0
         self._lock_fd: int | None = None
         self._respawns: dict[int, Any] = {}
+        #: The workers' connection counts, passed to each (see :mod:`dwdaemon.balance`).
+        self._counts_fd: int | None = None
 
     def privilegedStartService(self) -> None:
         super().privilegedStartService()
@@ -143,6 +148,7 @@ class Supervisor(service.Service):
         recover(self.config)
         fcntl.flock(self._lock_fd, fcntl.LOCK_SH)
         signal.signal(signal.SIGHUP, self._sighup)
+        self._counts_fd = shared_counts_fd(self.config.workers)
         for slot in range(self.config.workers):
             self.spawn(slot)
 
@@ -158,7 +164,8 @@ class Supervisor(service.Service):
         host = self.port.getHost()
         family = (socket.AF_INET6 if isinstance(host, IPv6Address)
                   else socket.AF_UNIX if isinstance(host, UNIXAddress) else socket.AF_INET)
-        return {"slot": slot, "family": int(family), "tls": tls, "cert": cert, "key": key}
+        return {"slot": slot, "family": int(family), "tls": tls, "cert": cert, "key": key,
+                "workers": self.config.workers}
 
     def spawn(self, slot: int) -> None:
         """Start the worker of ``slot``."""
@@ -174,8 +181,11 @@ class Supervisor(service.Service):
         proto = WorkerProcess(self, slot)
         self.workers[slot] = proto
         # fd 0: a pipe whose end of file tells the worker its parent is gone
+        fds: dict[int, Any] = {0: "w", 1: 1, 2: 2, LISTEN_FD: self.port.fileno()}
+        if self._counts_fd is not None:
+            fds[COUNTS_FD] = self._counts_fd
         self.reactor.spawnProcess(proto, sys.executable, argv, env=env, path=os.getcwd(),
-                                  childFDs={0: "w", 1: 1, 2: 2, LISTEN_FD: self.port.fileno()})
+                                  childFDs=fds)
         proto.pid = proto.transport.pid
         log.info("worker {slot} started (pid {pid})", slot=slot, pid=proto.pid)
 
@@ -362,6 +372,8 @@ class AdoptedPort(service.Service):
         self.reactor = reactor
         self.port: Any = None
         self.channels: set[Any] = set()
+        #: Spreads connections over the workers (several workers only).
+        self.balance: BalancedAccept | None = None
         site.requestFactory = worker_request_class(site.requestFactory)
         build = site.buildProtocol
 
@@ -369,10 +381,12 @@ class AdoptedPort(service.Service):
             channel = build(addr)
             if channel is not None:
                 self.channels.add(channel)
+                self._counted()
                 lost = channel.connectionLost
 
                 def connection_lost(reason: Any) -> None:
                     self.channels.discard(channel)
+                    self._counted()
                     lost(reason)
 
                 channel.connectionLost = connection_lost
@@ -396,11 +410,23 @@ class AdoptedPort(service.Service):
         super().startService()
         self.port = self.reactor.adoptStreamPort(LISTEN_FD, self.info["family"], self.factory())
         os.close(LISTEN_FD)  # adoptStreamPort duplicated it
+        workers = int(self.info.get("workers", 1))
+        if workers > 1 and _is_open(COUNTS_FD):
+            counts = ConnectionCounts(COUNTS_FD, workers, int(self.info["slot"]))
+            os.close(COUNTS_FD)  # the mapping keeps the memory
+            self.balance = BalancedAccept(self.port, counts, lambda: len(self.channels),
+                                          self.reactor)
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+    def _counted(self) -> None:
+        if self.balance is not None:
+            self.balance.connection_count_changed()
 
     @defer.inlineCallbacks
     def stopService(self) -> Any:
         super().stopService()
+        if self.balance is not None:
+            self.balance.stop()
         if self.port is not None:
             yield self.port.stopListening()
         deadline = time.monotonic() + DRAIN_SECONDS
@@ -414,6 +440,14 @@ class AdoptedPort(service.Service):
             if not busy or time.monotonic() > deadline:
                 break
             yield _sleep(self.reactor, 0.05)
+
+
+def _is_open(fd: int) -> bool:
+    try:
+        os.fstat(fd)
+    except OSError:
+        return False
+    return True
 
 
 def _sleep(reactor: Any, seconds: float) -> defer.Deferred[None]:

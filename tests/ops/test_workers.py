@@ -373,6 +373,23 @@ class SupervisionTests(WorkersTestCase):
         conn.close()
         self.assertEqual(daemon.proc.wait(timeout=60), STOPPED)
 
+    def test_keep_alive_connections_are_spread_over_the_workers(self) -> None:
+        """Four keep-alive connections opened one after the other end up two per worker (the
+        first worker awake no longer takes them all), and stay there."""
+        daemon = self.daemon()
+        connections = []
+        owners = []
+        for _ in range(4):
+            conn = daemon.connection()
+            self.addCleanup(conn.close)
+            status, pid, _ = daemon.request("GET", "/system", conn=conn)
+            self.assertEqual(status, 200)
+            connections.append(conn)
+            owners.append(pid)
+        self.assertEqual(sorted(owners.count(pid) for pid in set(owners)), [2, 2], owners)
+        for conn, pid in zip(connections, owners, strict=True):  # keep-alive: same worker
+            self.assertEqual(daemon.request("GET", "/system", conn=conn)[1], pid)
+
     def test_https_served_by_both_workers(self) -> None:
         from tests.client.netsupport import _key_pem, _pem, make_pki
 
