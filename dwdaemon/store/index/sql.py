@@ -251,7 +251,8 @@ class SqlIndex:
                               f" received_at, last_update) VALUES ({P}, {P}, {marks}, {P}, {P})",
                          (record.ids.instance, series_pk, *values.values(), stamp, stamp))
             study_summary.on_add(self, cur, study_pk, new_series,
-                                 record.series_columns.get("modality"), record.sop_class_uid)
+                                 record.series_columns.get("modality"), record.sop_class_uid,
+                                 new_study=new_study, metadata=record.metadata)
             return AddResult("Success", record.ids.instance, obsolete_file=replaced,
                              overwritten=replaced is not None)
 

@@ -87,8 +87,20 @@ def refresh(index: SqlIndex, cur: Any, pks: list[int]) -> None:
 
 
 def on_add(index: SqlIndex, cur: Any, study_pk: int, new_series: bool, modality: str | None,
-           sop_class: str) -> None:
-    """Count one new instance (of a new series if ``new_series``) in its study's summary."""
+           sop_class: str, new_study: bool = False, metadata: str | None = None) -> None:
+    """Count one new instance (of a new series if ``new_series``) in its study's summary.
+
+    A study created by this transaction (``new_study``) has this instance alone: its summary
+    is written at once from the instance (``metadata``: its stored DICOM JSON), without
+    reading the rows back.
+    """
+    if new_study:
+        index.execute(cur, "UPDATE studies SET series_count = {p}, instance_count = {p},"
+                           " modalities = {p}, sop_classes = {p}, answer_json = {p}"
+                           " WHERE pk = {p}",
+                      (1, 1, join(split(modality)), join({sop_class}),
+                       answer_fragment(metadata), study_pk))
+        return
     index.execute(cur, "SELECT series_count, instance_count, modalities, sop_classes"
                        f" FROM studies WHERE pk = {P}", (study_pk,))
     row = cur.fetchone()
