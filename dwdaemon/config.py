@@ -17,6 +17,9 @@ DICOMweb plugin's ``DicomWeb`` section), plus these extensions:
 ``Workers``
     Worker processes serving the same listening socket(s) (see :mod:`dwdaemon.workers`):
     ``0`` (the default in a file) = the number of CPUs, ``1`` = one process as before.
+``WorkerCpuAffinity``
+    Each worker process runs on a CPU of its own (default ``true``; only when there are at
+    least as many CPUs as workers).
 ``Cors``
     CORS for browsers on other origins (web viewers): ``Enabled``, ``AllowedOrigins``,
     ``AllowCredentials``, ``MaxAge``, ``AllowedHeaders`` (see :mod:`dwdaemon.web.cors`).
@@ -99,6 +102,7 @@ TOP_LEVEL_KEYS = (
     "OrthancExplorerEnabled",
     "ExplorerViewerUrl",
     "Workers",
+    "WorkerCpuAffinity",
     "DicomWeb",
     "PostgreSQL",
     "MetricsEnabled",
@@ -340,6 +344,7 @@ class Config:
     metrics_loopback_without_auth: bool = False  # loopback scrapers need no credentials
     log_format: str = "text"  # "text" or "json" (one JSON object per line)
     workers: int = field(default_factory=cpu_count)  # processes serving the socket(s)
+    worker_cpu_affinity: bool = True  # each worker on a CPU of its own (see workers.py)
     source: str | None = None
 
     def __post_init__(self) -> None:
@@ -1031,6 +1036,7 @@ def _parse_config(text: str, base_dir: str, source: str | None) -> tuple[Config,
                                               d.metrics_loopback_without_auth),
         log_format=sec.get("LogFormat", _log_format, d.log_format),
         workers=sec.get("Workers", _workers, 0) or cpu_count(),
+        worker_cpu_affinity=sec.get("WorkerCpuAffinity", _bool, d.worker_cpu_affinity),
         source=source,
     )
     sec.warn_unknown()

@@ -100,6 +100,7 @@ class DefaultsTests(SynchronousTestCase):
                 "RegisteredUsers": {"alice": "secret"},
                 "OverwriteInstances": True,
                 "KeepStoredFilesInCache": True,
+                "WorkerCpuAffinity": False,
                 "HttpProxy": "http://proxy:3128",
                 "HttpTimeout": 0,
                 "HttpsVerifyPeers": False,
@@ -130,6 +131,8 @@ class DefaultsTests(SynchronousTestCase):
         self.assertEqual(config.registered_users, {"alice": "secret"})
         self.assertTrue(config.overwrite_instances)
         self.assertTrue(config.keep_stored_files_in_cache)
+        self.assertFalse(config.worker_cpu_affinity)
+        self.assertTrue(Config().worker_cpu_affinity)
         self.assertEqual(config.http_proxy, "http://proxy:3128")
         self.assertEqual(config.http_timeout, 0)
         self.assertFalse(config.https_verify_peers)
@@ -258,6 +261,7 @@ class TypeErrorTests(SynchronousTestCase):
             "SslEnabled",
             "OverwriteInstances",
             "KeepStoredFilesInCache",
+            "WorkerCpuAffinity",
             "HttpsVerifyPeers",
         ):
             for bad in ("true", 1, None):

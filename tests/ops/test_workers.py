@@ -21,13 +21,13 @@ from typing import Any
 
 import pydicom
 from pydicom.uid import generate_uid
-from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 
 from dwdaemon import tap
 from dwdaemon.config import cpu_count, parse_config
 from dwdaemon.store.index.sqlite import SqliteIndex
 from dwdaemon.store.storage import StorageArea, is_temp_name
-from dwdaemon.workers import WORKER_HEADER, Supervisor, description_args
+from dwdaemon.workers import WORKER_HEADER, Supervisor, description_args, worker_cpus
 from tests.support import read, testdata
 
 #: twistd ends a process stopped by SIGTERM with that signal once it has shut down cleanly.
@@ -390,6 +390,18 @@ class SupervisionTests(WorkersTestCase):
         for conn, pid in zip(connections, owners, strict=True):  # keep-alive: same worker
             self.assertEqual(daemon.request("GET", "/system", conn=conn)[1], pid)
 
+    def test_each_worker_runs_on_a_cpu_of_its_own_unless_disabled(self) -> None:
+        cpus = os.sched_getaffinity(0)
+        if len(cpus) < 2:
+            raise SkipTest("needs two CPUs")
+        daemon = self.daemon()
+        pinned = [os.sched_getaffinity(pid) for pid in sorted(daemon.workers())]
+        self.assertEqual([len(c) for c in pinned], [1, 1], pinned)
+        self.assertEqual(len(pinned[0] | pinned[1]), 2)
+        self.assertLessEqual(pinned[0] | pinned[1], cpus)
+        floating = self.daemon(WorkerCpuAffinity=False)
+        self.assertEqual([os.sched_getaffinity(pid) for pid in floating.workers()], [cpus] * 2)
+
     def test_https_served_by_both_workers(self) -> None:
         from tests.client.netsupport import _key_pem, _pem, make_pki
 
@@ -503,6 +515,12 @@ class KillTests(WorkersTestCase):
 
 
 class ConfigurationTests(SynchronousTestCase):
+    def test_workers_pinned_one_per_cpu_only_when_there_are_enough(self) -> None:
+        self.assertEqual(worker_cpus(2, [5, 3, 9], True), [3, 5])
+        self.assertEqual(worker_cpus(3, [0, 1], True), [None] * 3)  # more workers than CPUs
+        self.assertEqual(worker_cpus(2, [0, 1], False), [None, None])
+        self.assertEqual(worker_cpus(1, [0, 1], True), [None])
+
     def test_default_is_the_number_of_cpus(self) -> None:
         self.assertEqual(parse_config("{}")[0].workers, cpu_count())
         self.assertEqual(parse_config('{"Workers": 0}')[0].workers, cpu_count())
