@@ -26,6 +26,7 @@ ALLOWED: dict[str, set[str]] = {
     "jobs": {"store", "threads", "config"},
     "store": {"store", "threads", "dicom", "config"},
     "threads": set(),
+    "balance": set(),  # connections spread over worker processes (used by workers)
     "logs": set(),
     "dicom": {"dicom", "config"},
 }

@@ -82,11 +82,22 @@ class Analysis(InstanceKeys):
         }
 
 
+#: Tags of the UIDs every instance must have (read from their raw bytes when possible).
+_UID_TAGS = {"SOPInstanceUID": 0x00080018, "SOPClassUID": 0x00080016,
+             "StudyInstanceUID": 0x0020000D, "SeriesInstanceUID": 0x0020000E}
+
+
 def _required_uid(ds: Any, keyword: str, meta_keyword: str | None = None) -> str:
     """A UID the data set must have; with ``meta_keyword``, the file meta information's
     element stands in for a missing (or empty) one."""
-    value = ds.get(keyword)
-    text = str(value).strip(" \x00") if value is not None else ""
+    raw = ds._dict.get(_UID_TAGS[keyword])  # noqa: SLF001
+    if isinstance(getattr(raw, "value", None), bytes):
+        # As read, not converted yet: the ASCII text (pydicom's conversion and validation
+        # cost tens of microseconds per element; the UID check below is the same).
+        text = raw.value.decode("ascii", "replace").strip(" \x00")
+    else:
+        value = ds.get(keyword)
+        text = str(value).strip(" \x00") if value is not None else ""
     if not text and meta_keyword is not None:
         meta_value = getattr(ds, "file_meta", {}).get(meta_keyword)
         text = str(meta_value).strip(" \x00") if meta_value is not None else ""
@@ -145,8 +156,9 @@ def _analyse(path: str, default_encoding: str, uids_from_meta: bool) -> Analysis
     _check_complete(ds, size, transfer_syntax, path)
     converted = dataset_to_json(ds, utf8_charset=False)
     patient_id = str(ds.get("PatientID", "") or "")
-    frames_count = _int(ds.get("NumberOfFrames")) or 1
-    layout = _frame_layout(path, ds, transfer_syntax, frames_count, converted.bulk)
+    md = converted.dataset
+    frames_count = _json_int(md, "00280008", ds, "NumberOfFrames") or 1
+    layout = _frame_layout(path, ds, md, transfer_syntax, frames_count, converted.bulk)
     bulk = {k: v.to_json() for k, v in converted.bulk.items()}
     if transfer_syntax == DEFLATED:
         # Offsets refer to the inflated stream: bulk values must be served by parsing.
@@ -160,8 +172,8 @@ def _analyse(path: str, default_encoding: str, uids_from_meta: bool) -> Analysis
         sop_class_uid=sop_class,
         transfer_syntax=transfer_syntax,
         number_of_frames=frames_count if "7FE00010" in converted.bulk else 0,
-        rows=_int(ds.get("Rows")),
-        columns=_int(ds.get("Columns")),
+        rows=_json_int(md, "00280010", ds, "Rows"),
+        columns=_json_int(md, "00280011", ds, "Columns"),
         instance_number=element_text(converted.dataset, "InstanceNumber"),
         metadata=converted.dataset,
         bulk=bulk,
@@ -176,6 +188,18 @@ def _int(value: Any) -> int | None:
         return int(value) if value not in (None, "") else None
     except (TypeError, ValueError):
         return None
+
+
+def _json_int(md: dict[str, Any], tag: str, ds: Any, keyword: str) -> int | None:
+    """An integer element from the converted DICOM JSON ``md`` (single-valued), else as
+    pydicom converts it from ``ds``."""
+    element = md.get(tag)
+    if element is None:
+        return _int(ds.get(keyword)) if keyword in ds else None
+    value = element.get("Value")
+    if not value:
+        return None
+    return value[0] if len(value) == 1 and isinstance(value[0], int) else None
 
 
 def _check_complete(ds: Any, size: int, transfer_syntax: str, path: str) -> None:
@@ -219,14 +243,15 @@ def _has_data_after(path: str, offset: int) -> bool:
     return False
 
 
-def _frame_layout(path: str, ds: Any, transfer_syntax: str, frames: int,
+def _frame_layout(path: str, ds: Any, md: dict[str, Any], transfer_syntax: str, frames: int,
                   bulk: dict[str, Any]) -> FrameLayout:
     location = bulk.get("7FE00010")
     if location is None:
         return FrameLayout("none")
     if transfer_syntax == DEFLATED:
         return FrameLayout("unresolved", count=frames)
-    rows, columns = _int(ds.get("Rows")) or 0, _int(ds.get("Columns")) or 0
+    rows = _json_int(md, "00280010", ds, "Rows") or 0
+    columns = _json_int(md, "00280011", ds, "Columns") or 0
     if location.encapsulated:
         extended = None
         if "ExtendedOffsetTable" in ds:
@@ -240,8 +265,8 @@ def _frame_layout(path: str, ds: Any, transfer_syntax: str, frames: int,
                                            location.little_endian)
             except ValueError as exc:
                 raise IngestError(f"invalid encapsulated pixel data: {exc}") from exc
-    samples = _int(ds.get("SamplesPerPixel")) or 1
-    bits = _int(ds.get("BitsAllocated")) or 0
+    samples = _json_int(md, "00280002", ds, "SamplesPerPixel") or 1
+    bits = _json_int(md, "00280100", ds, "BitsAllocated") or 0
     if samples == 3 and str(ds.get("PhotometricInterpretation", "")).strip() in SUBSAMPLED_422:
         samples = 2  # PS3.3 C.7.6.3.1.2: two Y, one Cb, one Cr per pair of pixels
     if not (rows and columns and bits):

@@ -377,6 +377,8 @@ class SupervisionTests(WorkersTestCase):
         """Four keep-alive connections opened one after the other end up two per worker (the
         first worker awake no longer takes them all), and stay there."""
         daemon = self.daemon()
+        self.both(daemon, "GET", "/system", lambda s, b: self.assertEqual(s, 200))
+        time.sleep(0.5)  # both workers serve, and counted the closing of those connections
         connections = []
         owners = []
         for _ in range(4):
