@@ -23,6 +23,7 @@ import io
 import os
 import tempfile
 from collections.abc import Callable
+from concurrent.futures import Executor
 from typing import IO, TYPE_CHECKING, Any
 
 from pydicom import dcmread
@@ -84,8 +85,10 @@ class _TempFileSink:
 class DicomPartSink(_TempFileSink):
     """Writes a DICOM part into a temporary file of the storage area (ingest takes it over)."""
 
-    def __init__(self, path: str, fp: TempFile) -> None:
+    def __init__(self, path: str, fp: TempFile, syncer: Executor | None = None) -> None:
         super().__init__(path, fp)
+        #: Where the part is synced once complete (``None``: by the parsing thread).
+        self.syncer = syncer
         self.head = bytearray()
         #: (SOPClassUID, SOPInstanceUID, StudyInstanceUID) read from the head when needed.
         self.uids: tuple[str, str, str] | None = None
@@ -103,11 +106,12 @@ class DicomPartSink(_TempFileSink):
         self.fp.write(data)
 
     def close(self) -> None:
-        """The part is complete: sync it now, in the parsing thread (overlapping the commits
-        of the parts before it), so that its commit only renames and indexes it. A part that
-        cannot be synced fails alone (a full disk is reported as such)."""
+        """The part is complete: sync it now, in the background while the parsing thread
+        parses it (and the parts after it), so that its commit only waits for that sync,
+        renames and indexes it. A part that cannot be synced fails alone (a full disk is
+        reported as such, by the commit)."""
         try:
-            self.fp.close(sync=True)
+            self.fp.close(sync=True, background=self.syncer)
         except OSError as exc:
             with contextlib.suppress(OSError):
                 self.fp.close()
@@ -338,7 +342,7 @@ class IngestStream:
             # In an application/dicom body every other part is an instance too (clients
             # label them application/octet-stream...); a part that is not DICOM fails alone.
             path, fp = self.store.new_temp()
-            sink = DicomPartSink(path, fp)
+            sink = DicomPartSink(path, fp, self.store.storage.background_sync())
             self.dicom_sinks.append(sink)
             return sink
         path, fp = self.store.new_temp()

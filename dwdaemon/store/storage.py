@@ -18,9 +18,13 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from typing import Any, BinaryIO
 
 CHUNK = 1 << 20
+
+#: Threads of a process syncing finished temporary files (:meth:`StorageArea.background_sync`).
+SYNC_THREADS = 2
 
 #: New files of a process share a directory by runs of this many (see
 #: :meth:`StorageArea.new_file_uuid`).
@@ -74,8 +78,10 @@ class TempFile:
         self.keep_in_cache = keep_in_cache
         self.size = 0
         self._md5: Any = hashlib.md5(usedforsecurity=False)
-        #: Its content reached the disk (:meth:`close` with ``sync``): the commit skips it.
-        self.synced = False
+        #: Its content reached the disk (:meth:`close` with ``sync``): the commit skips it;
+        #: or a :class:`~concurrent.futures.Future` of that sync (``close(background=...)``).
+        self.synced: bool | Future[None] = False
+        self._handed_off = False
 
     def write(self, data: bytes | memoryview) -> int:
         written = self.fp.write(data)
@@ -94,11 +100,19 @@ class TempFile:
     def flush(self) -> None:
         self.fp.flush()
 
-    def close(self, sync: bool = False) -> None:
-        """Close; with ``sync`` the data is flushed to the disk first (fdatasync), in the
-        writer's thread, so the commit does not reopen the file to sync it."""
+    def close(self, sync: bool = False, background: Executor | None = None) -> None:
+        """Close; with ``sync`` the data is flushed to the disk first (fdatasync), so the
+        commit does not reopen the file to sync it. With ``background`` the sync (and the
+        close) run there while the caller goes on: :attr:`synced` is then the Future the
+        commit waits for (its error is the sync's)."""
+        if self._handed_off:
+            return
         if sync and not self.fp.closed:
             self.fp.flush()
+            if background is not None:
+                self._handed_off = True
+                self.synced = background.submit(_sync_and_close, self.fp, self.keep_in_cache)
+                return
             sync_fd(self.fp.fileno(), self.keep_in_cache)
             self.synced = True
         self.fp.close()
@@ -132,6 +146,15 @@ class StorageArea:
         self._run_lock = threading.Lock()
         self._run_prefix = ""
         self._run_left = 0
+        self._syncer: ThreadPoolExecutor | None = None
+
+    def background_sync(self) -> Executor:
+        """Threads that sync finished temporary files while their writer goes on (a STOW
+        part is synced while it is parsed: the two waits overlap instead of adding up)."""
+        with self._run_lock:
+            if self._syncer is None:
+                self._syncer = ThreadPoolExecutor(SYNC_THREADS, "dwdaemon-sync")
+            return self._syncer
 
     def new_file_uuid(self) -> str:
         """The name of a new stored file. Consecutive new files of this process share their
@@ -226,15 +249,18 @@ class StorageArea:
             discard(temp_path)
             raise
 
-    def install_temp(self, temp_path: str, file_uuid: str, synced: bool = False) -> str:
-        """Sync a temporary file (unless its writer did: ``synced``), then rename it to the
-        final name of ``file_uuid``.
+    def install_temp(self, temp_path: str, file_uuid: str,
+                     synced: bool | Future[None] = False) -> str:
+        """Sync a temporary file (unless its writer did: ``synced``, or a Future of that sync
+        to wait for), then rename it to the final name of ``file_uuid``.
 
         Returns the directory to sync (:meth:`sync_dir`) before the rename is durable.  On
         failure the temporary file is removed (:class:`StorageFullError` for ENOSPC/EDQUOT).
         """
         try:
-            if not synced:
+            if isinstance(synced, Future):
+                synced.result()  # raises the sync's OSError
+            elif not synced:
                 fd = os.open(temp_path, os.O_RDONLY)
                 try:
                     sync_fd(fd, self.keep_in_cache)
@@ -384,6 +410,14 @@ def sync_fd(fd: int, keep_in_cache: bool = True) -> None:
     if not keep_in_cache:
         with contextlib.suppress(OSError, AttributeError):  # advice only (not on every OS)
             os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+
+
+def _sync_and_close(fp: BinaryIO, keep_in_cache: bool) -> None:
+    """Sync and close a temporary file (a background sync of :meth:`TempFile.close`)."""
+    try:
+        sync_fd(fp.fileno(), keep_in_cache)
+    finally:
+        fp.close()
 
 
 def discard(path: str) -> None:

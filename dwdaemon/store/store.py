@@ -7,6 +7,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import IO, Any
@@ -48,8 +49,9 @@ class Prepared:
     analysis: Analysis
     record: InstanceRecord
     temp_path: str
-    #: The temporary file is on the disk already (its writer synced it).
-    synced: bool = False
+    #: The temporary file is on the disk already (its writer synced it), or the Future of
+    #: its sync in the background (waited for before the rename).
+    synced: bool | Future[None] = False
 
 
 @dataclass
@@ -181,7 +183,8 @@ class Store:
         return result
 
     def prepare(self, temp_path: str, digest: tuple[int, str] | None = None,
-                uids_from_meta: bool = False, synced: bool = False) -> Prepared:
+                uids_from_meta: bool = False, synced: bool | Future[None] = False
+                ) -> Prepared:
         """Blocking (worker thread): parse and validate a temporary file, build its index
         record (JSON encoding included, kept off the reactor thread).
 

@@ -73,8 +73,9 @@ class IngestStreamTests(TestCase):
 
     @inlineCallbacks
     def test_each_part_is_synced_by_its_writer_and_shares_a_directory(self) -> None:
-        """A part is synced once, when complete, in the parsing thread (its commit does not
-        reopen it); the parts of a request are stored side by side (one directory sync)."""
+        """A part is synced once, when complete, in the background while it is parsed (its
+        commit waits for that sync and does not reopen it); the parts of a request are stored
+        side by side (one directory sync)."""
         from dwdaemon.store import storage as storage_module
 
         synced, reopened, directories = [], [], []
