@@ -79,7 +79,7 @@ TOP_LEVEL_KEYS = (
     "SslEnabled",
     "SslCertificate",
     "OverwriteInstances",
-    "KeepStoredFilesInCache",
+    "RecentlyStoredCacheSize",
     "HttpProxy",
     "HttpTimeout",
     "HttpsVerifyPeers",
@@ -311,9 +311,9 @@ class Config:
     ssl_enabled: bool = False
     ssl_certificate: str = "certificate.pem"
     overwrite_instances: bool = False
-    #: dwdaemon extension: keep a newly stored file in the OS page cache once it is on disk
-    #: (false: dropped, so ingest leaves the cache to the index and to what is read).
-    keep_stored_files_in_cache: bool = False
+    #: dwdaemon extension: MB of the most recently stored files each process leaves in the
+    #: OS page cache; older ones are dropped from it (0 = no limit, the OS decides).
+    recently_stored_cache_size: int = 256
     http_proxy: str = ""  # "" or "http://[user:password@]host:port"
     http_timeout: int = 60  # seconds, 0 = no timeout
     https_verify_peers: bool = True
@@ -1010,8 +1010,8 @@ def _parse_config(text: str, base_dir: str, source: str | None) -> tuple[Config,
         ssl_enabled=ssl,
         ssl_certificate=cert,
         overwrite_instances=sec.get("OverwriteInstances", _bool, d.overwrite_instances),
-        keep_stored_files_in_cache=sec.get("KeepStoredFilesInCache", _bool,
-                                           d.keep_stored_files_in_cache),
+        recently_stored_cache_size=sec.get("RecentlyStoredCacheSize", _int,
+                                           d.recently_stored_cache_size),
         http_proxy=sec.get("HttpProxy", _proxy, d.http_proxy),
         http_timeout=sec.get("HttpTimeout", _int, d.http_timeout),
         https_verify_peers=sec.get("HttpsVerifyPeers", _bool, d.https_verify_peers),

@@ -135,7 +135,7 @@ def build_store(config: Config, pools: ThreadPools) -> Store:
     index, orphan_min_age = build_index(config)
     register_dictionary(config.dictionary, config.default_private_creator)
     storage = StorageArea(config.storage_directory,
-                          keep_in_cache=config.keep_stored_files_in_cache)
+                          recent_cache_bytes=config.recently_stored_cache_size << 20)
     return Store(storage, index, pools,
                  overwrite=config.overwrite_instances, orphan_min_age=orphan_min_age,
                  default_encoding=config.default_encoding)

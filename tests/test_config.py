@@ -99,7 +99,7 @@ class DefaultsTests(SynchronousTestCase):
                 "AuthenticationEnabled": True,
                 "RegisteredUsers": {"alice": "secret"},
                 "OverwriteInstances": True,
-                "KeepStoredFilesInCache": True,
+                "RecentlyStoredCacheSize": 64,
                 "WorkerCpuAffinity": False,
                 "HttpProxy": "http://proxy:3128",
                 "HttpTimeout": 0,
@@ -130,7 +130,7 @@ class DefaultsTests(SynchronousTestCase):
         self.assertTrue(config.authentication_enabled)
         self.assertEqual(config.registered_users, {"alice": "secret"})
         self.assertTrue(config.overwrite_instances)
-        self.assertTrue(config.keep_stored_files_in_cache)
+        self.assertEqual(config.recently_stored_cache_size, 64)
         self.assertFalse(config.worker_cpu_affinity)
         self.assertTrue(Config().worker_cpu_affinity)
         self.assertEqual(config.http_proxy, "http://proxy:3128")
@@ -260,7 +260,6 @@ class TypeErrorTests(SynchronousTestCase):
             "AuthenticationEnabled",
             "SslEnabled",
             "OverwriteInstances",
-            "KeepStoredFilesInCache",
             "WorkerCpuAffinity",
             "HttpsVerifyPeers",
         ):

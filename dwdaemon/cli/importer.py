@@ -303,7 +303,7 @@ class StoreTarget:
         os.makedirs(config.index_directory, exist_ok=True)
         index, min_age = build_index(config)
         storage = StorageArea(config.storage_directory,
-                              keep_in_cache=config.keep_stored_files_in_cache)
+                              recent_cache_bytes=config.recently_stored_cache_size << 20)
         self.store = Store(storage, index,
                            ThreadPools(synchronous=True), overwrite=config.overwrite_instances,
                            orphan_min_age=min_age)

@@ -29,37 +29,52 @@ class TempFileTests(TestCase):
             self.assertEqual(f.read(), data)
         self.assertFalse(os.path.exists(path))
 
-    def calls_on_sync(self, area: StorageArea) -> list[str]:
-        """Store a file through ``area`` (synced by its writer, and reopened and synced by
-        a commit), recording the sync and page-cache calls in order."""
+    def dropped_while_storing(self, area: StorageArea, sizes: list[int],
+                              background: bool = False) -> list[list[str]]:
+        """Store files of ``sizes`` bytes through ``area`` (synced by their writer, in the
+        background with ``background``, or by the commit for odd ones) and return, after
+        each, the stored files dropped from the page cache so far."""
+        from concurrent.futures import ThreadPoolExecutor
+
         from dwdaemon.store import storage as storage_module
 
-        calls: list[str] = []
-        real_sync, real_advise = os.fdatasync, os.posix_fadvise
-        self.patch(storage_module.os, "fdatasync",
-                   lambda fd: (calls.append("sync"), real_sync(fd))[1])
-        self.patch(storage_module.os, "posix_fadvise",
-                   lambda fd, o, n, advice: (calls.append(f"advise {advice}"),
-                                             real_advise(fd, o, n, advice))[1])
-        path, fp = area.new_temp()
-        fp.write(os.urandom(100_000))
-        fp.close(sync=True)
-        area.install_temp(path, area.temp_uuid(path), synced=True)
-        path, fp = area.new_temp()
-        fp.write(b"unsynced")
-        fp.close()
-        area.install_temp(path, area.temp_uuid(path))
-        return calls
+        dropped: list[str] = []
+        real_advise = os.posix_fadvise
 
-    def test_stored_files_leave_the_page_cache_once_synced(self) -> None:
-        """KeepStoredFilesInCache false (the daemon's default): once a file's data is synced,
-        its pages are dropped from the page cache; true: they stay (no advice)."""
-        self.assertTrue(StorageArea(self.mktemp()).keep_in_cache)  # the class's own default
-        dropped = self.calls_on_sync(StorageArea(self.mktemp(), keep_in_cache=False))
-        advice = f"advise {os.POSIX_FADV_DONTNEED}"
-        self.assertEqual(dropped, ["sync", advice, "sync", advice])
-        kept = self.calls_on_sync(StorageArea(self.mktemp(), keep_in_cache=True))
-        self.assertEqual(kept, ["sync", "sync"])
+        def advise(fd: int, offset: int, length: int, advice: int) -> None:
+            if advice == os.POSIX_FADV_DONTNEED:
+                dropped.append(os.readlink(f"/proc/self/fd/{fd}"))
+            real_advise(fd, offset, length, advice)
+
+        self.patch(storage_module.os, "posix_fadvise", advise)
+        pool = ThreadPoolExecutor(1) if background else None
+        self.addCleanup(lambda: pool and pool.shutdown())
+        out = []
+        for i, size in enumerate(sizes):
+            path, fp = area.new_temp()
+            fp.write(os.urandom(size))
+            file_uuid = area.temp_uuid(path)
+            if i % 2:
+                fp.close()  # synced by the commit
+            else:
+                fp.close(sync=True, background=pool)
+            area.install_temp(path, file_uuid, synced=fp.synced)
+            out.append([os.path.basename(p) for p in dropped])
+            self.assertTrue(os.path.exists(area.path(file_uuid)))
+        return out
+
+    def test_only_the_most_recent_stored_files_stay_in_the_page_cache(self) -> None:
+        """RecentlyStoredCacheSize: once synced, a new file joins the window of recent files;
+        the oldest leave the page cache while the window is over its size (data on disk)."""
+        area = StorageArea(self.mktemp(), recent_cache_bytes=250_000)
+        for background in (False, True):
+            steps = self.dropped_while_storing(area, [100_000] * 5, background)
+            names = [name for name, _ in area.iter_files()]
+            self.assertEqual([len(s) for s in steps], [0, 0, 1, 2, 3] if not background
+                             else [1, 2, 3, 4, 5])  # the window is full by then
+            self.assertTrue(set(steps[-1]) <= set(names), (steps, names))
+        unlimited = StorageArea(self.mktemp())  # 0: no limit, nothing dropped
+        self.assertEqual(self.dropped_while_storing(unlimited, [100_000] * 4)[-1], [])
 
     def test_clean_temp_of_removes_one_process_files_only(self) -> None:
         """A dead worker's temporary files (named after its pid) go; others' stay."""

@@ -67,21 +67,22 @@ class OptionsTests(SynchronousTestCase):
         self.assertIn("StoreService", names)
         self.assertTrue(os.path.isdir(directory))
 
-    def test_store_follows_keep_stored_files_in_cache(self) -> None:
-        """The daemon's store drops stored files from the page cache unless the
-        configuration's KeepStoredFilesInCache says to keep them."""
+    def test_store_follows_recently_stored_cache_size(self) -> None:
+        """The daemon's store keeps RecentlyStoredCacheSize MB of recent files in the page
+        cache (256 by default; 0: no limit)."""
         from dwdaemon.config import Config
         from dwdaemon.threads import ThreadPools
 
-        for configured, keep in (({}, False), ({"keep_stored_files_in_cache": True}, True)):
+        for configured, window in (({}, 256 << 20),
+                                   ({"recently_stored_cache_size": 0}, 0)):
             directory = os.path.abspath(self.mktemp())
             config = Config().with_overrides(storage_directory=directory,
                                              index_directory=directory, **configured)
             store = tap.build_store(config, ThreadPools(synchronous=True))
             try:
-                self.assertIs(store.storage.keep_in_cache, keep)
+                self.assertEqual(store.storage.recent_cache_bytes, window)
                 path, fp = store.storage.new_temp()
-                self.assertIs(fp.keep_in_cache, keep)
+                self.assertEqual(fp.on_synced is not None, window > 0)
                 fp.close()
             finally:
                 store.index.close()
