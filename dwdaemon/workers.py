@@ -205,7 +205,8 @@ class Supervisor(service.Service):
         if self.stopping:
             return
         env = dict(os.environ)
-        env[WORKER_ENV] = json.dumps(self.worker_info(slot))
+        info = self.worker_info(slot)
+        env[WORKER_ENV] = json.dumps(info)
         argv = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
                 "-n", "--pidfile=", "--logfile=-", "dicomweb"]
         if self.config_path:
@@ -219,6 +220,9 @@ class Supervisor(service.Service):
         self.reactor.spawnProcess(proto, sys.executable, argv, env=env, path=os.getcwd(),
                                   childFDs=fds)
         proto.pid = proto.transport.pid
+        if info["cpu"] is not None:  # at once (the worker pins itself again when it starts)
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(proto.pid, {info["cpu"]})
         log.info("worker {slot} started (pid {pid})", slot=slot, pid=proto.pid)
 
     def worker_ended(self, proto: WorkerProcess, reason: Failure) -> None:

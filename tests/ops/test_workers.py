@@ -397,11 +397,13 @@ class SupervisionTests(WorkersTestCase):
         if len(cpus) < 2:
             raise SkipTest("needs two CPUs")
         daemon = self.daemon()
+        wait_for(lambda: len(daemon.workers()) == 2, 30, "two workers")
         pinned = [os.sched_getaffinity(pid) for pid in sorted(daemon.workers())]
         self.assertEqual([len(c) for c in pinned], [1, 1], pinned)
         self.assertEqual(len(pinned[0] | pinned[1]), 2)
         self.assertLessEqual(pinned[0] | pinned[1], cpus)
         floating = self.daemon(WorkerCpuAffinity=False)
+        wait_for(lambda: len(floating.workers()) == 2, 30, "two workers")
         self.assertEqual([os.sched_getaffinity(pid) for pid in floating.workers()], [cpus] * 2)
 
     def test_https_served_by_both_workers(self) -> None:
