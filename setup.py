@@ -26,6 +26,7 @@ setup(
         "pyjpegls>=1.4",
         "imagecodecs>=2024.1",
         "orjson>=3.9",
+        "xxhash>=3.4",  # stored files' checksum (XXH3-128), see dwdaemon.store.storage
         "prometheus_client>=0.17",
         "tqdm>=4.60",
     ],

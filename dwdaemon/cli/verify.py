@@ -1,14 +1,14 @@
 """``dwdaemon verify``: the stored files against the index, after a disk incident.
 
-For each indexed instance the file is read whole: it must exist, have the indexed size and MD5,
-and hold the indexed Study, Series and SOP Instance UIDs. Files of the storage area that no
-index row names are orphans; files left in the temporary folder are leftovers of interrupted
-writes. ``--remove-orphans`` deletes both. Nothing else is changed.
+For each indexed instance the file is read whole: it must exist, have the indexed size and
+checksum (XXH3-128; MD5 for files stored before 2026-12-04), and hold the indexed Study, Series
+and SOP Instance UIDs. Files of the storage area that no index row names are orphans; files
+left in the temporary folder are leftovers of interrupted writes. ``--remove-orphans`` deletes
+both. Nothing else is changed.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sys
@@ -18,7 +18,7 @@ from typing import Any
 
 from dwdaemon.cli import exitcodes
 from dwdaemon.store.index.base import Index
-from dwdaemon.store.storage import is_temp_name
+from dwdaemon.store.storage import CHECKSUM_PREFIX, file_checksum, is_temp_name
 
 
 @dataclass
@@ -51,14 +51,9 @@ class Report:
         return out
 
 
-def _md5(path: str) -> tuple[int, str]:
-    digest = hashlib.md5(usedforsecurity=False)
-    size = 0
+def _checksum(path: str, indexed: str) -> tuple[int, str]:
     with open(path, "rb") as fp:
-        while chunk := fp.read(1 << 20):
-            digest.update(chunk)
-            size += len(chunk)
-    return size, digest.hexdigest()
+        return file_checksum(fp, indexed)
 
 
 def _uids(path: str) -> tuple[str, str, str]:
@@ -76,11 +71,12 @@ def _uids(path: str) -> tuple[str, str, str]:
 def check_instance(storage: Any, row: Any) -> str | None:
     """The problem of one indexed instance's file (``None`` when consistent)."""
     path = storage.path(row.file_uuid)
-    size, md5 = _md5(path)
+    size, checksum = _checksum(path, row.file_md5)
     if size != row.file_size:
         return f"size {size}, indexed {row.file_size}"
-    if md5 != row.file_md5:
-        return f"MD5 {md5}, indexed {row.file_md5}"
+    if checksum != row.file_md5:
+        kind = "checksum" if checksum.startswith(CHECKSUM_PREFIX) else "MD5"
+        return f"{kind} {checksum}, indexed {row.file_md5}"
     try:
         uids = _uids(path)
     except Exception as exc:

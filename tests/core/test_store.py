@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import os
 import signal
@@ -20,7 +19,7 @@ from twisted.trial.unittest import TestCase
 from dwdaemon.store import storage as storage_module
 from dwdaemon.store.index.sqlite import SqliteIndex
 from dwdaemon.store.ingest import IngestError
-from dwdaemon.store.storage import StorageArea, StorageFullError
+from dwdaemon.store.storage import StorageArea, StorageFullError, checksum_text
 from dwdaemon.store.store import Store
 from dwdaemon.threads import ThreadPools
 from tests.support import read, testdata
@@ -44,7 +43,7 @@ def assert_consistent(case: TestCase, store: Store) -> int:
     for file_uuid, size, md5 in rows:
         data = read(store.storage.path(file_uuid))
         case.assertEqual(len(data), size)
-        case.assertEqual(hashlib.md5(data).hexdigest(), md5)
+        case.assertEqual(checksum_text(data), md5)
     return len(rows)
 
 

@@ -123,7 +123,7 @@ class CommandLineTests(TestCase):
         self.assertEqual(code, exitcodes.PARTIAL)
         report = json.loads(out)
         self.assertEqual(len(report["corrupt"]), 1)
-        self.assertIn("MD5", report["corrupt"][0]["problem"])
+        self.assertIn("checksum", report["corrupt"][0]["problem"])
         self.assertEqual(report["orphans"], [orphan])
         self.assertEqual(len(report["temporary"]), 2)
         self.assertIn(interrupted, report["temporary"])
@@ -202,3 +202,36 @@ class CommandLineTests(TestCase):
                                            "--user", "alice:pw", "-q")
         self.assertEqual(code, exitcodes.OK, out)
         self.assertEqual(summary(out)["stored"], 1)
+
+
+class VerifyChecksumTests(TestCase):
+    def test_xxh3_checksums_and_legacy_md5_checksums_are_both_verified(self) -> None:
+        """Files stored before 2026-12-04 have their MD5 in the index (no prefix): verify
+        checks them with MD5, newer ones with XXH3-128."""
+        import hashlib
+        from types import SimpleNamespace
+
+        import pydicom
+
+        from dwdaemon.cli.verify import check_instance
+        from dwdaemon.store.storage import CHECKSUM_PREFIX, StorageArea, checksum_text
+
+        area = StorageArea(self.mktemp())
+        area.open_area()
+        with open(testdata("CT_small.dcm"), "rb") as fp:
+            data = fp.read()
+        file_uuid, size, checksum = area.write(data)
+        self.assertEqual(checksum, checksum_text(data))
+        self.assertTrue(checksum.startswith(CHECKSUM_PREFIX))
+        ds = pydicom.dcmread(testdata("CT_small.dcm"), stop_before_pixels=True)
+
+        def row(indexed: str) -> SimpleNamespace:
+            return SimpleNamespace(file_uuid=file_uuid, file_size=size, file_md5=indexed,
+                                   study_uid=ds.StudyInstanceUID,
+                                   series_uid=ds.SeriesInstanceUID, sop_uid=ds.SOPInstanceUID)
+
+        legacy = hashlib.md5(data).hexdigest()
+        self.assertIsNone(check_instance(area, row(checksum)))
+        self.assertIsNone(check_instance(area, row(legacy)))
+        self.assertIn("MD5", check_instance(area, row("0" * 32)))
+        self.assertIn("checksum", check_instance(area, row(CHECKSUM_PREFIX + "0" * 32)))
