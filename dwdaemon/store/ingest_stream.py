@@ -328,9 +328,11 @@ class IngestStream:
         self.metadata: list[tuple[int, MetadataSink]] = []
         self.bulk = sm.BulkIndex()
         self.temp_paths: list[str] = []
-        #: DICOM part sinks; those never handed to the commit are removed when the request
-        #: fails or is lost (a client gone mid-request left them as temporary files).
-        self.dicom_sinks: list[DicomPartSink] = []
+        #: DICOM part sinks not handed to the commit yet: removed when the request fails or
+        #: is lost (a client gone mid-request left them as temporary files). A sink leaves
+        #: the set once handed over, so that the request does not keep every part's head
+        #: (64 KB) and parsed data until its end (4,089 parts once kept 370 MB).
+        self.dicom_sinks: set[DicomPartSink] = set()
         self.order = 0
 
     # sinks are created in the parser's thread
@@ -343,7 +345,7 @@ class IngestStream:
             # label them application/octet-stream...); a part that is not DICOM fails alone.
             path, fp = self.store.new_temp()
             sink = DicomPartSink(path, fp, self.store.storage.background_sync())
-            self.dicom_sinks.append(sink)
+            self.dicom_sinks.add(sink)
             return sink
         path, fp = self.store.new_temp()
         self.temp_paths.append(path)
@@ -389,7 +391,7 @@ class IngestStream:
             pump.abort()
             for path in self.temp_paths:
                 discard(path)
-            leftovers = [s.path for s in self.dicom_sinks if not s.taken]
+            leftovers = [s.path for s in list(self.dicom_sinks) if not s.taken]
             if leftovers:
                 yield pools.io(_discard_all, leftovers)
             # On failure, let the parts already handed over finish (committed or removed)
@@ -405,6 +407,7 @@ class IngestStream:
         ready: list[tuple[int, DicomPartSink]] = []
         for order, sink in group:
             sink.taken = True
+            self.dicom_sinks.discard(sink)
             if sink.other_study:
                 sop_class, sop_uid, study = sink.uids or ("", "", "")
                 self.on_failed(order, sop_class, sop_uid, sm.PROCESSING_FAILURE,

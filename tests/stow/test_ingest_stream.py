@@ -167,3 +167,42 @@ class IngestStreamTests(TestCase):
         self.assertLessEqual(len(batches), 3)
         self.assertEqual(self.store.storage.temp_files(), [])
         self.assertEqual(assert_consistent(self, self.store), len(parts))
+
+
+class PartMemoryTests(TestCase):
+    """A request does not keep its parts once they are handed to the commit."""
+
+    setUp = IngestStreamTests.setUp
+    _close = IngestStreamTests._close  # noqa: SLF001
+    stream = IngestStreamTests.stream
+
+    @inlineCallbacks
+    def test_parts_handed_over_are_not_kept_by_the_request(self) -> None:
+        import gc
+        import weakref
+
+        from dwdaemon.store import ingest_stream
+
+        sinks: list[Any] = []
+        real = ingest_stream.DicomPartSink
+
+        class Tracked(real):  # type: ignore[misc, valid-type]
+            def __init__(self, *args: Any) -> None:
+                super().__init__(*args)
+                sinks.append(weakref.ref(self))
+
+        self.patch(ingest_stream, "DicomPartSink", Tracked)
+        ds = dcmread(testdata("CT_small.dcm"))
+        parts = []
+        for _ in range(3 * GROUP):
+            ds.SOPInstanceUID = generate_uid()
+            out = io.BytesIO()
+            ds.save_as(out)
+            parts.append(out.getvalue())
+        stream = self.stream(body(*parts))
+        yield stream.run()
+        self.assertEqual(len(self.stored), 3 * GROUP)
+        gc.collect()
+        self.assertEqual(len(sinks), 3 * GROUP)
+        self.assertEqual([ref for ref in sinks if ref() is not None], [])  # stream alive
+        self.assertEqual(stream.dicom_sinks, set())
