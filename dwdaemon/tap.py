@@ -41,6 +41,7 @@ from dwdaemon.web.urls import Urls
 from dwdaemon.web.wado_rs import WadoRs, WadoService
 from dwdaemon.web.wado_uri import WadoUri
 from dwdaemon.web.webpage import WebPage
+from dwdaemon.workers import WORKER_ENV
 
 log = Logger()
 
@@ -220,7 +221,9 @@ def makeService(options: Options) -> service.MultiService:
         from dwdaemon.logs import JsonLogService
 
         JsonLogService().setServiceParent(top)  # first: later start-up lines are JSON too
-    if config.workers > 1:  # the parent of worker processes, or one of them
+    if config.workers > 1 or WORKER_ENV in os.environ:  # a parent of workers, or a worker
+        # (a worker is pinned to one CPU: its own count of CPUs, the default of Workers,
+        # would be 1; its parent's environment says what it is)
         from dwdaemon.workers import make_service
 
         return make_service(options, top, options["listen"] or listen_description(config))

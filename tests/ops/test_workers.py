@@ -406,6 +406,17 @@ class SupervisionTests(WorkersTestCase):
         wait_for(lambda: len(floating.workers()) == 2, 30, "two workers")
         self.assertEqual([os.sched_getaffinity(pid) for pid in floating.workers()], [cpus] * 2)
 
+    def test_default_worker_count_starts_workers_that_stay_workers(self) -> None:
+        """Workers 0 (the default: the CPU count). A worker is pinned to one CPU, so its own
+        count of CPUs is 1: it must still adopt the parent's socket, not listen itself."""
+        if cpu_count() < 2:
+            raise SkipTest("needs two CPUs")
+        daemon = self.daemon(workers=0)
+        wait_for(lambda: len(daemon.workers()) == cpu_count(), 30, "the workers")
+        self.both(daemon, "GET", "/system", lambda s, b: self.assertEqual(s, 200))
+        self.assertNotIn("Address already in use", daemon.output())
+        self.assertEqual(len(daemon.workers()), cpu_count())
+
     def test_https_served_by_both_workers(self) -> None:
         from tests.client.netsupport import _key_pem, _pem, make_pki
 
