@@ -26,7 +26,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["MAX_WAIT", "RETRY", "BalancedAccept", "ConnectionCounts", "shared_counts_fd"]
+__all__ = ["ABSENT", "MAX_WAIT", "RETRY", "BalancedAccept", "ConnectionCounts", "mark_absent",
+           "shared_counts_fd"]
 
 #: Longest time (seconds) a busier worker steps aside before accepting a pending connection.
 MAX_WAIT = 0.05
@@ -34,11 +35,14 @@ MAX_WAIT = 0.05
 RETRY = 0.003
 
 _SLOT = struct.Struct("=q")
+#: The count of a worker that is not serving (not started yet, or dead): never the least.
+ABSENT = 1 << 62
 
 
 def shared_counts_fd(workers: int) -> int:
-    """A new file descriptor of ``workers`` zeroed counters, to share with the workers
-    (anonymous memory where the OS has it, else an unlinked temporary file)."""
+    """A new file descriptor of ``workers`` counters, to share with the workers (anonymous
+    memory where the OS has it, else an unlinked temporary file); every worker is
+    :data:`ABSENT` until it starts (:class:`ConnectionCounts` publishes 0)."""
     size = max(1, workers) * _SLOT.size
     try:
         fd = os.memfd_create("dwdaemon-connections", os.MFD_CLOEXEC)
@@ -46,7 +50,15 @@ def shared_counts_fd(workers: int) -> int:
         with tempfile.TemporaryFile() as fp:
             fd = os.dup(fp.fileno())
     os.ftruncate(fd, size)
+    for slot in range(max(1, workers)):
+        mark_absent(fd, slot)
     return fd
+
+
+def mark_absent(fd: int, slot: int) -> None:
+    """Say that worker ``slot`` serves nothing (it ended): the others stop stepping aside for
+    it (the parent calls this; the worker's replacement publishes its own count)."""
+    os.pwrite(fd, _SLOT.pack(ABSENT), slot * _SLOT.size)
 
 
 class ConnectionCounts:

@@ -36,7 +36,7 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 from twisted.web.server import Site
 
-from dwdaemon.balance import BalancedAccept, ConnectionCounts, shared_counts_fd
+from dwdaemon.balance import BalancedAccept, ConnectionCounts, mark_absent, shared_counts_fd
 from dwdaemon.config import Config
 from dwdaemon.threads import the_reactor
 
@@ -226,6 +226,9 @@ class Supervisor(service.Service):
         log.info("worker {slot} started (pid {pid})", slot=slot, pid=proto.pid)
 
     def worker_ended(self, proto: WorkerProcess, reason: Failure) -> None:
+        if self._counts_fd is not None:  # the other workers stop stepping aside for it
+            with contextlib.suppress(OSError):
+                mark_absent(self._counts_fd, proto.slot)
         if self.workers.get(proto.slot) is proto:
             del self.workers[proto.slot]
         if proto.pid:  # its uploads in progress died with it: no need to wait for a restart

@@ -8,7 +8,15 @@ import socket
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from dwdaemon.balance import MAX_WAIT, RETRY, BalancedAccept, ConnectionCounts, shared_counts_fd
+from dwdaemon.balance import (
+    ABSENT,
+    MAX_WAIT,
+    RETRY,
+    BalancedAccept,
+    ConnectionCounts,
+    mark_absent,
+    shared_counts_fd,
+)
 
 
 class FakePort:
@@ -49,11 +57,24 @@ class CountsTests(SynchronousTestCase):
         self.assertEqual(two.least_other(), 5)
         self.assertIsNone(ConnectionCounts(fd, 1, 0).least_other())  # a single worker
 
+    def test_a_worker_not_started_or_ended_is_never_the_least_loaded(self) -> None:
+        fd = shared_counts_fd(3)
+        self.addCleanup(os.close, fd)
+        one = ConnectionCounts(fd, 3, 0)
+        self.assertEqual((one.get(0), one.get(1), one.get(2)), (0, ABSENT, ABSENT))
+        self.assertEqual(one.least_other(), ABSENT)  # nobody else serves: no stepping aside
+        two = ConnectionCounts(fd, 3, 1)
+        two.set(4)
+        self.assertEqual(one.least_other(), 4)
+        mark_absent(fd, 1)  # worker 1 died (the parent says so)
+        self.assertEqual(one.least_other(), ABSENT)
+
 
 class BalancedAcceptTests(SynchronousTestCase):
     def setUp(self) -> None:
         fd = shared_counts_fd(2)
         self.addCleanup(os.close, fd)
+        self.other_fd = fd
         self.mine, self.other = ConnectionCounts(fd, 2, 0), ConnectionCounts(fd, 2, 1)
         self.port = FakePort()
         self.addCleanup(self.port.socket.close)
@@ -85,6 +106,12 @@ class BalancedAcceptTests(SynchronousTestCase):
             self.assertEqual(self.port.accepted, 0)
             self.clock.advance(RETRY)
         self.port.doRead()  # waited long enough: accept even though busier
+        self.assertEqual(self.port.accepted, 1)
+
+    def test_no_stepping_aside_for_a_worker_that_does_not_serve(self) -> None:
+        self.open = 5
+        mark_absent(self.other_fd, 1)
+        self.port.doRead()
         self.assertEqual(self.port.accepted, 1)
 
     def test_a_wait_ends_when_another_worker_took_the_connection(self) -> None:
