@@ -81,8 +81,8 @@ def worker_cpus(workers: int, cpus: list[int], enabled: bool) -> list[int | None
     return sorted(cpus)[:workers]
 
 
-def pin_to_cpu(cpu: int | None) -> None:
-    """Run this process (and the threads it starts later) on ``cpu`` only.
+def pin_to_cpu(cpu: int | None, pid: int = 0) -> None:
+    """Run process ``pid`` (0: this one; and the threads it starts later) on ``cpu`` only.
 
     A worker is one Python process: its threads mostly take turns on the GIL, so it uses
     about one core. Kept on one CPU, each hand-off of the GIL wakes a thread on the same
@@ -92,7 +92,7 @@ def pin_to_cpu(cpu: int | None) -> None:
     if cpu is None:
         return
     try:
-        os.sched_setaffinity(0, {cpu})
+        os.sched_setaffinity(pid, {cpu})
     except (AttributeError, OSError) as exc:
         log.warn("cannot run on CPU {cpu}: {error}", cpu=cpu, error=exc)
 
@@ -220,9 +220,7 @@ class Supervisor(service.Service):
         self.reactor.spawnProcess(proto, sys.executable, argv, env=env, path=os.getcwd(),
                                   childFDs=fds)
         proto.pid = proto.transport.pid
-        if info["cpu"] is not None:  # at once (the worker pins itself again when it starts)
-            with contextlib.suppress(OSError):
-                os.sched_setaffinity(proto.pid, {info["cpu"]})
+        pin_to_cpu(info["cpu"], proto.pid)  # at once (the worker pins itself again at start)
         log.info("worker {slot} started (pid {pid})", slot=slot, pid=proto.pid)
 
     def worker_ended(self, proto: WorkerProcess, reason: Failure) -> None:
@@ -450,11 +448,15 @@ class AdoptedPort(service.Service):
         self.port = self.reactor.adoptStreamPort(LISTEN_FD, self.info["family"], self.factory())
         os.close(LISTEN_FD)  # adoptStreamPort duplicated it
         workers = int(self.info.get("workers", 1))
-        if workers > 1 and _is_open(COUNTS_FD):
-            counts = ConnectionCounts(COUNTS_FD, workers, int(self.info["slot"]))
-            os.close(COUNTS_FD)  # the mapping keeps the memory
-            self.balance = BalancedAccept(self.port, counts, lambda: len(self.channels),
-                                          self.reactor)
+        if workers > 1:
+            try:
+                counts = ConnectionCounts(COUNTS_FD, workers, int(self.info["slot"]))
+            except (OSError, ValueError) as exc:  # not passed: accept without balancing
+                log.warn("no shared connection counts: {error}", error=exc)
+            else:
+                os.close(COUNTS_FD)  # the mapping keeps the memory
+                self.balance = BalancedAccept(self.port, counts, lambda: len(self.channels),
+                                              self.reactor)
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
     def _counted(self) -> None:
@@ -479,14 +481,6 @@ class AdoptedPort(service.Service):
             if not busy or time.monotonic() > deadline:
                 break
             yield _sleep(self.reactor, 0.05)
-
-
-def _is_open(fd: int) -> bool:
-    try:
-        os.fstat(fd)
-    except OSError:
-        return False
-    return True
 
 
 def _sleep(reactor: Any, seconds: float) -> defer.Deferred[None]:

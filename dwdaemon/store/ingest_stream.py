@@ -97,8 +97,6 @@ class DicomPartSink(_TempFileSink):
         self.error: BaseException | None = None
         #: The part belongs to another study than the URL's (removed, named by ``uids``).
         self.other_study = False
-        #: Handed to :meth:`IngestStream.ingest_group` (the commit owns its file now).
-        self.taken = False
 
     def write(self, data: bytes) -> None:
         if len(self.head) < HEAD_BYTES:
@@ -391,7 +389,7 @@ class IngestStream:
             pump.abort()
             for path in self.temp_paths:
                 discard(path)
-            leftovers = [s.path for s in list(self.dicom_sinks) if not s.taken]
+            leftovers = [s.path for s in list(self.dicom_sinks)]
             if leftovers:
                 yield pools.io(_discard_all, leftovers)
             # On failure, let the parts already handed over finish (committed or removed)
@@ -406,8 +404,7 @@ class IngestStream:
         out: list[Any] = []
         ready: list[tuple[int, DicomPartSink]] = []
         for order, sink in group:
-            sink.taken = True
-            self.dicom_sinks.discard(sink)
+            self.dicom_sinks.discard(sink)  # the commit owns its file now
             if sink.other_study:
                 sop_class, sop_uid, study = sink.uids or ("", "", "")
                 self.on_failed(order, sop_class, sop_uid, sm.PROCESSING_FAILURE,

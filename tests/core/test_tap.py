@@ -81,9 +81,6 @@ class OptionsTests(SynchronousTestCase):
             store = tap.build_store(config, ThreadPools(synchronous=True))
             try:
                 self.assertEqual(store.storage.recent_cache_bytes, window)
-                path, fp = store.storage.new_temp()
-                self.assertEqual(fp.on_synced is not None, window > 0)
-                fp.close()
             finally:
                 store.index.close()
 

@@ -168,6 +168,23 @@ class WorkersTestCase(SynchronousTestCase):
         self.addCleanup(daemon.stop)
         return daemon.start()
 
+    def racing_posts(self, daemon: Daemon, data: bytes, count: int
+                     ) -> list[tuple[int, str, bytes]]:
+        """``count`` clients POST the same instance at once; their answers."""
+        answers: list[tuple[int, str, bytes]] = []
+        start = threading.Barrier(count)
+
+        def post() -> None:
+            start.wait()
+            answers.append(daemon.request("POST", "/instances", data))
+
+        threads = [threading.Thread(target=post) for _ in range(count)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return answers
+
     def both(self, daemon: Daemon, method: str, path: str, check: Callable[[int, bytes], None],
              seconds: float = 60.0) -> set[str]:
         """Send a request on new connections until both workers answered; check each answer."""
@@ -236,19 +253,7 @@ class SharedViewTests(WorkersTestCase):
 
     def test_duplicates_racing_through_two_workers_keep_one_copy(self) -> None:
         daemon = self.daemon()
-        data = read(testdata("CT_small.dcm"))
-        answers: list[tuple[int, str, bytes]] = []
-        start = threading.Barrier(8)
-
-        def post() -> None:
-            start.wait()
-            answers.append(daemon.request("POST", "/instances", data))
-
-        threads = [threading.Thread(target=post) for _ in range(8)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        answers = self.racing_posts(daemon, read(testdata("CT_small.dcm")), 8)
         self.assertEqual({a[0] for a in answers}, {200})
         statuses = sorted(json.loads(a[2])["Status"] for a in answers)
         self.assertEqual(statuses.count("Success"), 1, statuses)
@@ -310,19 +315,7 @@ class PostgresWorkersTests(WorkersTestCase):
 
         schema = new_schema(self)
         daemon = self.daemon(PostgreSQL={"EnableIndex": True, "ConnectionUri": uri(schema)})
-        data = read(testdata("CT_small.dcm"))
-        answers: list[tuple[int, str, bytes]] = []
-        start = threading.Barrier(6)
-
-        def post() -> None:
-            start.wait()
-            answers.append(daemon.request("POST", "/instances", data))
-
-        threads = [threading.Thread(target=post) for _ in range(6)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        answers = self.racing_posts(daemon, read(testdata("CT_small.dcm")), 6)
         self.assertEqual({a[0] for a in answers}, {200})
         statuses = [json.loads(a[2])["Status"] for a in answers]
         self.assertEqual(statuses.count("Success"), 1, statuses)
